@@ -1,0 +1,83 @@
+//! The message-bus seam. [`Bus`] publishes with a durable acknowledgement and opens [`Consumer`]s in
+//! consumer groups that commit after processing (at-least-once). Drivers: `embedded` (SQLite on local
+//! disk) and `kafka` (rdkafka). Every driver passes the contract suite in [`testsuite`] (feature
+//! `testsuite`).
+
+pub mod error;
+pub mod message;
+
+pub use error::BusError;
+pub use message::{Header, OutgoingMessage, ReceivedMessage};
+
+use async_trait::async_trait;
+
+/// Where a group with no committed offset starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The oldest retained message (services use this, so nothing published before they first
+    /// started is missed).
+    Earliest,
+    /// Only messages published after the consumer joined.
+    Latest,
+}
+
+/// What a consumer reads.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Consumer group id; members of one group share the work, each message goes to one member.
+    pub group: String,
+    /// Topic wire names (prefix already applied).
+    pub topics: Vec<String>,
+    pub start: StartFrom,
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i16,
+}
+
+/// Where a published message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A message bus.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes one message and returns once it is durably handed off (Kafka: acknowledged by all
+    /// in-sync replicas, idempotent producer; embedded: committed to disk). Fails with
+    /// [`BusError::Timeout`] if that takes longer than the configured publish timeout, and with
+    /// [`BusError::UnknownTopic`] when the topic does not exist and the bus does not create topics.
+    async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError>;
+
+    /// Joins `subscription.group` and returns a consumer of its topics. Offsets committed by earlier
+    /// members of the group are honoured; messages delivered but never committed are delivered again
+    /// to the group's next member (after a restart, or a rebalance).
+    async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// Creates the topics that do not exist yet. Idempotent.
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError>;
+
+    /// Every topic's wire name.
+    async fn list_topics(&self) -> Result<Vec<String>, BusError>;
+
+    /// The bus answers (used by `/readyz`).
+    async fn check(&self) -> Result<(), BusError>;
+}
+
+/// One member of a consumer group.
+#[async_trait]
+pub trait Consumer: Send {
+    /// Waits for the next message. Within one partition, messages come in offset order. Cancel-safe:
+    /// dropping the future loses nothing (the message is delivered by a later call).
+    async fn next(&mut self) -> Result<ReceivedMessage, BusError>;
+
+    /// Commits `message`'s offset for its partition: the group will not see it, or anything before
+    /// it in that partition, again. Call only after the message is fully processed.
+    async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError>;
+}

@@ -1,0 +1,204 @@
+//! Bus settings and topic names (spec/README.md, "Bus"; messages.md, "Topics").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{ConfigError, EnvMap, EnvReader};
+
+pub(super) const VARIABLES: &[&str] = &[
+    "BUS_DRIVER",
+    "BUS_DATA_DIR",
+    "KAFKA_BROKERS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_LOCATION",
+    "KAFKA_SSL_CERT_LOCATION",
+    "KAFKA_SSL_KEY_LOCATION",
+    "KAFKA_TOPIC_PREFIX",
+    "BUS_CREATE_TOPICS",
+    "BUS_PUBLISH_TIMEOUT",
+    "TOPIC_SERVICE_TEMPLATE",
+    "TOPIC_ANNOUNCE",
+    "TOPIC_VALIDATION",
+    "TOPIC_VALIDATION_DLQ",
+    "TOPIC_AVAILABLE",
+    "TOPIC_PAYLOAD_STATUS",
+    "TOPIC_PAYLOAD_STATUS_DLQ",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusDriver {
+    Embedded,
+    Kafka,
+}
+
+/// Kafka connection settings. The password never appears in Debug output.
+#[derive(Clone, Default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub security_protocol: String,
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<String>,
+    pub ssl_ca_location: Option<String>,
+    pub ssl_cert_location: Option<String>,
+    pub ssl_key_location: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Topic names as configured, before the prefix. Use [`BusConfig::topic`] to get wire names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub service_template: String,
+    pub announce: String,
+    pub validation: String,
+    pub validation_dlq: String,
+    pub available: String,
+    pub payload_status: String,
+    pub payload_status_dlq: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            service_template: "platform.upload.{service}".into(),
+            announce: "platform.upload.announce".into(),
+            validation: "platform.upload.validation".into(),
+            validation_dlq: "platform.upload.validation.dlq".into(),
+            available: "platform.upload.available".into(),
+            payload_status: "platform.payload-status".into(),
+            payload_status_dlq: "platform.payload-status.dlq".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    pub driver: BusDriver,
+    pub data_dir: PathBuf,
+    pub kafka: KafkaConfig,
+    /// `KAFKA_TOPIC_PREFIX`, prepended to every topic (embedded bus too, for symmetry).
+    pub topic_prefix: String,
+    pub create_topics: bool,
+    pub publish_timeout: Duration,
+    pub topics: Topics,
+}
+
+impl BusConfig {
+    pub fn from_env(env: &EnvMap, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
+        let mut r = EnvReader::new(env);
+        let brokers = r.raw("KAFKA_BROKERS").or_else(|| r.raw("KAFKAMQ")).map(str::to_owned);
+        let default_driver = if brokers.is_some() { BusDriver::Kafka } else { BusDriver::Embedded };
+        let driver = r.parsed("BUS_DRIVER", default_driver, |t| match t.to_ascii_lowercase().as_str() {
+            "kafka" => Ok(BusDriver::Kafka),
+            "embedded" => Ok(BusDriver::Embedded),
+            _ => Err("expected kafka or embedded".into()),
+        });
+        if driver == BusDriver::Kafka && brokers.is_none() {
+            r.fail("KAFKA_BROKERS", "required when BUS_DRIVER=kafka");
+        }
+        let data_dir = r.raw("BUS_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("bus"));
+        let security_protocol = r.parsed("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT".to_owned(), |t| {
+            let u = t.to_ascii_uppercase();
+            match u.as_str() {
+                "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL" => Ok(u),
+                _ => Err("expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL".into()),
+            }
+        });
+        let sasl_mechanism = match r.raw("KAFKA_SASL_MECHANISM") {
+            None => None,
+            Some(t) => {
+                let u = t.to_ascii_uppercase();
+                if matches!(u.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") {
+                    Some(u)
+                } else {
+                    r.fail("KAFKA_SASL_MECHANISM", format!("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (got {t:?})"));
+                    None
+                }
+            }
+        };
+        if security_protocol.starts_with("SASL") && sasl_mechanism.is_none() {
+            r.fail("KAFKA_SASL_MECHANISM", format!("required with KAFKA_SECURITY_PROTOCOL={security_protocol}"));
+        }
+        let kafka = KafkaConfig {
+            brokers: brokers.unwrap_or_default(),
+            security_protocol,
+            sasl_mechanism,
+            sasl_username: r.raw("KAFKA_SASL_USERNAME").map(str::to_owned),
+            sasl_password: r.raw("KAFKA_SASL_PASSWORD").map(str::to_owned),
+            ssl_ca_location: r.raw("KAFKA_SSL_CA_LOCATION").map(str::to_owned),
+            ssl_cert_location: r.raw("KAFKA_SSL_CERT_LOCATION").map(str::to_owned),
+            ssl_key_location: r.raw("KAFKA_SSL_KEY_LOCATION").map(str::to_owned),
+        };
+        let topic_prefix = r.string("KAFKA_TOPIC_PREFIX", "");
+        let create_topics = r.bool("BUS_CREATE_TOPICS", false);
+        let publish_timeout = r.duration("BUS_PUBLISH_TIMEOUT", Duration::from_secs(10));
+        let d = Topics::default();
+        let topics = Topics {
+            service_template: r.string("TOPIC_SERVICE_TEMPLATE", &d.service_template),
+            announce: r.string("TOPIC_ANNOUNCE", &d.announce),
+            validation: r.string("TOPIC_VALIDATION", &d.validation),
+            validation_dlq: r.string("TOPIC_VALIDATION_DLQ", &d.validation_dlq),
+            available: r.string("TOPIC_AVAILABLE", &d.available),
+            payload_status: r.string("TOPIC_PAYLOAD_STATUS", &d.payload_status),
+            payload_status_dlq: r.string("TOPIC_PAYLOAD_STATUS_DLQ", &d.payload_status_dlq),
+        };
+        if !topics.service_template.contains("{service}") {
+            r.fail("TOPIC_SERVICE_TEMPLATE", "must contain {service}");
+        }
+        r.finish(Self { driver, data_dir, kafka, topic_prefix, create_topics, publish_timeout, topics })
+    }
+
+    /// The wire name of a configured topic: prefix + name.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{}", self.topic_prefix, name)
+    }
+
+    /// The wire name of a service's announce topic.
+    pub fn service_topic(&self, service: &str) -> String {
+        self.topic(&self.topics.service_template.replace("{service}", service))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_kafkamq_selects_kafka() {
+        let env: EnvMap = [("KAFKAMQ".to_string(), "kafka:29092".to_string())].into();
+        let c = BusConfig::from_env(&env, std::path::Path::new("/d")).unwrap();
+        assert_eq!(c.driver, BusDriver::Kafka);
+        assert_eq!(c.kafka.brokers, "kafka:29092");
+    }
+
+    #[test]
+    fn prefix_applies_to_every_topic() {
+        let env: EnvMap = [("KAFKA_TOPIC_PREFIX".to_string(), "platform-mq-stage.".to_string())].into();
+        let c = BusConfig::from_env(&env, std::path::Path::new("/d")).unwrap();
+        assert_eq!(c.service_topic("advisor"), "platform-mq-stage.platform.upload.advisor");
+        assert_eq!(c.topic(&c.topics.validation_dlq), "platform-mq-stage.platform.upload.validation.dlq");
+    }
+
+    #[test]
+    fn sasl_needs_a_mechanism() {
+        let env: EnvMap = [
+            ("KAFKA_BROKERS".to_string(), "k:9092".to_string()),
+            ("KAFKA_SECURITY_PROTOCOL".to_string(), "SASL_SSL".to_string()),
+        ]
+        .into();
+        assert!(BusConfig::from_env(&env, std::path::Path::new("/d")).unwrap_err().names("KAFKA_SASL_MECHANISM"));
+    }
+}
