@@ -62,27 +62,38 @@ pub enum ContentTypeError {
 /// Parses a file part's content type into service and category (no allow-list check).
 pub fn parse(content_type: &str) -> Result<ServiceType, ContentTypeError> {
     let lowered = content_type.trim().to_ascii_lowercase();
-    let normalised: String = lowered.split(';').map(str::trim).collect::<Vec<_>>().join("; ");
+    let normalised: String = lowered
+        .split(';')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ");
     let legacy = match normalised.as_str() {
-        "application/x-gzip; charset=binary" | "application/gzip" | "application/gzip; charset=binary" => {
-            Some(("advisor", "upload"))
-        }
+        "application/x-gzip; charset=binary"
+        | "application/gzip"
+        | "application/gzip; charset=binary" => Some(("advisor", "upload")),
         "application/vnd.redhat.openshift.periodic" => Some(("buckit", "openshift")),
         _ => None,
     };
     if let Some((service, category)) = legacy {
-        return Ok(ServiceType { service: service.into(), category: category.into() });
+        return Ok(ServiceType {
+            service: service.into(),
+            category: category.into(),
+        });
     }
     let caps = VND
         .captures(&lowered)
         .ok_or_else(|| ContentTypeError::Unrecognised(content_type.to_owned()))?;
-    Ok(ServiceType { service: caps[1].to_owned(), category: caps[2].to_owned() })
+    Ok(ServiceType {
+        service: caps[1].to_owned(),
+        category: caps[2].to_owned(),
+    })
 }
 
 /// Parses and checks against the allow-list; reserved names are refused even when listed.
 pub fn resolve(content_type: &str, allowed: &[String]) -> Result<ServiceType, ContentTypeError> {
     let st = parse(content_type)?;
-    if RESERVED_SERVICES.contains(&st.service.as_str()) || !allowed.iter().any(|s| s == &st.service) {
+    if RESERVED_SERVICES.contains(&st.service.as_str()) || !allowed.iter().any(|s| s == &st.service)
+    {
         return Err(ContentTypeError::ServiceNotAllowed(st.service));
     }
     Ok(st)
@@ -93,27 +104,48 @@ mod tests {
     use super::*;
 
     fn defaults() -> Vec<String> {
-        DEFAULT_VALID_SERVICES.iter().map(|s| s.to_string()).collect()
+        DEFAULT_VALID_SERVICES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]
     fn vendor_types() {
         let st = parse("application/vnd.redhat.advisor.payload+tgz").unwrap();
-        assert_eq!((st.service.as_str(), st.category.as_str()), ("advisor", "payload"));
+        assert_eq!(
+            (st.service.as_str(), st.category.as_str()),
+            ("advisor", "payload")
+        );
         let st = parse("application/vnd.redhat.s0m3-s3rv1c3.s0m3-4pp+tgz").unwrap();
         assert_eq!(st.service, "s0m3-s3rv1c3");
-        assert!(resolve("application/vnd.redhat.s0m3-s3rv1c3.s0m3-4pp+tgz", &defaults()).is_err());
-        let st = resolve("Application/VND.redhat.testareno.something+tgz", &defaults()).unwrap();
+        assert!(resolve(
+            "application/vnd.redhat.s0m3-s3rv1c3.s0m3-4pp+tgz",
+            &defaults()
+        )
+        .is_err());
+        let st = resolve(
+            "Application/VND.redhat.testareno.something+tgz",
+            &defaults(),
+        )
+        .unwrap();
         assert_eq!(st.category, "something");
     }
 
     #[test]
     fn legacy_map() {
-        for ct in ["application/x-gzip; charset=binary", "application/x-gzip;charset=binary", "application/gzip"] {
+        for ct in [
+            "application/x-gzip; charset=binary",
+            "application/x-gzip;charset=binary",
+            "application/gzip",
+        ] {
             assert_eq!(parse(ct).unwrap().service, "advisor", "{ct}");
         }
         let st = parse("application/vnd.redhat.openshift.periodic").unwrap();
-        assert_eq!((st.service.as_str(), st.category.as_str()), ("buckit", "openshift"));
+        assert_eq!(
+            (st.service.as_str(), st.category.as_str()),
+            ("buckit", "openshift")
+        );
     }
 
     #[test]
@@ -126,16 +158,26 @@ mod tests {
             "application/json",
             "text/plain",
         ] {
-            assert!(matches!(parse(ct), Err(ContentTypeError::Unrecognised(_))), "{ct}");
+            assert!(
+                matches!(parse(ct), Err(ContentTypeError::Unrecognised(_))),
+                "{ct}"
+            );
         }
     }
 
     #[test]
     fn reserved_services_are_refused_even_when_listed() {
-        let allowed = vec!["validation".to_string(), "announce".into(), "available".into()];
+        let allowed = vec![
+            "validation".to_string(),
+            "announce".into(),
+            "available".into(),
+        ];
         for s in ["validation", "announce", "available"] {
             let ct = format!("application/vnd.redhat.{s}.x+tgz");
-            assert_eq!(resolve(&ct, &allowed), Err(ContentTypeError::ServiceNotAllowed(s.into())));
+            assert_eq!(
+                resolve(&ct, &allowed),
+                Err(ContentTypeError::ServiceNotAllowed(s.into()))
+            );
         }
     }
 }

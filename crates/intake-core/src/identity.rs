@@ -65,7 +65,11 @@ impl Identity {
             .get("identity")
             .and_then(Value::as_object)
             .ok_or(IdentityError::NoIdentityObject)?;
-        let kind = ident.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let kind = ident
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let mut org_id = scalar_text(ident.get("org_id"));
         if org_id.is_empty() {
             org_id = scalar_text(ident.get("internal").and_then(|i| i.get("org_id")));
@@ -74,7 +78,12 @@ impl Identity {
             return Err(IdentityError::NoOrgId);
         }
         let account = scalar_text(ident.get("account_number"));
-        Ok(Self { org_id, account, kind, raw: trimmed.to_owned() })
+        Ok(Self {
+            org_id,
+            account,
+            kind,
+            raw: trimmed.to_owned(),
+        })
     }
 
     /// Associates see every tenant.
@@ -133,19 +142,31 @@ mod tests {
             assert_eq!(id.org_id, "");
         }
         let doc = r#"{"identity":{"type":"User"}}"#;
-        assert_eq!(Identity::decode(&STANDARD.encode(doc)), Err(IdentityError::NoOrgId));
+        assert_eq!(
+            Identity::decode(&STANDARD.encode(doc)),
+            Err(IdentityError::NoOrgId)
+        );
     }
 
     #[test]
     fn malformed_headers_are_typed_errors() {
         assert_eq!(Identity::decode("%%%"), Err(IdentityError::NotBase64));
-        assert_eq!(Identity::decode(&STANDARD.encode("not json")), Err(IdentityError::NotJson));
-        assert_eq!(Identity::decode(&STANDARD.encode("[1]")), Err(IdentityError::NoIdentityObject));
+        assert_eq!(
+            Identity::decode(&STANDARD.encode("not json")),
+            Err(IdentityError::NotJson)
+        );
+        assert_eq!(
+            Identity::decode(&STANDARD.encode("[1]")),
+            Err(IdentityError::NoIdentityObject)
+        );
         assert_eq!(
             Identity::decode(&STANDARD.encode(r#"{"identity":"x"}"#)),
             Err(IdentityError::NoIdentityObject)
         );
-        assert_eq!(Identity::decode(&STANDARD.encode([0xff, 0xfe])), Err(IdentityError::NotJson));
+        assert_eq!(
+            Identity::decode(&STANDARD.encode([0xff, 0xfe])),
+            Err(IdentityError::NotJson)
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(RequestId::parse("a.b"), Err(RequestIdError::BadCharacter));
         assert_eq!(RequestId::parse("a/b"), Err(RequestIdError::BadCharacter));
         assert_eq!(RequestId::parse(""), Err(RequestIdError::Empty));
-        assert_eq!(RequestId::parse(&"a".repeat(65)), Err(RequestIdError::TooLong(65)));
+        assert_eq!(
+            RequestId::parse(&"a".repeat(65)),
+            Err(RequestIdError::TooLong(65))
+        );
         assert_eq!(RequestId::parse("é"), Err(RequestIdError::BadCharacter));
     }
 
@@ -103,6 +106,9 @@ mod tests {
     fn generated_ids_are_32_lower_hex() {
         let id = RequestId::generate();
         assert_eq!(id.as_str().len(), 32);
-        assert!(id.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(id
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 }

@@ -2,5 +2,6 @@
 //! their addresses; [`servers`] reads them and fails loudly when one is missing, so no test that
 //! needs a real engine is ever skipped silently.
 
+pub mod archives;
 pub mod poll;
 pub mod servers;

@@ -99,17 +99,29 @@ pub struct BusConfig {
 impl BusConfig {
     pub fn from_env(env: &EnvMap, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
         let mut r = EnvReader::new(env);
-        let brokers = r.raw("KAFKA_BROKERS").or_else(|| r.raw("KAFKAMQ")).map(str::to_owned);
-        let default_driver = if brokers.is_some() { BusDriver::Kafka } else { BusDriver::Embedded };
-        let driver = r.parsed("BUS_DRIVER", default_driver, |t| match t.to_ascii_lowercase().as_str() {
-            "kafka" => Ok(BusDriver::Kafka),
-            "embedded" => Ok(BusDriver::Embedded),
-            _ => Err("expected kafka or embedded".into()),
+        let brokers = r
+            .raw("KAFKA_BROKERS")
+            .or_else(|| r.raw("KAFKAMQ"))
+            .map(str::to_owned);
+        let default_driver = if brokers.is_some() {
+            BusDriver::Kafka
+        } else {
+            BusDriver::Embedded
+        };
+        let driver = r.parsed("BUS_DRIVER", default_driver, |t| {
+            match t.to_ascii_lowercase().as_str() {
+                "kafka" => Ok(BusDriver::Kafka),
+                "embedded" => Ok(BusDriver::Embedded),
+                _ => Err("expected kafka or embedded".into()),
+            }
         });
         if driver == BusDriver::Kafka && brokers.is_none() {
             r.fail("KAFKA_BROKERS", "required when BUS_DRIVER=kafka");
         }
-        let data_dir = r.raw("BUS_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("bus"));
+        let data_dir = r
+            .raw("BUS_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("bus"));
         let security_protocol = r.parsed("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT".to_owned(), |t| {
             let u = t.to_ascii_uppercase();
             match u.as_str() {
@@ -124,13 +136,19 @@ impl BusConfig {
                 if matches!(u.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") {
                     Some(u)
                 } else {
-                    r.fail("KAFKA_SASL_MECHANISM", format!("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (got {t:?})"));
+                    r.fail(
+                        "KAFKA_SASL_MECHANISM",
+                        format!("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (got {t:?})"),
+                    );
                     None
                 }
             }
         };
         if security_protocol.starts_with("SASL") && sasl_mechanism.is_none() {
-            r.fail("KAFKA_SASL_MECHANISM", format!("required with KAFKA_SECURITY_PROTOCOL={security_protocol}"));
+            r.fail(
+                "KAFKA_SASL_MECHANISM",
+                format!("required with KAFKA_SECURITY_PROTOCOL={security_protocol}"),
+            );
         }
         let kafka = KafkaConfig {
             brokers: brokers.unwrap_or_default(),
@@ -158,7 +176,15 @@ impl BusConfig {
         if !topics.service_template.contains("{service}") {
             r.fail("TOPIC_SERVICE_TEMPLATE", "must contain {service}");
         }
-        r.finish(Self { driver, data_dir, kafka, topic_prefix, create_topics, publish_timeout, topics })
+        r.finish(Self {
+            driver,
+            data_dir,
+            kafka,
+            topic_prefix,
+            create_topics,
+            publish_timeout,
+            topics,
+        })
     }
 
     /// The wire name of a configured topic: prefix + name.
@@ -186,19 +212,34 @@ mod tests {
 
     #[test]
     fn prefix_applies_to_every_topic() {
-        let env: EnvMap = [("KAFKA_TOPIC_PREFIX".to_string(), "platform-mq-stage.".to_string())].into();
+        let env: EnvMap = [(
+            "KAFKA_TOPIC_PREFIX".to_string(),
+            "platform-mq-stage.".to_string(),
+        )]
+        .into();
         let c = BusConfig::from_env(&env, std::path::Path::new("/d")).unwrap();
-        assert_eq!(c.service_topic("advisor"), "platform-mq-stage.platform.upload.advisor");
-        assert_eq!(c.topic(&c.topics.validation_dlq), "platform-mq-stage.platform.upload.validation.dlq");
+        assert_eq!(
+            c.service_topic("advisor"),
+            "platform-mq-stage.platform.upload.advisor"
+        );
+        assert_eq!(
+            c.topic(&c.topics.validation_dlq),
+            "platform-mq-stage.platform.upload.validation.dlq"
+        );
     }
 
     #[test]
     fn sasl_needs_a_mechanism() {
         let env: EnvMap = [
             ("KAFKA_BROKERS".to_string(), "k:9092".to_string()),
-            ("KAFKA_SECURITY_PROTOCOL".to_string(), "SASL_SSL".to_string()),
+            (
+                "KAFKA_SECURITY_PROTOCOL".to_string(),
+                "SASL_SSL".to_string(),
+            ),
         ]
         .into();
-        assert!(BusConfig::from_env(&env, std::path::Path::new("/d")).unwrap_err().names("KAFKA_SASL_MECHANISM"));
+        assert!(BusConfig::from_env(&env, std::path::Path::new("/d"))
+            .unwrap_err()
+            .names("KAFKA_SASL_MECHANISM"));
     }
 }

@@ -5,8 +5,13 @@ use std::time::Duration;
 
 use super::{ConfigError, EnvMap, EnvReader};
 
-pub(super) const VARIABLES: &[&str] =
-    &["LOG_LEVEL", "LOG_FORMAT", "INTAKE_DATA_DIR", "IDENTITY_REQUIRED", "SHUTDOWN_GRACE"];
+pub(super) const VARIABLES: &[&str] = &[
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "INTAKE_DATA_DIR",
+    "IDENTITY_REQUIRED",
+    "SHUTDOWN_GRACE",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -38,14 +43,22 @@ impl GeneralConfig {
                 _ => Err("expected error, warn, info, debug or trace".into()),
             }
         });
-        let log_format = r.parsed("LOG_FORMAT", LogFormat::Text, |t| match t.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err("expected text or json".into()),
+        let log_format = r.parsed("LOG_FORMAT", LogFormat::Text, |t| {
+            match t.to_ascii_lowercase().as_str() {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected text or json".into()),
+            }
         });
         let data_dir = PathBuf::from(r.string("INTAKE_DATA_DIR", "./data"));
         let identity_required = r.bool("IDENTITY_REQUIRED", true);
         let shutdown_grace = r.duration("SHUTDOWN_GRACE", Duration::from_secs(30));
-        r.finish(Self { log_level, log_format, data_dir, identity_required, shutdown_grace })
+        r.finish(Self {
+            log_level,
+            log_format,
+            data_dir,
+            identity_required,
+            shutdown_grace,
+        })
     }
 }

@@ -67,18 +67,25 @@ impl IngressConfig {
         let mut r = EnvReader::new(env);
         let listen = r.string("INGRESS_LISTEN", "0.0.0.0:8080");
         let metrics_listen = r.raw("INGRESS_METRICS_LISTEN").map(str::to_owned);
-        let public_url = r.string("INGRESS_PUBLIC_URL", "http://localhost:8080").trim_end_matches('/').to_owned();
+        let public_url = r
+            .string("INGRESS_PUBLIC_URL", "http://localhost:8080")
+            .trim_end_matches('/')
+            .to_owned();
         let valid_services = r.list("INGRESS_VALID_SERVICES", &DEFAULT_VALID_SERVICES);
         let max_size = r.u64("INGRESS_MAX_SIZE", 104_857_600);
         let default_map: BTreeMap<String, u64> = [("qpc".to_owned(), 157_286_400)].into();
         let max_size_map = r.parsed("INGRESS_MAX_SIZE_MAP", default_map, parse_size_map);
         let deny_org_ids = r.list("INGRESS_DENY_ORG_IDS", &[]);
-        let announce_mode = r.parsed("INGRESS_ANNOUNCE_MODE", AnnounceMode::PerService, |t| match t {
-            "per-service" => Ok(AnnounceMode::PerService),
-            "announce" => Ok(AnnounceMode::Announce),
-            "both" => Ok(AnnounceMode::Both),
-            _ => Err("expected per-service, announce or both".into()),
-        });
+        let announce_mode = r.parsed(
+            "INGRESS_ANNOUNCE_MODE",
+            AnnounceMode::PerService,
+            |t| match t {
+                "per-service" => Ok(AnnounceMode::PerService),
+                "announce" => Ok(AnnounceMode::Announce),
+                "both" => Ok(AnnounceMode::Both),
+                _ => Err("expected per-service, announce or both".into()),
+            },
+        );
         let legacy_advisor_201 = r.bool("INGRESS_LEGACY_ADVISOR_201", false);
         let max_concurrent_uploads = r.u64("INGRESS_MAX_CONCURRENT_UPLOADS", 256) as usize;
         if max_concurrent_uploads == 0 {
@@ -86,7 +93,10 @@ impl IngressConfig {
         }
         let header_timeout = r.duration("INGRESS_HEADER_TIMEOUT", Duration::from_secs(30));
         let body_idle_timeout = r.duration("INGRESS_BODY_IDLE_TIMEOUT", Duration::from_secs(60));
-        let tracker_url = r.string("INGRESS_TRACKER_URL", "http://localhost:8081/api/v1/payloads/");
+        let tracker_url = r.string(
+            "INGRESS_TRACKER_URL",
+            "http://localhost:8081/api/v1/payloads/",
+        );
         let consumer_group = r.string("INGRESS_CONSUMER_GROUP", "upload");
         let validation_retries = r.u64("INGRESS_VALIDATION_RETRIES", 5) as u32;
         r.finish(Self {
@@ -110,18 +120,28 @@ impl IngressConfig {
 
     /// The file-part limit for `service`.
     pub fn limit_for(&self, service: &str) -> u64 {
-        self.max_size_map.get(service).copied().unwrap_or(self.max_size)
+        self.max_size_map
+            .get(service)
+            .copied()
+            .unwrap_or(self.max_size)
     }
 
     /// The largest configured limit (check 6 adds 1 MiB of framing to it).
     pub fn largest_limit(&self) -> u64 {
-        self.max_size_map.values().copied().chain([self.max_size]).max().unwrap_or(self.max_size)
+        self.max_size_map
+            .values()
+            .copied()
+            .chain([self.max_size])
+            .max()
+            .unwrap_or(self.max_size)
     }
 }
 
 fn parse_size_map(text: &str) -> Result<BTreeMap<String, u64>, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let obj = v.as_object().ok_or("expected a JSON object of service to bytes")?;
+    let obj = v
+        .as_object()
+        .ok_or("expected a JSON object of service to bytes")?;
     let mut out = BTreeMap::new();
     for (k, v) in obj {
         let n = match v {
@@ -129,7 +149,10 @@ fn parse_size_map(text: &str) -> Result<BTreeMap<String, u64>, String> {
             serde_json::Value::String(s) => s.trim().parse().ok(),
             _ => None,
         };
-        out.insert(k.clone(), n.ok_or_else(|| format!("limit for {k:?} is not a whole number of bytes"))?);
+        out.insert(
+            k.clone(),
+            n.ok_or_else(|| format!("limit for {k:?} is not a whole number of bytes"))?,
+        );
     }
     Ok(out)
 }
@@ -139,7 +162,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> EnvMap {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -154,7 +180,8 @@ mod tests {
 
     #[test]
     fn string_sizes_and_every_error_named() {
-        let c = IngressConfig::from_env(&env(&[("INGRESS_MAX_SIZE_MAP", r#"{"a":"10","b":20}"#)])).unwrap();
+        let c = IngressConfig::from_env(&env(&[("INGRESS_MAX_SIZE_MAP", r#"{"a":"10","b":20}"#)]))
+            .unwrap();
         assert_eq!(c.limit_for("a"), 10);
         assert_eq!(c.limit_for("b"), 20);
         let err = IngressConfig::from_env(&env(&[

@@ -53,23 +53,37 @@ pub struct EnvReader<'a> {
 
 impl<'a> EnvReader<'a> {
     pub fn new(env: &'a EnvMap) -> Self {
-        Self { env, errors: Vec::new() }
+        Self {
+            env,
+            errors: Vec::new(),
+        }
     }
 
     /// The raw value, `None` when unset or empty.
     pub fn raw(&self, name: &str) -> Option<&'a str> {
-        self.env.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+        self.env
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
     }
 
     pub fn fail(&mut self, name: &str, problem: impl Into<String>) {
-        self.errors.push(BadVariable { name: name.to_owned(), problem: problem.into() });
+        self.errors.push(BadVariable {
+            name: name.to_owned(),
+            problem: problem.into(),
+        });
     }
 
     pub fn string(&mut self, name: &str, default: &str) -> String {
         self.raw(name).unwrap_or(default).to_owned()
     }
 
-    pub fn parsed<T>(&mut self, name: &str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+    pub fn parsed<T>(
+        &mut self,
+        name: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
         match self.raw(name) {
             None => default,
             Some(text) => match parse(text) {
@@ -91,7 +105,10 @@ impl<'a> EnvReader<'a> {
     }
 
     pub fn u64(&mut self, name: &str, default: u64) -> u64 {
-        self.parsed(name, default, |t| t.parse::<u64>().map_err(|_| "expected a whole number".to_owned()))
+        self.parsed(name, default, |t| {
+            t.parse::<u64>()
+                .map_err(|_| "expected a whole number".to_owned())
+        })
     }
 
     pub fn list(&mut self, name: &str, default: &[&str]) -> Vec<String> {

@@ -105,13 +105,22 @@ impl StorageConfig {
                 format!("http://{}", e.trim_end_matches('/'))
             }
         });
-        let default_driver = if endpoint.is_some() { StorageDriver::S3 } else { StorageDriver::LocalDisk };
-        let driver = r.parsed("STORAGE_DRIVER", default_driver, |t| match t.to_ascii_lowercase().as_str() {
-            "s3" => Ok(StorageDriver::S3),
-            "localdisk" => Ok(StorageDriver::LocalDisk),
-            _ => Err("expected s3 or localdisk".into()),
+        let default_driver = if endpoint.is_some() {
+            StorageDriver::S3
+        } else {
+            StorageDriver::LocalDisk
+        };
+        let driver = r.parsed("STORAGE_DRIVER", default_driver, |t| {
+            match t.to_ascii_lowercase().as_str() {
+                "s3" => Ok(StorageDriver::S3),
+                "localdisk" => Ok(StorageDriver::LocalDisk),
+                _ => Err("expected s3 or localdisk".into()),
+            }
         });
-        let dir = r.raw("STORAGE_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("storage"));
+        let dir = r
+            .raw("STORAGE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("storage"));
         let create_buckets = r.bool("STORAGE_CREATE_BUCKETS", driver == StorageDriver::LocalDisk);
         let url_expiry = r.duration("STORAGE_URL_EXPIRY", Duration::from_secs(86_400));
         if url_expiry.is_zero() {
@@ -127,13 +136,23 @@ impl StorageConfig {
             perm: r.string("S3_PERM", &defaults.perm),
             reject: r.string("S3_REJECT", &defaults.reject),
         };
-        for (var, name) in [("S3_QUARANTINE", &buckets.quarantine), ("S3_PERM", &buckets.perm), ("S3_REJECT", &buckets.reject)] {
+        for (var, name) in [
+            ("S3_QUARANTINE", &buckets.quarantine),
+            ("S3_PERM", &buckets.perm),
+            ("S3_REJECT", &buckets.reject),
+        ] {
             if !valid_bucket_name(name) {
                 r.fail(var, "not a valid bucket name (3-63 of a-z, 0-9, '.', '-')");
             }
         }
-        if buckets.quarantine == buckets.perm || buckets.perm == buckets.reject || buckets.quarantine == buckets.reject {
-            r.fail("S3_QUARANTINE", "the three buckets must have different names");
+        if buckets.quarantine == buckets.perm
+            || buckets.perm == buckets.reject
+            || buckets.quarantine == buckets.reject
+        {
+            r.fail(
+                "S3_QUARANTINE",
+                "the three buckets must have different names",
+            );
         }
         let region = r
             .raw("AWS_REGION")
@@ -148,13 +167,23 @@ impl StorageConfig {
             region,
             force_path_style,
         };
-        r.finish(Self { driver, dir, create_buckets, url_expiry, signing_key, buckets, s3 })
+        r.finish(Self {
+            driver,
+            dir,
+            create_buckets,
+            url_expiry,
+            signing_key,
+            buckets,
+            s3,
+        })
     }
 }
 
 fn valid_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !name.starts_with(['-', '.'])
 }
 

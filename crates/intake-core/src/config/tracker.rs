@@ -50,8 +50,14 @@ impl TrackerConfig {
         let metrics_listen = r.raw("TRACKER_METRICS_LISTEN").map(str::to_owned);
         let default_db = format!("sqlite://{}", data_dir.join("tracker.db").display());
         let database_url = r.string("TRACKER_DATABASE_URL", &default_db);
-        if !["sqlite://", "postgres://", "postgresql://"].iter().any(|p| database_url.starts_with(p)) {
-            r.fail("TRACKER_DATABASE_URL", "expected sqlite://<path> or postgres://user:pass@host:port/db");
+        if !["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            r.fail(
+                "TRACKER_DATABASE_URL",
+                "expected sqlite://<path> or postgres://user:pass@host:port/db",
+            );
         }
         let consumer_group = r.string("TRACKER_CONSUMER_GROUP", "payload_tracker");
         let batch_size = r.u64("TRACKER_BATCH_SIZE", 500) as usize;

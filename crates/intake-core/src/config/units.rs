@@ -20,13 +20,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (t, 1_000)
     };
     let n: u64 = num.trim().parse().map_err(|_| err())?;
-    n.checked_mul(mult_ms).map(Duration::from_millis).ok_or_else(err)
+    n.checked_mul(mult_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(err)
 }
 
 /// Formats a duration in the largest unit that divides it (`24h`, `90s`, `50ms`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms > 0 && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }

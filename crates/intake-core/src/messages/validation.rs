@@ -113,21 +113,26 @@ fn opt_str(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>
 impl ValidationResponse {
     /// Parses the raw bytes of a validation response.
     pub fn parse(bytes: &[u8]) -> Result<Self, ValidationError> {
-        let doc: Value =
-            serde_json::from_slice(bytes).map_err(|e| ValidationError::InvalidJson(e.to_string()))?;
+        let doc: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ValidationError::InvalidJson(e.to_string()))?;
         let Value::Object(obj) = doc else {
             return Err(ValidationError::NotAnObject);
         };
         let rid = opt_str(&obj, "request_id")?.filter(|s| !s.is_empty());
         let pid = opt_str(&obj, "payload_id")?.filter(|s| !s.is_empty());
         let payload_id_mismatch = matches!((&rid, &pid), (Some(a), Some(b)) if a != b);
-        let id_text = rid.or(pid).ok_or(ValidationError::MissingField("request_id"))?;
+        let id_text = rid
+            .or(pid)
+            .ok_or(ValidationError::MissingField("request_id"))?;
         let service = opt_str(&obj, "service")?
             .filter(|s| !s.trim().is_empty())
             .ok_or(ValidationError::MissingField("service"))?;
-        let verdict_text = opt_str(&obj, "validation")?.ok_or(ValidationError::MissingField("validation"))?;
-        let request_id = RequestId::parse(&id_text)
-            .map_err(|e| ValidationError::BadRequestId { id: id_text.clone(), reason: e.to_string() })?;
+        let verdict_text =
+            opt_str(&obj, "validation")?.ok_or(ValidationError::MissingField("validation"))?;
+        let request_id = RequestId::parse(&id_text).map_err(|e| ValidationError::BadRequestId {
+            id: id_text.clone(),
+            reason: e.to_string(),
+        })?;
         let validation = match verdict_text.trim().to_ascii_lowercase().as_str() {
             "success" => Verdict::Success,
             "failure" => Verdict::Failure,
@@ -179,7 +184,10 @@ impl ValidationResponse {
             .iter()
             .filter_map(|k| obj.get(*k).and_then(Value::as_str))
             .find_map(|s| RequestId::parse(s).ok());
-        let service = obj.get("service").and_then(Value::as_str).map(str::to_owned);
+        let service = obj
+            .get("service")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         (id, service)
     }
 }
@@ -229,12 +237,27 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"{not json", "invalid_json"),
             (b"[1,2]", "not_an_object"),
-            (br#"{"service":"s","validation":"success"}"#, "missing_field"),
-            (br#"{"request_id":"a","validation":"success"}"#, "missing_field"),
+            (
+                br#"{"service":"s","validation":"success"}"#,
+                "missing_field",
+            ),
+            (
+                br#"{"request_id":"a","validation":"success"}"#,
+                "missing_field",
+            ),
             (br#"{"request_id":"a","service":"s"}"#, "missing_field"),
-            (br#"{"request_id":null,"service":"s","validation":"success"}"#, "missing_field"),
-            (br#"{"request_id":"../x","service":"s","validation":"success"}"#, "bad_request_id"),
-            (br#"{"request_id":"a","service":"s","validation":"maybe"}"#, "bad_validation_value"),
+            (
+                br#"{"request_id":null,"service":"s","validation":"success"}"#,
+                "missing_field",
+            ),
+            (
+                br#"{"request_id":"../x","service":"s","validation":"success"}"#,
+                "bad_request_id",
+            ),
+            (
+                br#"{"request_id":"a","service":"s","validation":"maybe"}"#,
+                "bad_validation_value",
+            ),
         ];
         for (raw, code) in cases {
             let err = ValidationResponse::parse(raw).unwrap_err();
