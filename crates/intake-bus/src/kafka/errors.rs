@@ -1,0 +1,97 @@
+//! Translates librdkafka errors into [`BusError`]s.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::BusError;
+
+/// Whether `code` says the topic (or its partition) does not exist.
+pub(crate) fn is_unknown_topic(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopicId
+    )
+}
+
+/// Whether `code` says no broker could be reached.
+fn is_unreachable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+    )
+}
+
+/// A failed publish to `topic`.
+pub(crate) fn publish_error(topic: &str, error: &KafkaError, timeout: Duration) -> BusError {
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut,
+        ) => timeout_error(topic, timeout),
+        Some(code) if is_unknown_topic(code) => BusError::UnknownTopic(topic.to_owned()),
+        Some(code) if is_unreachable(code) => {
+            BusError::Unavailable(format!("publishing to {topic:?}: {error}"))
+        }
+        _ => BusError::Backend(format!("publishing to {topic:?}: {error}")),
+    }
+}
+
+/// The publish to `topic` was not acknowledged in time.
+pub(crate) fn timeout_error(topic: &str, timeout: Duration) -> BusError {
+    BusError::Timeout {
+        topic: topic.to_owned(),
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Any other failed operation; `what` says which, for the log line.
+pub(crate) fn other_error(what: &str, error: &KafkaError) -> BusError {
+    match error.rdkafka_error_code() {
+        Some(code) if is_unreachable(code) || code == RDKafkaErrorCode::OperationTimedOut => {
+            BusError::Unavailable(format!("{what}: {error}"))
+        }
+        _ => BusError::Backend(format!("{what}: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_failures_map_to_the_seams_errors() {
+        let t = Duration::from_millis(1500);
+        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(
+            matches!(publish_error("a", &timed_out, t), BusError::Timeout { topic, timeout_ms: 1500 } if topic == "a")
+        );
+        let unknown = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(
+            matches!(publish_error("a", &unknown, t), BusError::UnknownTopic(topic) if topic == "a")
+        );
+        let down = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
+        assert!(matches!(
+            publish_error("a", &down, t),
+            BusError::Unavailable(_)
+        ));
+        let too_big = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(matches!(
+            publish_error("a", &too_big, t),
+            BusError::Backend(_)
+        ));
+    }
+}

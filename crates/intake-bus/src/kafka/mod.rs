@@ -1,0 +1,158 @@
+//! The Kafka driver (rdkafka): an idempotent producer whose publish returns once every in-sync
+//! replica has the message, consumer groups that commit only what was processed (at-least-once),
+//! and topic administration. Topic names arrive as wire names (prefix already applied).
+
+mod admin;
+mod consumer;
+mod errors;
+mod settings;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_core::config::BusConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+pub use consumer::KafkaConsumer;
+pub use settings::ClientSettings;
+
+use crate::{Bus, BusError, Consumer, Delivery, OutgoingMessage, Subscription, TopicSpec};
+
+/// Longest wait for a metadata answer in [`Bus::check`].
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A Kafka cluster as a [`Bus`]. Cheap to share behind an `Arc`; consumers get their own client.
+pub struct KafkaBus {
+    settings: ClientSettings,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    publish_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("settings", &self.settings)
+            .field("publish_timeout", &self.publish_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBus {
+    /// A bus for `config.kafka`, publishing with `config.publish_timeout` (`BUS_PUBLISH_TIMEOUT`).
+    pub fn new(config: &BusConfig) -> Result<Self, BusError> {
+        Self::with_settings(
+            ClientSettings::from_config(&config.kafka)?,
+            config.publish_timeout,
+        )
+    }
+
+    /// A bus with explicit client settings (tests tune group timings this way).
+    pub fn with_settings(
+        settings: ClientSettings,
+        publish_timeout: Duration,
+    ) -> Result<Self, BusError> {
+        let timeout_ms = publish_timeout
+            .as_millis()
+            .clamp(1, i32::MAX as u128)
+            .to_string();
+        // librdkafka waits this long for a topic to appear before failing its messages as unknown;
+        // kept below the publish timeout so a missing topic reads as UnknownTopic, not Timeout.
+        let propagation_ms = (publish_timeout.as_millis() / 2)
+            .clamp(1, 5_000)
+            .to_string();
+        let producer: FutureProducer = settings
+            .client_config(&[
+                ("acks", "all".into()),
+                ("enable.idempotence", "true".into()),
+                ("message.timeout.ms", timeout_ms),
+                ("linger.ms", "5".into()),
+                ("allow.auto.create.topics", "false".into()),
+                ("topic.metadata.propagation.max.ms", propagation_ms),
+            ])
+            .create()
+            .map_err(|e| BusError::Config(format!("creating the Kafka producer: {e}")))?;
+        let admin: AdminClient<DefaultClientContext> = settings
+            .client_config(&[])
+            .create()
+            .map_err(|e| BusError::Config(format!("creating the Kafka admin client: {e}")))?;
+        Ok(Self {
+            settings,
+            producer,
+            admin,
+            publish_timeout,
+        })
+    }
+
+    /// The settings every client of this bus starts from.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
+        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+        for h in &message.headers {
+            headers = headers.insert(KafkaHeader {
+                key: &h.name,
+                value: Some(h.value.as_slice()),
+            });
+        }
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord {
+            topic: &message.topic,
+            partition: None,
+            payload: Some(message.value.as_slice()),
+            key: message.key.as_deref(),
+            timestamp: None,
+            headers: Some(headers),
+        };
+        let send = self
+            .producer
+            .send(record, Timeout::After(self.publish_timeout));
+        // message.timeout.ms bounds the delivery; this bounds the queueing and any slack.
+        match tokio::time::timeout(self.publish_timeout, send).await {
+            Err(_) => Err(errors::timeout_error(&message.topic, self.publish_timeout)),
+            Ok(Ok(delivery)) => Ok(Delivery {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Ok(Err((error, _))) => Err(errors::publish_error(
+                &message.topic,
+                &error,
+                self.publish_timeout,
+            )),
+        }
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError> {
+        let consumer =
+            KafkaConsumer::join(&self.settings, subscription, self.publish_timeout).await?;
+        Ok(Box::new(consumer))
+    }
+
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        admin::create_topics(
+            &self.admin,
+            &self.producer,
+            topics,
+            self.publish_timeout.max(Duration::from_secs(10)),
+        )
+        .await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<String>, BusError> {
+        admin::list_topics(&self.producer, self.publish_timeout.max(CHECK_TIMEOUT)).await
+    }
+
+    async fn check(&self) -> Result<(), BusError> {
+        admin::list_topics(&self.producer, CHECK_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+}
