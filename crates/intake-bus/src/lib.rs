@@ -2,12 +2,25 @@
 //! consumer groups that commit after processing (at-least-once). Drivers: `embedded` (SQLite on local
 //! disk) and `kafka` (rdkafka). Every driver passes the contract suite in [`testsuite`] (feature
 //! `testsuite`).
+//!
+//! Choose a driver with [`open`] (the factory, from `BusConfig`). [`faults::FaultyBus`] wraps any
+//! bus to inject failures in tests; [`tail()`] prints what a topic carries, on every driver.
 
+pub mod embedded;
 pub mod error;
+mod factory;
+pub mod faults;
+pub mod kafka;
 pub mod message;
+pub mod tail;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+pub mod topics;
 
 pub use error::BusError;
+pub use factory::open;
 pub use message::{Header, OutgoingMessage, ReceivedMessage};
+pub use tail::{tail, TailRecord};
 
 use async_trait::async_trait;
 

@@ -1,0 +1,222 @@
+//! The `embedded` driver: a durable bus in one SQLite database on local disk, for single-host
+//! deployments and tests. Several processes may open the same directory at once (WAL mode, busy
+//! timeouts, consumers poll for new rows).
+//!
+//! Model: every topic has one partition (partition 0) whose offsets start at 0 and only grow, also
+//! across retention. A publish is committed with `synchronous=FULL` before it returns, and
+//! concurrent publishes share one transaction (group commit). A consumer group owns each of its
+//! topics through an exclusive lease row per (group, topic) that its holder renews; a second member
+//! waits until the lease is released (the holder was dropped) or expires (its process died), then
+//! reads on from the group's committed offset.
+
+mod codec;
+mod consumer;
+mod store;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::Instrument;
+
+use crate::{Bus, BusError, Consumer, Delivery, OutgoingMessage, Subscription, TopicSpec};
+
+/// How long messages are kept: older ones are deleted by the retention sweep.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the retention sweep runs (it also runs when the bus is opened).
+pub const RETENTION_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long a group member's lease on a topic lasts without a heartbeat; a member whose process
+/// died is replaced after at most this long. Heartbeats renew it every third of it.
+pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(10);
+/// How often consumers look for messages published by other processes (publishes in this process
+/// wake them at once).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Default longest wait for a durable publish (`BUS_PUBLISH_TIMEOUT`).
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The database file inside the bus directory.
+pub const DATABASE_FILE: &str = "bus.sqlite3";
+
+/// Settings of the embedded bus. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Longest wait for a publish to be committed to disk, then [`BusError::Timeout`].
+    pub publish_timeout: Duration,
+    /// Messages older than this are deleted ([`DEFAULT_RETENTION`], 7 days).
+    pub retention: Duration,
+    /// A group member's lease lifetime without heartbeat ([`DEFAULT_LEASE_EXPIRY`]).
+    pub lease_expiry: Duration,
+    /// Polling period for other processes' publishes and for waiting members ([`DEFAULT_POLL_INTERVAL`]).
+    pub poll_interval: Duration,
+    /// How long a statement waits for another connection's write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            retention: DEFAULT_RETENTION,
+            lease_expiry: DEFAULT_LEASE_EXPIRY,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// State shared by the bus, its writer, its sweeper and its consumers.
+pub(crate) struct Shared {
+    pub(crate) pool: sqlx::SqlitePool,
+    /// Woken after every local publish and lease release.
+    pub(crate) notify: Notify,
+    pub(crate) options: EmbeddedOptions,
+}
+
+/// The embedded bus. Cheap to share behind an `Arc`; dropping it stops its background tasks
+/// (consumers already opened keep working).
+pub struct EmbeddedBus {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    writer: mpsc::Sender<writer::PendingPublish>,
+    /// Dropping it stops the retention sweeper.
+    _sweeper_stop: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for EmbeddedBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBus")
+            .field("dir", &self.dir)
+            .field("options", &self.shared.options)
+            .finish()
+    }
+}
+
+impl EmbeddedBus {
+    /// Opens (creating if needed) the bus stored in `dir`, runs a retention sweep, and starts the
+    /// writer and the hourly sweeper. Must be called inside a tokio runtime.
+    pub async fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, BusError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BusError::Config(format!(
+                "cannot create the bus directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let pool = store::connect(&dir.join(DATABASE_FILE), &options).await?;
+        let shared = Arc::new(Shared {
+            pool,
+            notify: Notify::new(),
+            options,
+        });
+        let deleted = store::sweep(&shared.pool, shared.options.retention).await?;
+        if deleted > 0 {
+            tracing::info!(deleted, dir = %dir.display(), "embedded bus retention removed old messages");
+        }
+        let writer = writer::spawn(shared.clone());
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(
+            sweep_periodically(shared.clone(), stopped)
+                .instrument(tracing::info_span!("bus.embedded.retention")),
+        );
+        Ok(Self {
+            shared,
+            dir: dir.to_owned(),
+            writer,
+            _sweeper_stop: stop,
+        })
+    }
+
+    /// The directory holding the bus.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Deletes the messages older than the retention now, returning how many went. Offsets are not
+    /// reused afterwards.
+    pub async fn sweep_retention(&self) -> Result<u64, BusError> {
+        store::sweep(&self.shared.pool, self.shared.options.retention).await
+    }
+}
+
+async fn sweep_periodically(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(RETENTION_SWEEP_INTERVAL) => {}
+        }
+        match store::sweep(&shared.pool, shared.options.retention).await {
+            Ok(deleted) => tracing::info!(deleted, "embedded bus retention sweep"),
+            Err(e) => tracing::warn!(error = %e, "embedded bus retention sweep failed"),
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for EmbeddedBus {
+    /// Topics are created on first publish. Returns once the message is committed to disk.
+    async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
+        store::validate_topic(&message.topic)?;
+        let timeout = self.shared.options.publish_timeout;
+        let topic = message.topic.clone();
+        let (reply, answer) = oneshot::channel();
+        let hand_off = async {
+            self.writer
+                .send(writer::PendingPublish { message, reply })
+                .await
+                .map_err(|_| BusError::Unavailable("the embedded bus writer has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| BusError::Unavailable("the embedded bus writer has stopped".into()))?
+        };
+        match tokio::time::timeout(timeout, hand_off).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::Timeout {
+                topic,
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+        }
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError> {
+        for topic in &subscription.topics {
+            store::validate_topic(topic)?;
+        }
+        if subscription.group.is_empty() {
+            return Err(BusError::Config(
+                "a consumer group id must not be empty".into(),
+            ));
+        }
+        let consumer = consumer::EmbeddedConsumer::join(self.shared.clone(), subscription).await?;
+        Ok(Box::new(consumer))
+    }
+
+    /// Creates missing topics. The embedded bus keeps one partition per topic whatever
+    /// `partitions` asks for.
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        for spec in topics {
+            store::validate_topic(&spec.name)?;
+        }
+        store::create_topics(&self.shared.pool, topics).await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<String>, BusError> {
+        store::list_topics(&self.shared.pool).await
+    }
+
+    /// Reads the topic table within 5 s.
+    async fn check(&self) -> Result<(), BusError> {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            store::list_topics(&self.shared.pool),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BusError::Unavailable(e.to_string())),
+            Err(_) => Err(BusError::Unavailable(
+                "the embedded bus database did not answer within 5 s".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Every SQL statement of the embedded bus: schema, topics, the message log, group offsets, leases
+//! and retention.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::codec;
+use super::EmbeddedOptions;
+use crate::{BusError, Delivery, OutgoingMessage, ReceivedMessage, TopicSpec};
+
+/// Bumped when the schema changes; stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY NOT NULL,
+    partitions INTEGER NOT NULL,
+    next_pos INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    topic TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    key BLOB,
+    headers BLOB NOT NULL,
+    value BLOB NOT NULL,
+    timestamp_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_topic_pos ON messages (topic, pos);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    next_pos INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic)
+);
+";
+
+/// Opens the pool (WAL, `synchronous=FULL`, busy timeout) and creates the schema.
+pub(crate) async fn connect(
+    file: &Path,
+    options: &EmbeddedOptions,
+) -> Result<SqlitePool, BusError> {
+    let connect = SqliteConnectOptions::new()
+        .filename(file)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(options.busy_timeout);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
+        .connect_with(connect)
+        .await
+        .map_err(|e| db_error(&format!("opening {}", file.display()), e))?;
+    // IMMEDIATE: take the write lock first, so another process cannot make the upgrade fail.
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| db_error("creating the schema", e))?;
+    sqlx::raw_sql(SCHEMA)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error("creating the schema", e))?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| db_error("reading the schema version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(BusError::Config(format!(
+            "{} has schema version {version}, newer than this program's {SCHEMA_VERSION}",
+            file.display()
+        )));
+    }
+    sqlx::raw_sql(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error("writing the schema version", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| db_error("creating the schema", e))?;
+    Ok(pool)
+}
+
+/// Topic names as Kafka allows them (1–249 of `[A-Za-z0-9._-]`), so both drivers accept the same.
+pub(crate) fn validate_topic(name: &str) -> Result<(), BusError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BusError::Config(format!(
+            "invalid topic name {name:?}: use 1 to 249 of A-Z a-z 0-9 . _ -"
+        )))
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Maps a database error: lock contention and I/O are `Unavailable` (retry later), the rest `Backend`.
+pub(crate) fn db_error(context: &str, e: sqlx::Error) -> BusError {
+    let contention = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    };
+    let text = format!("embedded bus, {context}: {e}");
+    if contention {
+        BusError::Unavailable(text)
+    } else {
+        BusError::Backend(text)
+    }
+}
+
+pub(crate) async fn create_topics(pool: &SqlitePool, topics: &[TopicSpec]) -> Result<(), BusError> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| db_error("creating topics", e))?;
+    for spec in topics {
+        sqlx::query("INSERT OR IGNORE INTO topics (name, partitions, next_pos, created_ms) VALUES (?1, ?2, 0, ?3)")
+            .bind(&spec.name)
+            .bind(spec.partitions)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("creating topics", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| db_error("creating topics", e))
+}
+
+pub(crate) async fn list_topics(pool: &SqlitePool) -> Result<Vec<String>, BusError> {
+    sqlx::query_scalar("SELECT name FROM topics ORDER BY name")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| db_error("listing topics", e))
+}
+
+/// Appends messages in one transaction (one fsync), creating missing topics.
+pub(crate) async fn append(
+    pool: &SqlitePool,
+    messages: &[&OutgoingMessage],
+) -> Result<Vec<Delivery>, BusError> {
+    let fail = |e| db_error("publishing", e);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+    let mut deliveries = Vec::with_capacity(messages.len());
+    let timestamp = now_ms();
+    for m in messages {
+        let headers = codec::encode_headers(&m.headers)?;
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE topics SET next_pos = next_pos + 1 WHERE name = ?1 RETURNING next_pos - 1",
+        )
+        .bind(&m.topic)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let pos = match taken {
+            Some(pos) => pos,
+            None => {
+                sqlx::query("INSERT INTO topics (name, partitions, next_pos, created_ms) VALUES (?1, 1, 1, ?2)")
+                    .bind(&m.topic)
+                    .bind(timestamp)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                0
+            }
+        };
+        sqlx::query(
+            "INSERT INTO messages (topic, pos, key, headers, value, timestamp_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&m.topic)
+        .bind(pos)
+        .bind(m.key.as_deref())
+        .bind(headers)
+        .bind(&m.value)
+        .bind(timestamp)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        deliveries.push(Delivery {
+            partition: 0,
+            offset: pos,
+        });
+    }
+    tx.commit().await.map_err(fail)?;
+    Ok(deliveries)
+}
+
+/// Up to `limit` messages of `topic` from offset `from` on, in offset order.
+pub(crate) async fn fetch(
+    pool: &SqlitePool,
+    topic: &str,
+    from: i64,
+    limit: i64,
+) -> Result<Vec<ReceivedMessage>, BusError> {
+    let rows = sqlx::query(
+        "SELECT pos, key, headers, value, timestamp_ms FROM messages
+         WHERE topic = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3",
+    )
+    .bind(topic)
+    .bind(from)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db_error("reading messages", e))?;
+    rows.iter().map(|row| received(topic, row)).collect()
+}
+
+fn received(topic: &str, row: &SqliteRow) -> Result<ReceivedMessage, BusError> {
+    let fail = |e| db_error("decoding a message", e);
+    let headers: Vec<u8> = row.try_get("headers").map_err(fail)?;
+    Ok(ReceivedMessage {
+        topic: topic.to_owned(),
+        partition: 0,
+        offset: row.try_get("pos").map_err(fail)?,
+        key: row.try_get("key").map_err(fail)?,
+        headers: codec::decode_headers(&headers)?,
+        value: row.try_get("value").map_err(fail)?,
+        timestamp_ms: Some(row.try_get("timestamp_ms").map_err(fail)?),
+    })
+}
+
+/// The offset the next message of `topic` will get (0 for a topic never published to).
+pub(crate) async fn end_offset(pool: &SqlitePool, topic: &str) -> Result<i64, BusError> {
+    let next: Option<i64> = sqlx::query_scalar("SELECT next_pos FROM topics WHERE name = ?1")
+        .bind(topic)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| db_error("reading a topic's end", e))?;
+    Ok(next.unwrap_or(0))
+}
+
+/// The group's committed offset on `topic` (the next offset to read), if any.
+pub(crate) async fn committed(
+    pool: &SqlitePool,
+    group: &str,
+    topic: &str,
+) -> Result<Option<i64>, BusError> {
+    sqlx::query_scalar("SELECT next_pos FROM group_offsets WHERE grp = ?1 AND topic = ?2")
+        .bind(group)
+        .bind(topic)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| db_error("reading a committed offset", e))
+}
+
+/// Stores `next` as the group's offset on `topic`, only while `holder` holds the lease. Returns
+/// whether it was stored.
+pub(crate) async fn commit(
+    pool: &SqlitePool,
+    group: &str,
+    topic: &str,
+    holder: &str,
+    next: i64,
+) -> Result<bool, BusError> {
+    let done = sqlx::query(
+        "INSERT INTO group_offsets (grp, topic, next_pos)
+         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM leases WHERE grp = ?1 AND topic = ?2 AND holder = ?4)
+         ON CONFLICT (grp, topic) DO UPDATE SET next_pos = excluded.next_pos",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(next)
+    .bind(holder)
+    .execute(pool)
+    .await
+    .map_err(|e| db_error("committing an offset", e))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes or renews the lease on (group, topic) for `holder` when it is free, expired or already
+/// `holder`'s. Returns whether `holder` now holds it.
+pub(crate) async fn acquire_lease(
+    pool: &SqlitePool,
+    group: &str,
+    topic: &str,
+    holder: &str,
+    expiry: Duration,
+) -> Result<bool, BusError> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "INSERT INTO leases (grp, topic, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (grp, topic) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+         WHERE leases.holder = excluded.holder OR leases.expires_ms < ?5",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(holder)
+    .bind(now.saturating_add(millis(expiry)))
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(|e| db_error("taking a group lease", e))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends `holder`'s lease; false when it is no longer `holder`'s.
+pub(crate) async fn renew_lease(
+    pool: &SqlitePool,
+    group: &str,
+    topic: &str,
+    holder: &str,
+    expiry: Duration,
+) -> Result<bool, BusError> {
+    let done = sqlx::query(
+        "UPDATE leases SET expires_ms = ?4 WHERE grp = ?1 AND topic = ?2 AND holder = ?3",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(holder)
+    .bind(now_ms().saturating_add(millis(expiry)))
+    .execute(pool)
+    .await
+    .map_err(|e| db_error("renewing a group lease", e))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives up every lease `holder` has in `group`.
+pub(crate) async fn release_leases(
+    pool: &SqlitePool,
+    group: &str,
+    holder: &str,
+) -> Result<(), BusError> {
+    sqlx::query("DELETE FROM leases WHERE grp = ?1 AND holder = ?2")
+        .bind(group)
+        .bind(holder)
+        .execute(pool)
+        .await
+        .map_err(|e| db_error("releasing group leases", e))?;
+    Ok(())
+}
+
+/// Deletes messages stored more than `retention` ago; returns how many.
+pub(crate) async fn sweep(pool: &SqlitePool, retention: Duration) -> Result<u64, BusError> {
+    let cutoff = now_ms().saturating_sub(millis(retention));
+    let done = sqlx::query("DELETE FROM messages WHERE timestamp_ms < ?1")
+        .bind(cutoff)
+        .execute(pool)
+        .await
+        .map_err(|e| db_error("deleting old messages", e))?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,183 @@
+//! A wrapper that injects failures into any bus, for tests: make `publish` fail (for every topic or
+//! only some), or make `check` fail, while consumers pass through untouched. Other crates use it to
+//! test their behaviour when the bus is down (e.g. ingress answering 503).
+//!
+//! ```
+//! # async fn demo(inner: std::sync::Arc<dyn intake_bus::Bus>) {
+//! use intake_bus::faults::{FaultyBus, PublishFault};
+//! let bus = FaultyBus::new(inner);
+//! let faults = bus.faults();
+//! faults.fail_publish_where(PublishFault::Unavailable, |topic| topic.ends_with(".validation"));
+//! faults.fail_check(true);
+//! // ... exercise the component with `std::sync::Arc::new(bus)` ...
+//! faults.heal();
+//! # }
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::{Bus, BusError, Consumer, Delivery, OutgoingMessage, Subscription, TopicSpec};
+
+/// How an injected publish failure looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishFault {
+    /// [`BusError::Unavailable`], as when the broker cannot be reached.
+    Unavailable,
+    /// [`BusError::Timeout`], as when the acknowledgement does not come in time. Returned at once.
+    Timeout,
+}
+
+type TopicFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    publish: Option<(PublishFault, Option<TopicFilter>)>,
+    check: bool,
+}
+
+/// Switches for the faults of one [`FaultyBus`]; clone it freely.
+#[derive(Clone, Default)]
+pub struct FaultHandle {
+    state: Arc<Mutex<State>>,
+    injected: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for FaultHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("FaultHandle")
+            .field(
+                "publish",
+                &state
+                    .publish
+                    .as_ref()
+                    .map(|(fault, filter)| (fault, filter.is_some())),
+            )
+            .field("check", &state.check)
+            .finish()
+    }
+}
+
+impl FaultHandle {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every publish fails with `fault` until [`heal_publish`](Self::heal_publish).
+    pub fn fail_publish(&self, fault: PublishFault) {
+        self.state().publish = Some((fault, None));
+    }
+
+    /// Publishes to topics for which `topic_matches` is true fail with `fault`; others pass.
+    pub fn fail_publish_where(
+        &self,
+        fault: PublishFault,
+        topic_matches: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) {
+        self.state().publish = Some((fault, Some(Arc::new(topic_matches))));
+    }
+
+    /// Publishes pass again.
+    pub fn heal_publish(&self) {
+        self.state().publish = None;
+    }
+
+    /// `check()` fails with [`BusError::Unavailable`] while `failing` is true.
+    pub fn fail_check(&self, failing: bool) {
+        self.state().check = failing;
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) {
+        *self.state() = State::default();
+    }
+
+    /// How many publishes were failed on purpose so far.
+    pub fn injected_publish_failures(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    fn publish_fault(&self, topic: &str) -> Option<PublishFault> {
+        let state = self.state();
+        let (fault, filter) = state.publish.as_ref()?;
+        filter
+            .as_ref()
+            .is_none_or(|matches| matches(topic))
+            .then_some(*fault)
+    }
+}
+
+/// A bus that fails on demand (see the module doc). Test support, compiled always so other crates'
+/// tests can use it without features.
+pub struct FaultyBus {
+    inner: Arc<dyn Bus>,
+    faults: FaultHandle,
+}
+
+impl std::fmt::Debug for FaultyBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyBus")
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaultyBus {
+    /// Wraps `inner`, with no fault switched on.
+    pub fn new(inner: Arc<dyn Bus>) -> Self {
+        Self {
+            inner,
+            faults: FaultHandle::default(),
+        }
+    }
+
+    /// The switches of this bus.
+    pub fn faults(&self) -> FaultHandle {
+        self.faults.clone()
+    }
+}
+
+#[async_trait]
+impl Bus for FaultyBus {
+    async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
+        match self.faults.publish_fault(&message.topic) {
+            None => self.inner.publish(message).await,
+            Some(fault) => {
+                self.faults.injected.fetch_add(1, Ordering::Relaxed);
+                Err(match fault {
+                    PublishFault::Unavailable => {
+                        BusError::Unavailable("injected fault: the bus is down".into())
+                    }
+                    PublishFault::Timeout => BusError::Timeout {
+                        topic: message.topic,
+                        timeout_ms: 0,
+                    },
+                })
+            }
+        }
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError> {
+        self.inner.subscribe(subscription).await
+    }
+
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        self.inner.create_topics(topics).await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<String>, BusError> {
+        self.inner.list_topics().await
+    }
+
+    async fn check(&self) -> Result<(), BusError> {
+        if self.faults.state().check {
+            return Err(BusError::Unavailable(
+                "injected fault: the bus does not answer".into(),
+            ));
+        }
+        self.inner.check().await
+    }
+}

@@ -1,0 +1,444 @@
+//! The bus contract: one test per promise of [`Bus`] and [`Consumer`], run by every driver through
+//! [`bus_contract_tests!`](crate::bus_contract_tests). Feature `testsuite`.
+//!
+//! Each case creates its own topics (unique names, created explicitly, since a real broker need not
+//! auto-create them) and its own consumer groups (never reused: a rejoining group can stall on a real
+//! broker), so cases run in parallel against one server.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use intake_testkit::poll;
+
+use crate::{
+    Bus, Consumer, Delivery, Header, OutgoingMessage, ReceivedMessage, StartFrom, Subscription,
+    TopicSpec,
+};
+
+/// Longest wait for one expected message (a real broker's first group join can take seconds).
+pub const WAIT: Duration = Duration::from_secs(30);
+/// How long "nothing more arrives" is watched for.
+pub const QUIET: Duration = Duration::from_millis(700);
+
+/// Runs every contract case as its own `#[tokio::test]`. `$make_bus` is an expression evaluated
+/// once per test giving a future of `Arc<dyn Bus>`. The invoking crate needs `tokio` (with macros).
+///
+/// ```ignore
+/// async fn make_bus() -> std::sync::Arc<dyn intake_bus::Bus> { /* open a fresh bus */ }
+/// intake_bus::bus_contract_tests!(make_bus());
+/// ```
+#[macro_export]
+macro_rules! bus_contract_tests {
+    ($make_bus:expr) => {
+        $crate::bus_contract_tests!(@cases $make_bus;
+            round_trip_keeps_key_headers_and_value,
+            order_is_kept_within_a_partition,
+            a_new_member_starts_after_the_committed_offset,
+            uncommitted_messages_are_redelivered_to_the_next_member,
+            every_group_receives_every_message,
+            members_of_one_group_never_share_a_message,
+            earliest_and_latest_for_a_new_group,
+            create_topics_is_idempotent_and_topics_are_listed,
+            check_answers,
+            many_messages_arrive_exactly_once_in_order
+        );
+    };
+    (@cases $make_bus:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let bus: ::std::sync::Arc<dyn $crate::Bus> = $make_bus.await;
+                $crate::testsuite::$case(bus).await;
+            }
+        )+
+    };
+}
+
+/// A topic or group name no other test uses.
+pub fn unique(what: &str) -> String {
+    format!("contract-{what}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates a fresh topic with `partitions` partitions and returns its name.
+pub async fn fresh_topic(bus: &dyn Bus, what: &str, partitions: i32) -> String {
+    let name = unique(what);
+    bus.create_topics(&[TopicSpec {
+        name: name.clone(),
+        partitions,
+        replication: 1,
+    }])
+    .await
+    .unwrap_or_else(|e| panic!("create_topics({name}): {e}"));
+    name
+}
+
+/// Joins a consumer group on one topic.
+pub async fn join(bus: &dyn Bus, group: &str, topic: &str, start: StartFrom) -> Box<dyn Consumer> {
+    let subscription = Subscription {
+        group: group.to_owned(),
+        topics: vec![topic.to_owned()],
+        start,
+    };
+    bus.subscribe(subscription)
+        .await
+        .unwrap_or_else(|e| panic!("subscribe({group}, {topic}): {e}"))
+}
+
+/// The next message, or a panic naming `what` after [`WAIT`].
+pub async fn next_within(consumer: &mut dyn Consumer, what: &str) -> ReceivedMessage {
+    match tokio::time::timeout(WAIT, consumer.next()).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => panic!("next() failed waiting for {what}: {e}"),
+        Err(_) => panic!("no message within {WAIT:?} waiting for {what}"),
+    }
+}
+
+/// Asserts that nothing arrives for [`QUIET`].
+pub async fn assert_quiet(consumer: &mut dyn Consumer, what: &str) {
+    if let Ok(result) = tokio::time::timeout(QUIET, consumer.next()).await {
+        panic!(
+            "{what}: expected no message, got {:?}",
+            result.map(|m| (m.offset, text(&m.value)))
+        );
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn publish(bus: &dyn Bus, message: OutgoingMessage) -> Delivery {
+    let topic = message.topic.clone();
+    bus.publish(message)
+        .await
+        .unwrap_or_else(|e| panic!("publish to {topic}: {e}"))
+}
+
+/// Publishes `values` one after the other with key `key`.
+async fn publish_values(bus: &dyn Bus, topic: &str, key: &str, values: &[String]) -> Vec<Delivery> {
+    let mut deliveries = Vec::new();
+    for v in values {
+        deliveries.push(publish(bus, OutgoingMessage::new(topic, v.as_bytes()).key(key)).await);
+    }
+    deliveries
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{{\"{prefix}\":{i}}}")).collect()
+}
+
+pub async fn round_trip_keeps_key_headers_and_value(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "round-trip", 1).await;
+    let key = b"key-\x00\xff-web01".to_vec();
+    let value = b"{\"request_id\":\"abc\"}\n\x00\xfe binary tail".to_vec();
+    let headers = vec![
+        Header {
+            name: "service".into(),
+            value: b"advisor".to_vec(),
+        },
+        Header {
+            name: "Request_ID".into(),
+            value: b"2439a2974ff44273afcd8b1d18077bf1".to_vec(),
+        },
+        Header {
+            name: "binary".into(),
+            value: vec![0, 159, 146, 150, 255],
+        },
+        Header {
+            name: "empty".into(),
+            value: Vec::new(),
+        },
+    ];
+    let message = OutgoingMessage {
+        topic: topic.clone(),
+        key: Some(key.clone()),
+        headers: headers.clone(),
+        value: value.clone(),
+    };
+    let delivery = publish(&*bus, message).await;
+
+    let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    let got = next_within(&mut *consumer, "the published message").await;
+    assert_eq!(got.topic, topic);
+    assert_eq!(
+        (got.partition, got.offset),
+        (delivery.partition, delivery.offset)
+    );
+    assert_eq!(got.key, Some(key));
+    assert_eq!(
+        got.headers, headers,
+        "headers keep their order, case and bytes"
+    );
+    assert_eq!(got.value, value);
+    assert_eq!(
+        got.header_str("request_id"),
+        Some("2439a2974ff44273afcd8b1d18077bf1")
+    );
+    if let Some(ts) = got.timestamp_ms {
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(
+            (now - ts).abs() < 3_600_000,
+            "timestamp {ts} is not near now ({now})"
+        );
+    }
+}
+
+pub async fn order_is_kept_within_a_partition(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "order", 1).await;
+    let values = numbered("n", 30);
+    let deliveries = publish_values(&*bus, &topic, "same-key", &values).await;
+    assert!(deliveries
+        .windows(2)
+        .all(|w| w[0].partition == w[1].partition && w[0].offset < w[1].offset));
+
+    let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    for (value, delivery) in values.iter().zip(&deliveries) {
+        let got = next_within(&mut *consumer, value).await;
+        assert_eq!(
+            (text(&got.value), got.offset),
+            (value.clone(), delivery.offset)
+        );
+    }
+}
+
+pub async fn a_new_member_starts_after_the_committed_offset(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "commit", 1).await;
+    let group = unique("g");
+    let values = numbered("c", 5);
+    publish_values(&*bus, &topic, "k", &values).await;
+
+    let mut first = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    let mut last = None;
+    for value in &values[..3] {
+        let got = next_within(&mut *first, value).await;
+        assert_eq!(&text(&got.value), value);
+        last = Some(got);
+    }
+    let third = last.expect("three messages were read");
+    first.commit(&third).await.expect("commit");
+    drop(first);
+
+    let mut second = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    for value in &values[3..] {
+        let got = next_within(&mut *second, value).await;
+        assert_eq!(
+            &text(&got.value),
+            value,
+            "the new member resumes after the committed offset"
+        );
+    }
+}
+
+pub async fn uncommitted_messages_are_redelivered_to_the_next_member(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "redeliver", 1).await;
+    let group = unique("g");
+    let values = numbered("r", 3);
+    let deliveries = publish_values(&*bus, &topic, "k", &values).await;
+
+    let mut first = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    let m0 = next_within(&mut *first, "r0").await;
+    first.commit(&m0).await.expect("commit");
+    for value in &values[1..] {
+        assert_eq!(&text(&next_within(&mut *first, value).await.value), value);
+    }
+    drop(first);
+
+    let mut second = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    for (value, delivery) in values[1..].iter().zip(&deliveries[1..]) {
+        let got = next_within(&mut *second, value).await;
+        assert_eq!(
+            (text(&got.value), got.offset),
+            (value.clone(), delivery.offset),
+            "delivered again"
+        );
+    }
+}
+
+pub async fn every_group_receives_every_message(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "fanout", 1).await;
+    let values = numbered("f", 5);
+    publish_values(&*bus, &topic, "k", &values).await;
+    for _ in 0..2 {
+        let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+        for value in &values {
+            let got = next_within(&mut *consumer, value).await;
+            assert_eq!(&text(&got.value), value);
+            consumer.commit(&got).await.expect("commit");
+        }
+    }
+}
+
+pub async fn members_of_one_group_never_share_a_message(bus: Arc<dyn Bus>) {
+    const N: usize = 40;
+    let topic = fresh_topic(&*bus, "share", 2).await;
+    let group = unique("g");
+    let received: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+    let mut members = Vec::new();
+    for member in 0..2 {
+        let mut consumer = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+        let received = received.clone();
+        members.push(tokio::spawn(async move {
+            loop {
+                let Ok(m) = consumer.next().await else {
+                    continue;
+                };
+                if consumer.commit(&m).await.is_ok() {
+                    received
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((member, text(&m.value)));
+                }
+            }
+        }));
+    }
+    let values = numbered("s", N);
+    for (i, v) in values.iter().enumerate() {
+        publish(
+            &*bus,
+            OutgoingMessage::new(&topic, v.as_bytes()).key(format!("key-{i}")),
+        )
+        .await;
+    }
+    poll::until_true(WAIT, "both members together receive every message", || {
+        let received = received.clone();
+        async move {
+            let got = received.lock().unwrap_or_else(PoisonError::into_inner);
+            got.iter().map(|(_, v)| v).collect::<HashSet<_>>().len() == N
+        }
+    })
+    .await;
+    for member in &members {
+        member.abort();
+    }
+    let got = received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut by_value: HashMap<&str, HashSet<usize>> = HashMap::new();
+    for (member, value) in &got {
+        by_value.entry(value.as_str()).or_default().insert(*member);
+    }
+    let shared: Vec<_> = by_value
+        .iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(v, _)| *v)
+        .collect();
+    assert!(
+        shared.is_empty(),
+        "messages received by both members: {shared:?}"
+    );
+    let all: HashSet<&str> = values.iter().map(String::as_str).collect();
+    assert_eq!(by_value.keys().copied().collect::<HashSet<_>>(), all);
+}
+
+pub async fn earliest_and_latest_for_a_new_group(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "start", 1).await;
+    publish(&*bus, OutgoingMessage::new(&topic, &b"before"[..])).await;
+
+    let mut earliest = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    assert_eq!(
+        text(
+            &next_within(&mut *earliest, "the earlier message")
+                .await
+                .value
+        ),
+        "before"
+    );
+
+    // A real broker assigns partitions some time after subscribe; keep publishing until the
+    // latest-reading member sees something, which must never be the earlier message.
+    let mut latest = join(&*bus, &unique("g"), &topic, StartFrom::Latest).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut i = 0;
+    let got = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the latest-reading member received nothing"
+        );
+        publish(
+            &*bus,
+            OutgoingMessage::new(&topic, format!("after-{i}").into_bytes()),
+        )
+        .await;
+        i += 1;
+        if let Ok(result) = tokio::time::timeout(Duration::from_secs(1), latest.next()).await {
+            break result.expect("next()");
+        }
+    };
+    assert!(
+        text(&got.value).starts_with("after-"),
+        "Latest delivered {:?}",
+        text(&got.value)
+    );
+}
+
+pub async fn create_topics_is_idempotent_and_topics_are_listed(bus: Arc<dyn Bus>) {
+    let a = TopicSpec {
+        name: unique("create-a"),
+        partitions: 1,
+        replication: 1,
+    };
+    let b = TopicSpec {
+        name: unique("create-b"),
+        partitions: 3,
+        replication: 1,
+    };
+    bus.create_topics(&[a.clone(), b.clone()])
+        .await
+        .expect("create");
+    bus.create_topics(&[a.clone(), b.clone()])
+        .await
+        .expect("creating existing topics again");
+    bus.create_topics(std::slice::from_ref(&a))
+        .await
+        .expect("creating an existing topic again");
+    let bus = &bus;
+    poll::until_true(WAIT, "both topics listed", || async {
+        let topics = bus.list_topics().await.expect("list_topics");
+        topics.contains(&a.name) && topics.contains(&b.name)
+    })
+    .await;
+}
+
+pub async fn check_answers(bus: Arc<dyn Bus>) {
+    bus.check().await.expect("check() on a working bus");
+}
+
+pub async fn many_messages_arrive_exactly_once_in_order(bus: Arc<dyn Bus>) {
+    const N: usize = 2000;
+    const CONCURRENT: usize = 50;
+    let topic = fresh_topic(&*bus, "many", 1).await;
+    let values = numbered("m", N);
+    // Published in concurrent waves; the log order is then what the deliveries say.
+    let mut sent: Vec<(Delivery, String)> = Vec::with_capacity(N);
+    for wave in values.chunks(CONCURRENT) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for v in wave {
+            let (bus, topic, v) = (bus.clone(), topic.clone(), v.clone());
+            tasks.spawn(async move {
+                (
+                    publish(&*bus, OutgoingMessage::new(topic, v.as_bytes()).key("k")).await,
+                    v,
+                )
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            sent.push(done.expect("publish task"));
+        }
+    }
+    sent.sort_by_key(|(d, _)| (d.partition, d.offset));
+    let offsets: HashSet<_> = sent.iter().map(|(d, _)| (d.partition, d.offset)).collect();
+    assert_eq!(offsets.len(), N, "every publish got its own offset");
+
+    let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    for (delivery, value) in &sent {
+        let got = next_within(&mut *consumer, value).await;
+        assert_eq!(
+            (got.offset, text(&got.value)),
+            (delivery.offset, value.clone())
+        );
+        consumer.commit(&got).await.expect("commit");
+    }
+    assert_quiet(&mut *consumer, "after all messages").await;
+}

@@ -1,0 +1,415 @@
+//! The embedded driver: the bus contract, plus what only a local, multi-process bus promises
+//! (durability across reopen, several instances on one directory, lease takeover, retention, tail).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_bus::embedded::{EmbeddedBus, EmbeddedOptions, DATABASE_FILE};
+use intake_bus::faults::{FaultyBus, PublishFault};
+use intake_bus::testsuite::{assert_quiet, fresh_topic, join, next_within, unique};
+use intake_bus::{
+    Bus, BusError, Consumer, Delivery, OutgoingMessage, StartFrom, Subscription, TailRecord,
+    TopicSpec,
+};
+use intake_testkit::poll;
+
+/// An embedded bus in a temporary directory that lives as long as the bus.
+struct TempBus {
+    bus: EmbeddedBus,
+    _dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl Bus for TempBus {
+    async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
+        self.bus.publish(message).await
+    }
+    async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError> {
+        self.bus.subscribe(subscription).await
+    }
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        self.bus.create_topics(topics).await
+    }
+    async fn list_topics(&self) -> Result<Vec<String>, BusError> {
+        self.bus.list_topics().await
+    }
+    async fn check(&self) -> Result<(), BusError> {
+        self.bus.check().await
+    }
+}
+
+async fn temp_bus() -> Arc<dyn Bus> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default())
+        .await
+        .expect("open");
+    Arc::new(TempBus { bus, _dir: dir })
+}
+
+intake_bus::bus_contract_tests!(temp_bus());
+
+async fn open(dir: &Path, options: EmbeddedOptions) -> EmbeddedBus {
+    EmbeddedBus::open(dir, options)
+        .await
+        .expect("open the embedded bus")
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("utf-8")
+}
+
+#[tokio::test]
+async fn messages_and_committed_offsets_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("g");
+    let topic = {
+        let bus = open(dir.path(), EmbeddedOptions::default()).await;
+        let topic = fresh_topic(&bus, "durable", 1).await;
+        for v in ["a", "b", "c"] {
+            bus.publish(OutgoingMessage::new(&topic, v).key("k").header("h", "1"))
+                .await
+                .unwrap();
+        }
+        let mut consumer = join(&bus, &group, &topic, StartFrom::Earliest).await;
+        let a = next_within(&mut *consumer, "a").await;
+        consumer.commit(&a).await.unwrap();
+        topic
+    };
+    let bus = open(dir.path(), EmbeddedOptions::default()).await;
+    assert!(bus.list_topics().await.unwrap().contains(&topic));
+    let mut consumer = join(&bus, &group, &topic, StartFrom::Earliest).await;
+    let b = next_within(&mut *consumer, "b after reopening").await;
+    assert_eq!(
+        (b.offset, text(&b.value), b.key_str(), b.header_str("h")),
+        (1, "b", Some("k"), Some("1"))
+    );
+    let delivery = bus
+        .publish(OutgoingMessage::new(&topic, "d"))
+        .await
+        .unwrap();
+    assert_eq!(
+        delivery,
+        Delivery {
+            partition: 0,
+            offset: 3
+        },
+        "offsets continue after a reopen"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_on_one_directory_exchange_messages_and_share_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = open(dir.path(), EmbeddedOptions::default()).await;
+    let two = open(dir.path(), EmbeddedOptions::default()).await;
+    let topic = fresh_topic(&one, "shared-dir", 1).await;
+
+    let mut on_two = join(&two, &unique("g"), &topic, StartFrom::Earliest).await;
+    one.publish(OutgoingMessage::new(&topic, "from one"))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(
+            &next_within(&mut *on_two, "a message from the other instance")
+                .await
+                .value
+        ),
+        "from one"
+    );
+    let mut on_one = join(&one, &unique("g"), &topic, StartFrom::Latest).await;
+    two.publish(OutgoingMessage::new(&topic, "from two"))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(
+            &next_within(&mut *on_one, "a message from the other instance")
+                .await
+                .value
+        ),
+        "from two"
+    );
+
+    // One group across both instances: the second member waits while the first holds the topic.
+    let group = unique("g");
+    let mut holder = join(&one, &group, &topic, StartFrom::Earliest).await;
+    let mut waiter = join(&two, &group, &topic, StartFrom::Earliest).await;
+    let first = next_within(&mut *holder, "the holder's first message").await;
+    holder.commit(&first).await.unwrap();
+    assert_quiet(&mut *waiter, "a waiting member").await;
+    drop(holder);
+    let got = next_within(&mut *waiter, "the waiting member after the holder left").await;
+    assert_eq!((got.offset, text(&got.value)), (1, "from two"));
+}
+
+#[test]
+fn a_crashed_members_lease_expires_and_the_next_member_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        lease_expiry: Duration::from_millis(1500),
+        ..EmbeddedOptions::default()
+    };
+    let (topic, group) = (unique("crash"), unique("g"));
+
+    // The crashing process: it reads two messages, commits the first, and dies without releasing.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let crashed = runtime.block_on(async {
+        let bus = open(dir.path(), options.clone()).await;
+        for v in ["m0", "m1", "m2"] {
+            bus.publish(OutgoingMessage::new(&topic, v)).await.unwrap();
+        }
+        let mut consumer = join(&bus, &group, &topic, StartFrom::Earliest).await;
+        let m0 = next_within(&mut *consumer, "m0").await;
+        consumer.commit(&m0).await.unwrap();
+        assert_eq!(text(&next_within(&mut *consumer, "m1").await.value), "m1");
+        (bus, consumer)
+    });
+    drop(runtime);
+    // Nothing of the dead process may run any more (no heartbeat, no release).
+    std::mem::forget(crashed);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let bus = open(dir.path(), options).await;
+        let mut next = join(&bus, &group, &topic, StartFrom::Earliest).await;
+        let started = std::time::Instant::now();
+        let m1 = next_within(&mut *next, "m1, redelivered after the lease expired").await;
+        assert_eq!((m1.offset, text(&m1.value)), (1, "m1"));
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "the dead member's lease was not honoured"
+        );
+        assert_eq!(text(&next_within(&mut *next, "m2").await.value), "m2");
+    });
+}
+
+#[tokio::test]
+async fn retention_deletes_old_messages_and_keeps_offsets_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Duration::from_secs(1);
+    let topic = unique("retention");
+    let published = {
+        let bus = open(dir.path(), EmbeddedOptions::default()).await;
+        for v in ["old0", "old1", "old2"] {
+            bus.publish(OutgoingMessage::new(&topic, v)).await.unwrap();
+        }
+        std::time::Instant::now()
+    };
+    poll::until_true(
+        Duration::from_secs(5),
+        "the messages to age past the retention",
+        || async { published.elapsed() > retention + Duration::from_millis(100) },
+    )
+    .await;
+    // Opening sweeps at once.
+    let bus = open(
+        dir.path(),
+        EmbeddedOptions {
+            retention,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await;
+    let fresh = bus
+        .publish(OutgoingMessage::new(&topic, "fresh"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.offset, 3);
+    let mut consumer = join(&bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    let got = next_within(&mut *consumer, "the only retained message").await;
+    assert_eq!((got.offset, text(&got.value)), (3, "fresh"));
+    assert_eq!(
+        bus.sweep_retention().await.unwrap(),
+        0,
+        "a young message is kept"
+    );
+}
+
+#[tokio::test]
+async fn publish_times_out_while_another_process_holds_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        publish_timeout: Duration::from_millis(300),
+        ..EmbeddedOptions::default()
+    };
+    let bus = open(dir.path(), options).await;
+    let topic = fresh_topic(&bus, "timeout", 1).await;
+
+    use sqlx::Connection;
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join(DATABASE_FILE).display()
+    ))
+    .await
+    .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    match bus.publish(OutgoingMessage::new(&topic, "blocked")).await {
+        Err(BusError::Timeout {
+            topic: t,
+            timeout_ms: 300,
+        }) => assert_eq!(t, topic),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    bus.publish(OutgoingMessage::new(&topic, "free"))
+        .await
+        .expect("publishing once the lock is gone");
+}
+
+#[tokio::test]
+async fn tail_prints_json_lines_from_the_beginning_or_from_now() {
+    let bus = temp_bus().await;
+    let topic = fresh_topic(&*bus, "tail", 1).await;
+    let json = OutgoingMessage::new(&topic, r#"{"request_id":"abc","size":3}"#)
+        .key("web01")
+        .header("service", "advisor")
+        .header("request_id", "abc");
+    bus.publish(json).await.unwrap();
+    bus.publish(OutgoingMessage::new(&topic, "plain text"))
+        .await
+        .unwrap();
+
+    let mut lines = Vec::new();
+    let n = intake_bus::tail(&*bus, &topic, true, Some(2), |r: TailRecord| {
+        lines.push(r.to_json_line())
+    })
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"{{"topic":"{topic}","partition":0,"offset":0,"key":"web01","headers":{{"service":"advisor","request_id":"abc"}},"value":{{"request_id":"abc","size":3}}}}"#
+            ),
+            format!(
+                r#"{{"topic":"{topic}","partition":0,"offset":1,"key":null,"headers":{{}},"value":"plain text"}}"#
+            ),
+        ]
+    );
+
+    let from_now = tokio::spawn({
+        let (bus, topic) = (bus.clone(), topic.clone());
+        async move {
+            let mut got = Vec::new();
+            intake_bus::tail(&*bus, &topic, false, Some(1), |r| got.push(r))
+                .await
+                .unwrap();
+            got
+        }
+    });
+    let bus_ref = &bus;
+    poll::until_true(
+        Duration::from_secs(10),
+        "tail from now to see a new message",
+        || {
+            let done = from_now.is_finished();
+            let topic = topic.clone();
+            async move {
+                if !done {
+                    bus_ref
+                        .publish(OutgoingMessage::new(topic, "late"))
+                        .await
+                        .unwrap();
+                }
+                done
+            }
+        },
+    )
+    .await;
+    let got = from_now.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].offset >= 2,
+        "tail from now showed an old message: {:?}",
+        got[0]
+    );
+    assert_eq!(got[0].value, serde_json::json!("late"));
+}
+
+#[tokio::test]
+async fn the_factory_opens_the_embedded_bus_in_its_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let env: intake_core::config::EnvMap = [(
+        "BUS_DATA_DIR".to_owned(),
+        dir.path().join("nested/bus").display().to_string(),
+    )]
+    .into_iter()
+    .collect();
+    let config = intake_core::config::BusConfig::from_env(&env, dir.path()).unwrap();
+    let bus = intake_bus::open(&config)
+        .await
+        .expect("the embedded bus opens");
+    bus.check().await.unwrap();
+    assert!(dir.path().join("nested/bus").join(DATABASE_FILE).exists());
+}
+
+#[tokio::test]
+async fn invalid_topic_names_are_refused() {
+    let bus = temp_bus().await;
+    for bad in ["", "has space", "slash/x", &"x".repeat(250)] {
+        assert!(
+            matches!(
+                bus.publish(OutgoingMessage::new(bad, "v")).await,
+                Err(BusError::Config(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_faulty_bus_fails_publish_and_check_on_demand_and_passes_consumers_through() {
+    let faulty = FaultyBus::new(temp_bus().await);
+    let faults = faulty.faults();
+    let topic = fresh_topic(&faulty, "faults", 1).await;
+    let other = fresh_topic(&faulty, "faults-other", 1).await;
+
+    faults.fail_publish(PublishFault::Unavailable);
+    assert!(matches!(
+        faulty.publish(OutgoingMessage::new(&topic, "x")).await,
+        Err(BusError::Unavailable(_))
+    ));
+    let only = topic.clone();
+    faults.fail_publish_where(PublishFault::Timeout, move |t| t == only);
+    assert!(matches!(
+        faulty.publish(OutgoingMessage::new(&topic, "x")).await,
+        Err(BusError::Timeout { .. })
+    ));
+    faulty
+        .publish(OutgoingMessage::new(&other, "passes"))
+        .await
+        .expect("other topics pass");
+    assert_eq!(faults.injected_publish_failures(), 2);
+
+    faults.fail_check(true);
+    assert!(matches!(
+        faulty.check().await,
+        Err(BusError::Unavailable(_))
+    ));
+    faults.heal();
+    faulty.check().await.unwrap();
+    faulty
+        .publish(OutgoingMessage::new(&topic, "healed"))
+        .await
+        .unwrap();
+    let mut consumer = join(&faulty, &unique("g"), &topic, StartFrom::Earliest).await;
+    assert_eq!(
+        text(
+            &next_within(&mut *consumer, "the healed publish")
+                .await
+                .value
+        ),
+        "healed"
+    );
+}
