@@ -2,12 +2,21 @@
 //! bucket) and `s3` (any S3-compatible store). Every driver passes the contract suite in
 //! [`testsuite`] (feature `testsuite`).
 
+pub mod download;
 pub mod error;
+mod factory;
+pub mod faults;
+pub mod localdisk;
 pub mod meta;
+pub mod s3;
 pub mod signing;
 pub mod stream;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
+pub use download::{DownloadDenied, DownloadVerifier};
 pub use error::StorageError;
+pub use factory::{open, Storage};
 pub use meta::ObjectMeta;
 
 use std::pin::Pin;
@@ -69,8 +78,13 @@ pub trait PayloadStore: Send + Sync + 'static {
     /// records them as `size` and `sha256` in the metadata before returning (the `size`/`sha256` of
     /// `meta` are ignored). If `body` yields an error, or anything else fails, nothing is left visible
     /// and the body's error is returned as [`StorageError::Body`]. Returns the stored metadata.
-    async fn put_new(&self, bucket: Bucket, key: &RequestId, body: ByteStream, meta: ObjectMeta)
-        -> Result<ObjectMeta, StorageError>;
+    async fn put_new(
+        &self,
+        bucket: Bucket,
+        key: &RequestId,
+        body: ByteStream,
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta, StorageError>;
 
     /// The object's metadata; [`StorageError::NotFound`] when absent.
     async fn head(&self, bucket: Bucket, key: &RequestId) -> Result<ObjectMeta, StorageError>;
@@ -105,4 +119,23 @@ pub trait PayloadStore: Send + Sync + 'static {
 
     /// Every bucket exists and answers (used by `/readyz`).
     async fn check(&self) -> Result<(), StorageError>;
+}
+
+/// Same `sha256` in the destination → the copy is already done; anything else is a conflict.
+pub(crate) fn same_or_conflict(
+    dst_name: &str,
+    key: &RequestId,
+    existing: &ObjectMeta,
+    source: &ObjectMeta,
+) -> Result<(), StorageError> {
+    if existing.sha256 == source.sha256 {
+        Ok(())
+    } else {
+        Err(StorageError::Conflict {
+            bucket: dst_name.to_owned(),
+            key: key.as_str().to_owned(),
+            existing: existing.sha256.clone(),
+            incoming: source.sha256.clone(),
+        })
+    }
 }

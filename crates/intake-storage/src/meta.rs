@@ -57,7 +57,9 @@ impl ObjectMeta {
 
 /// Printable ASCII only (anything else becomes `?`), as S3 metadata requires.
 pub fn ascii_only(s: &str) -> String {
-    s.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).collect()
+    s.chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
 }
 
 /// The `user-agent` value: printable ASCII, at most 256 characters.
@@ -71,7 +73,12 @@ mod tests {
 
     #[test]
     fn round_trip_and_ascii() {
-        let m = ObjectMeta { request_id: "a".into(), size: 12, user_agent: "cürl".into(), ..Default::default() };
+        let m = ObjectMeta {
+            request_id: "a".into(),
+            size: 12,
+            user_agent: "cürl".into(),
+            ..Default::default()
+        };
         let back = ObjectMeta::from_map(&m.to_map());
         assert_eq!(back.size, 12);
         assert_eq!(back.user_agent, "c?rl");

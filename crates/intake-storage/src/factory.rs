@@ -1,0 +1,65 @@
+//! Choosing and opening the driver named by `STORAGE_DRIVER`, once, at start-up.
+
+use std::sync::Arc;
+
+use intake_core::config::{StorageConfig, StorageDriver};
+
+use crate::download::DownloadVerifier;
+use crate::localdisk::LocalDiskStore;
+use crate::s3::S3Store;
+use crate::signing::UrlSigner;
+use crate::{PayloadStore, StorageError};
+
+/// The opened store, and for localdisk the checker of the `/download` URLs it issues (ingress
+/// serves that route only when `downloads` is set).
+#[derive(Clone)]
+pub struct Storage {
+    pub store: Arc<dyn PayloadStore>,
+    pub downloads: Option<DownloadVerifier>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field(
+                "quarantine",
+                &self.store.bucket_name(crate::Bucket::Quarantine),
+            )
+            .field("downloads", &self.downloads.is_some())
+            .finish()
+    }
+}
+
+/// Opens the configured driver, applying storage.md's start-up rules. `public_url` is
+/// `INGRESS_PUBLIC_URL`, the base of localdisk download URLs. Without `STORAGE_URL_SIGNING_KEY`
+/// localdisk signs with a random key and warns that its URLs die with the process.
+pub async fn open(config: &StorageConfig, public_url: &str) -> Result<Storage, StorageError> {
+    match config.driver {
+        StorageDriver::LocalDisk => {
+            let signer = match &config.signing_key {
+                Some(key) => UrlSigner::new(key.as_bytes()),
+                None => {
+                    tracing::warn!(
+                        "STORAGE_URL_SIGNING_KEY is not set: download URLs are signed with a random key and stop \
+                         working when this process restarts; several instances must share one key"
+                    );
+                    UrlSigner::random()
+                }
+            };
+            let store = LocalDiskStore::open(config, signer.clone(), public_url).await?;
+            tracing::info!(dir = %config.dir.display(), "storage: localdisk");
+            Ok(Storage {
+                store: Arc::new(store),
+                downloads: Some(DownloadVerifier::new(signer, &config.buckets)),
+            })
+        }
+        StorageDriver::S3 => {
+            let store = S3Store::open(config).await?;
+            tracing::info!(endpoint = ?config.s3.endpoint, "storage: s3");
+            Ok(Storage {
+                store: Arc::new(store),
+                downloads: None,
+            })
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! A wrapper driver that injects failures, **for tests**: other crates use it to show what happens
+//! when storage fails (503 answers, retries, nothing lost) without mocking the seam. It wraps a real
+//! driver and, when told to, makes an operation fail with [`StorageError::Backend`] (an "unavailable"
+//! error) before or, for `put_new`, during the write.
+//!
+//! ```no_run
+//! # async fn demo(inner: std::sync::Arc<dyn intake_storage::PayloadStore>) {
+//! use intake_storage::faults::{Fault, FaultyStore, Operation};
+//! let store = FaultyStore::new(inner);
+//! let faults = store.faults();
+//! faults.fail_put_after(1024, Fault::Always); // streams 1 KiB into the inner store, then fails
+//! faults.set(Operation::Copy, Fault::Times(2)); // the next two copies fail, then copies pass
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use intake_core::RequestId;
+
+use crate::{Bucket, ByteStream, Object, ObjectMeta, PayloadStore, StorageError};
+
+/// The operations a fault can be set on. `locate` goes through `head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    PutNew,
+    Head,
+    Get,
+    Copy,
+    Delete,
+    Url,
+    Check,
+}
+
+/// How often an armed operation fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every call fails until the fault is cleared.
+    Always,
+    /// The next `n` calls fail, then calls pass again.
+    Times(u32),
+}
+
+#[derive(Default)]
+struct State {
+    armed: HashMap<Operation, Fault>,
+    /// For `put_new`: fail after this many bytes went to the inner store (or at the body's end, if it
+    /// is shorter) instead of before the write starts.
+    put_after_bytes: Option<u64>,
+    calls: HashMap<Operation, u64>,
+}
+
+/// The switchboard of a [`FaultyStore`]; clones share it.
+#[derive(Clone, Default)]
+pub struct Faults {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Faults(..)")
+    }
+}
+
+impl Faults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Arms `operation`. For [`Operation::PutNew`] the call fails before anything is written.
+    pub fn set(&self, operation: Operation, fault: Fault) {
+        let mut state = self.lock();
+        state.armed.insert(operation, fault);
+        if operation == Operation::PutNew {
+            state.put_after_bytes = None;
+        }
+    }
+
+    /// Arms `put_new` to stream `bytes` bytes into the inner store and then fail, as a store that
+    /// breaks mid-upload does. The inner driver sees a body error and must leave nothing visible.
+    pub fn fail_put_after(&self, bytes: u64, fault: Fault) {
+        let mut state = self.lock();
+        state.armed.insert(Operation::PutNew, fault);
+        state.put_after_bytes = Some(bytes);
+    }
+
+    /// Disarms `operation`.
+    pub fn clear(&self, operation: Operation) {
+        let mut state = self.lock();
+        state.armed.remove(&operation);
+        if operation == Operation::PutNew {
+            state.put_after_bytes = None;
+        }
+    }
+
+    /// Disarms everything (call counts are kept).
+    pub fn clear_all(&self) {
+        let mut state = self.lock();
+        state.armed.clear();
+        state.put_after_bytes = None;
+    }
+
+    /// How many times `operation` was called, failed or not.
+    pub fn calls(&self, operation: Operation) -> u64 {
+        self.lock().calls.get(&operation).copied().unwrap_or(0)
+    }
+
+    /// Counts the call and decides whether it fails; `Some(after)` for a put that fails mid-stream.
+    fn trip(&self, operation: Operation) -> Option<Option<u64>> {
+        let mut state = self.lock();
+        *state.calls.entry(operation).or_default() += 1;
+        let fails = match state.armed.get_mut(&operation) {
+            None => false,
+            Some(Fault::Always) => true,
+            Some(Fault::Times(0)) => false,
+            Some(Fault::Times(n)) => {
+                *n -= 1;
+                true
+            }
+        };
+        fails.then_some(if operation == Operation::PutNew {
+            state.put_after_bytes
+        } else {
+            None
+        })
+    }
+}
+
+/// Marks the I/O error that [`FaultyStore`] puts into a body, so that it can be told apart from the
+/// body's own errors.
+#[derive(Debug, thiserror::Error)]
+#[error("injected storage fault")]
+struct InjectedFault;
+
+fn injected(operation: Operation) -> StorageError {
+    StorageError::backend(
+        format!("{operation:?} (injected fault)"),
+        "the store is failing on purpose",
+    )
+}
+
+/// A [`PayloadStore`] that passes every call to `inner` unless a fault is armed (see the module doc).
+pub struct FaultyStore {
+    inner: Arc<dyn PayloadStore>,
+    faults: Faults,
+}
+
+impl std::fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultyStore(..)")
+    }
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn PayloadStore>) -> Self {
+        Self {
+            inner,
+            faults: Faults::default(),
+        }
+    }
+
+    /// The handle that arms and clears faults; keep a clone in the test.
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
+    }
+}
+
+/// Passes `limit` bytes of `body` through, then yields an [`InjectedFault`] error (also when the
+/// body ends first).
+fn failing_after(body: ByteStream, limit: u64) -> ByteStream {
+    let stream = futures::stream::unfold(
+        (body, 0u64, false),
+        move |(mut body, sent, done)| async move {
+            if done {
+                return None;
+            }
+            let fault = || Err(std::io::Error::other(InjectedFault));
+            if sent >= limit {
+                return Some((fault(), (body, sent, true)));
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    let room = usize::try_from(limit - sent).unwrap_or(usize::MAX);
+                    let chunk: Bytes = if chunk.len() > room {
+                        chunk.slice(..room)
+                    } else {
+                        chunk
+                    };
+                    let sent = sent + chunk.len() as u64;
+                    Some((Ok(chunk), (body, sent, false)))
+                }
+                Some(Err(e)) => Some((Err(e), (body, sent, true))),
+                None => Some((fault(), (body, sent, true))),
+            }
+        },
+    );
+    Box::pin(stream)
+}
+
+#[async_trait]
+impl PayloadStore for FaultyStore {
+    fn bucket_name(&self, bucket: Bucket) -> &str {
+        self.inner.bucket_name(bucket)
+    }
+
+    async fn put_new(
+        &self,
+        bucket: Bucket,
+        key: &RequestId,
+        body: ByteStream,
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta, StorageError> {
+        let body = match self.faults.trip(Operation::PutNew) {
+            None => body,
+            Some(None) => return Err(injected(Operation::PutNew)),
+            Some(Some(limit)) => failing_after(body, limit),
+        };
+        self.inner
+            .put_new(bucket, key, body, meta)
+            .await
+            .map_err(|e| match e {
+                StorageError::Body(io)
+                    if io
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<InjectedFault>()) =>
+                {
+                    injected(Operation::PutNew)
+                }
+                other => other,
+            })
+    }
+
+    async fn head(&self, bucket: Bucket, key: &RequestId) -> Result<ObjectMeta, StorageError> {
+        if self.faults.trip(Operation::Head).is_some() {
+            return Err(injected(Operation::Head));
+        }
+        self.inner.head(bucket, key).await
+    }
+
+    async fn get(&self, bucket: Bucket, key: &RequestId) -> Result<Object, StorageError> {
+        if self.faults.trip(Operation::Get).is_some() {
+            return Err(injected(Operation::Get));
+        }
+        self.inner.get(bucket, key).await
+    }
+
+    async fn copy(&self, src: Bucket, dst: Bucket, key: &RequestId) -> Result<(), StorageError> {
+        if self.faults.trip(Operation::Copy).is_some() {
+            return Err(injected(Operation::Copy));
+        }
+        self.inner.copy(src, dst, key).await
+    }
+
+    async fn delete(&self, bucket: Bucket, key: &RequestId) -> Result<(), StorageError> {
+        if self.faults.trip(Operation::Delete).is_some() {
+            return Err(injected(Operation::Delete));
+        }
+        self.inner.delete(bucket, key).await
+    }
+
+    async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {
+        if self.faults.trip(Operation::Url).is_some() {
+            return Err(injected(Operation::Url));
+        }
+        self.inner.url(bucket, key).await
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        if self.faults.trip(Operation::Check).is_some() {
+            return Err(injected(Operation::Check));
+        }
+        self.inner.check().await
+    }
+}

@@ -1,0 +1,350 @@
+//! The `s3` driver: any S3-compatible store (AWS, MinIO, Ceph, …) through the AWS SDK. Metadata is
+//! user metadata (`x-amz-meta-<key>`), download URLs are presigned GETs (storage.md).
+
+mod client;
+mod errors;
+mod startup;
+mod upload;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::presigning::PresigningConfig;
+use intake_core::config::{BucketNames, StorageConfig};
+use intake_core::RequestId;
+use tokio_util::io::ReaderStream;
+
+pub use upload::PART_SIZE;
+
+use crate::{same_or_conflict, Bucket, ByteStream, Object, ObjectMeta, PayloadStore, StorageError};
+
+/// Read buffer for streaming an object back.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Payloads in an S3-compatible store.
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    names: BucketNames,
+    url_expiry: Duration,
+    /// The endpoint as errors and logs show it.
+    endpoint: String,
+    /// The access key id as errors show it.
+    access_key: String,
+    create_buckets: bool,
+    /// Set once the three buckets were confirmed (at start-up, or by a later `check`).
+    buckets_ready: AtomicBool,
+    /// Cleared when the store answers 501 to `If-None-Match: *`.
+    conditional_writes: AtomicBool,
+    /// Keys this process is writing right now. Two writes of one key from the same process are
+    /// decided here, because some S3-compatible stores check `If-None-Match` before receiving the
+    /// body rather than atomically with the final write.
+    writing: Mutex<HashSet<(Bucket, String)>>,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store")
+            .field("endpoint", &self.endpoint)
+            .field("buckets", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Store {
+    /// Connects as storage.md's start-up table says. A missing bucket is created when
+    /// `config.create_buckets`, otherwise it is [`StorageError::BucketMissing`]; rejected credentials
+    /// are a [`StorageError::Config`] naming the endpoint and the access key id. An endpoint that does
+    /// not answer is logged and the store opens anyway: [`PayloadStore::check`] fails (and retries the
+    /// bucket checks) until it answers.
+    pub async fn open(config: &StorageConfig) -> Result<Self, StorageError> {
+        let client = client::build(&config.s3).await?;
+        let store = Self {
+            client,
+            names: config.buckets.clone(),
+            url_expiry: config.url_expiry,
+            endpoint: client::endpoint_label(&config.s3),
+            access_key: client::access_key_label(&config.s3),
+            create_buckets: config.create_buckets,
+            buckets_ready: AtomicBool::new(false),
+            conditional_writes: AtomicBool::new(true),
+            writing: Mutex::new(HashSet::new()),
+        };
+        match startup::ensure_buckets(&store).await {
+            Ok(()) => store.buckets_ready.store(true, Ordering::Relaxed),
+            Err(startup::BucketsNotReady::Fatal(e)) => return Err(e),
+            Err(startup::BucketsNotReady::Unreachable(e)) => {
+                tracing::warn!(endpoint = %store.endpoint, error = %e, "object store unreachable at start-up; not ready until it answers");
+            }
+        }
+        Ok(store)
+    }
+
+    /// The SDK client, for tests and tools that need a call the seam does not offer.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    fn name(&self, bucket: Bucket) -> &str {
+        match bucket {
+            Bucket::Quarantine => &self.names.quarantine,
+            Bucket::Perm => &self.names.perm,
+            Bucket::Reject => &self.names.reject,
+        }
+    }
+
+    fn already_exists(&self, name: &str, key: &str) -> StorageError {
+        StorageError::AlreadyExists {
+            bucket: name.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    fn not_found(&self, bucket: Bucket, key: &str) -> StorageError {
+        StorageError::NotFound {
+            bucket: self.name(bucket).to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    fn credentials_rejected<E>(
+        &self,
+        bucket: &str,
+        err: &aws_sdk_s3::error::SdkError<E>,
+    ) -> StorageError {
+        StorageError::Config(format!(
+            "{} refused the credentials of access key id {} on bucket {bucket:?} (HTTP {}); check \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            self.endpoint,
+            self.access_key,
+            errors::status(err).map_or_else(|| "?".to_owned(), |s| s.to_string()),
+        ))
+    }
+
+    fn conditional_writes_unsupported(&self) {
+        if self.conditional_writes.swap(false, Ordering::Relaxed) {
+            tracing::warn!(endpoint = %self.endpoint, "the object store does not support If-None-Match; create-only writes rely on the existence pre-check");
+        }
+    }
+
+    async fn exists(&self, bucket: Bucket, key: &str) -> Result<bool, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(self.name(bucket))
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if errors::is_not_found(&e) => Ok(false),
+            Err(e) => Err(errors::backend("head object", e)),
+        }
+    }
+}
+
+/// Claims a key for one write in this process; released on drop.
+struct WriteClaim<'a> {
+    store: &'a S3Store,
+    slot: (Bucket, String),
+}
+
+impl Drop for WriteClaim<'_> {
+    fn drop(&mut self) {
+        let mut writing = self.store.writing.lock().unwrap_or_else(|p| p.into_inner());
+        writing.remove(&self.slot);
+    }
+}
+
+fn meta_from(metadata: Option<&HashMap<String, String>>, content_type: Option<&str>) -> ObjectMeta {
+    let table: BTreeMap<String, String> = metadata
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut meta = ObjectMeta::from_map(&table);
+    if meta.content_type.is_empty() {
+        meta.content_type = content_type.unwrap_or_default().to_owned();
+    }
+    meta
+}
+
+#[async_trait]
+impl PayloadStore for S3Store {
+    fn bucket_name(&self, bucket: Bucket) -> &str {
+        self.name(bucket)
+    }
+
+    async fn put_new(
+        &self,
+        bucket: Bucket,
+        key: &RequestId,
+        body: ByteStream,
+        meta: ObjectMeta,
+    ) -> Result<ObjectMeta, StorageError> {
+        let slot = (bucket, key.as_str().to_owned());
+        let claimed = self
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slot.clone());
+        if !claimed {
+            return Err(self.already_exists(self.name(bucket), key.as_str()));
+        }
+        let _claim = WriteClaim { store: self, slot };
+        if self.exists(bucket, key.as_str()).await? {
+            return Err(self.already_exists(self.name(bucket), key.as_str()));
+        }
+        upload::put_new(self, bucket, key.as_str(), body, meta).await
+    }
+
+    async fn head(&self, bucket: Bucket, key: &RequestId) -> Result<ObjectMeta, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(self.name(bucket))
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(meta_from(out.metadata(), out.content_type())),
+            Err(e) if errors::is_not_found(&e) => Err(self.not_found(bucket, key.as_str())),
+            Err(e) => Err(errors::backend("head object", e)),
+        }
+    }
+
+    async fn get(&self, bucket: Bucket, key: &RequestId) -> Result<Object, StorageError> {
+        match self
+            .client
+            .get_object()
+            .bucket(self.name(bucket))
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let meta = meta_from(out.metadata(), out.content_type());
+                let body = ReaderStream::with_capacity(out.body.into_async_read(), READ_CHUNK);
+                Ok(Object {
+                    meta,
+                    body: Box::pin(body),
+                })
+            }
+            Err(e) if errors::is_not_found(&e) => Err(self.not_found(bucket, key.as_str())),
+            Err(e) => Err(errors::backend("get object", e)),
+        }
+    }
+
+    async fn copy(&self, src: Bucket, dst: Bucket, key: &RequestId) -> Result<(), StorageError> {
+        match self.head(dst, key).await {
+            Ok(existing) => {
+                return match self.head(src, key).await {
+                    Ok(source) => same_or_conflict(self.name(dst), key, &existing, &source),
+                    // A move that already finished, being repeated.
+                    Err(StorageError::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                };
+            }
+            Err(StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let copied = self
+            .client
+            .copy_object()
+            .bucket(self.name(dst))
+            .key(key.as_str())
+            .copy_source(format!("{}/{}", self.name(src), key.as_str()))
+            .if_none_match("*")
+            .send()
+            .await;
+        match copied {
+            Ok(_) => Ok(()),
+            Err(e) if errors::is_not_found(&e) => Err(self.not_found(src, key.as_str())),
+            // A concurrent copy got there first: compare with what it wrote.
+            Err(e) if errors::is_precondition_failed(&e) => {
+                let existing = self.head(dst, key).await?;
+                let source = self.head(src, key).await?;
+                same_or_conflict(self.name(dst), key, &existing, &source)
+            }
+            // A store that does not take the header on copies: the head above was the guard.
+            Err(e) if errors::is_not_implemented(&e) => self
+                .client
+                .copy_object()
+                .bucket(self.name(dst))
+                .key(key.as_str())
+                .copy_source(format!("{}/{}", self.name(src), key.as_str()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| errors::backend("copy object", e)),
+            Err(e) => Err(errors::backend("copy object", e)),
+        }
+    }
+
+    async fn delete(&self, bucket: Bucket, key: &RequestId) -> Result<(), StorageError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(self.name(bucket))
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if errors::code(&e) == Some("NoSuchKey") => Ok(()),
+            Err(e) => Err(errors::backend("delete object", e)),
+        }
+    }
+
+    async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {
+        if bucket == Bucket::Reject {
+            return Err(StorageError::NoUrlForReject);
+        }
+        let presigning = PresigningConfig::expires_in(self.url_expiry)
+            .map_err(|e| StorageError::Config(format!("STORAGE_URL_EXPIRY: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(self.name(bucket))
+            .key(key.as_str())
+            .presigned(presigning)
+            .await
+            .map_err(|e| errors::backend("presign get object", e))?;
+        Ok(request.uri().to_owned())
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        if !self.buckets_ready.load(Ordering::Relaxed) {
+            match startup::ensure_buckets(self).await {
+                Ok(()) => {
+                    tracing::info!(endpoint = %self.endpoint, "object store answers; buckets confirmed");
+                    self.buckets_ready.store(true, Ordering::Relaxed);
+                }
+                Err(
+                    startup::BucketsNotReady::Fatal(e) | startup::BucketsNotReady::Unreachable(e),
+                ) => {
+                    tracing::warn!(endpoint = %self.endpoint, error = %e, "object store not ready");
+                    return Err(e);
+                }
+            }
+        }
+        for bucket in Bucket::ALL {
+            let name = self.name(bucket);
+            if let Err(e) = self.client.head_bucket().bucket(name).send().await {
+                return Err(match errors::status(&e) {
+                    Some(404) => StorageError::BucketMissing {
+                        bucket: name.to_owned(),
+                        var: bucket.env_var(),
+                        endpoint: self.endpoint.clone(),
+                    },
+                    _ => errors::backend(format!("head bucket {name:?}"), e),
+                });
+            }
+        }
+        Ok(())
+    }
+}
