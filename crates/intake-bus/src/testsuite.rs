@@ -41,6 +41,7 @@ macro_rules! bus_contract_tests {
             earliest_and_latest_for_a_new_group,
             create_topics_is_idempotent_and_topics_are_listed,
             check_answers,
+            next_is_cancel_safe,
             many_messages_arrive_exactly_once_in_order
         );
     };
@@ -403,6 +404,32 @@ pub async fn create_topics_is_idempotent_and_topics_are_listed(bus: Arc<dyn Bus>
 
 pub async fn check_answers(bus: Arc<dyn Bus>) {
     bus.check().await.expect("check() on a working bus");
+}
+
+pub async fn next_is_cancel_safe(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "cancel", 1).await;
+    let values = numbered("x", 10);
+    publish_values(&*bus, &topic, "k", &values).await;
+    let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    // Abandon many next() calls part-way; no message may be lost or repeated.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut attempt = 0u64;
+    while got.len() < values.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} messages arrived",
+            got.len(),
+            values.len()
+        );
+        // 1 to 20 ms: most calls are cut short at varying points, some complete.
+        attempt += 1;
+        let patience = Duration::from_millis(attempt % 20 + 1);
+        if let Ok(result) = tokio::time::timeout(patience, consumer.next()).await {
+            got.push(text(&result.expect("next()").value));
+        }
+    }
+    assert_eq!(got, values);
 }
 
 pub async fn many_messages_arrive_exactly_once_in_order(bus: Arc<dyn Bus>) {
