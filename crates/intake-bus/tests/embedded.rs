@@ -413,3 +413,37 @@ async fn the_faulty_bus_fails_publish_and_check_on_demand_and_passes_consumers_t
         "healed"
     );
 }
+
+#[tokio::test]
+async fn one_consumer_reads_several_topics() {
+    let bus = temp_bus().await;
+    let (a, b) = (
+        fresh_topic(&*bus, "multi-a", 1).await,
+        fresh_topic(&*bus, "multi-b", 1).await,
+    );
+    for i in 0..3 {
+        bus.publish(OutgoingMessage::new(&a, format!("a{i}")))
+            .await
+            .unwrap();
+        bus.publish(OutgoingMessage::new(&b, format!("b{i}")))
+            .await
+            .unwrap();
+    }
+    let subscription = Subscription {
+        group: unique("g"),
+        topics: vec![a.clone(), b.clone(), a.clone()],
+        start: StartFrom::Earliest,
+    };
+    let mut consumer = bus.subscribe(subscription).await.unwrap();
+    let mut per_topic: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for _ in 0..6 {
+        let m = next_within(&mut *consumer, "a message of either topic").await;
+        per_topic
+            .entry(m.topic.clone())
+            .or_default()
+            .push(text(&m.value).to_owned());
+    }
+    assert_eq!(per_topic[&a], ["a0", "a1", "a2"]);
+    assert_eq!(per_topic[&b], ["b0", "b1", "b2"]);
+    assert_quiet(&mut *consumer, "after both topics were read").await;
+}
