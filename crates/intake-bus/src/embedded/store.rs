@@ -357,13 +357,63 @@ pub(crate) async fn release_leases(
     Ok(())
 }
 
+/// Rows deleted per retention statement, so the write lock is held briefly and publishes in other
+/// processes are not starved.
+const SWEEP_BATCH: i64 = 5000;
+
 /// Deletes messages stored more than `retention` ago; returns how many.
 pub(crate) async fn sweep(pool: &SqlitePool, retention: Duration) -> Result<u64, BusError> {
     let cutoff = now_ms().saturating_sub(millis(retention));
-    let done = sqlx::query("DELETE FROM messages WHERE timestamp_ms < ?1")
+    let mut deleted = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM messages WHERE rowid IN
+             (SELECT rowid FROM messages WHERE timestamp_ms < ?1 LIMIT ?2)",
+        )
         .bind(cutoff)
+        .bind(SWEEP_BATCH)
         .execute(pool)
         .await
         .map_err(|e| db_error("deleting old messages", e))?;
-    Ok(done.rows_affected())
+        deleted += done.rows_affected();
+        if done.rows_affected() < SWEEP_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sweep_deletes_in_batches_until_nothing_old_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(&dir.path().join("bus.sqlite3"), &EmbeddedOptions::default())
+            .await
+            .unwrap();
+        let messages: Vec<OutgoingMessage> = (0..SWEEP_BATCH + 7)
+            .map(|i| OutgoingMessage::new("t", i.to_string()).header("h", "v"))
+            .collect();
+        let refs: Vec<&OutgoingMessage> = messages.iter().collect();
+        let deliveries = append(&pool, &refs).await.unwrap();
+        assert_eq!(deliveries.last().map(|d| d.offset), Some(SWEEP_BATCH + 6));
+        let stored = now_ms();
+        intake_testkit::poll::until_true(
+            Duration::from_secs(5),
+            "the clock to move on",
+            || async { now_ms() > stored },
+        )
+        .await;
+        assert_eq!(
+            sweep(&pool, Duration::ZERO).await.unwrap(),
+            SWEEP_BATCH as u64 + 7
+        );
+        assert!(fetch(&pool, "t", 0, 10).await.unwrap().is_empty());
+        assert_eq!(
+            end_offset(&pool, "t").await.unwrap(),
+            SWEEP_BATCH + 7,
+            "offsets are never reused"
+        );
+    }
 }
