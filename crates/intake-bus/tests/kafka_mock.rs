@@ -1,0 +1,346 @@
+//! The Kafka driver against librdkafka's mock cluster (no broker needed): the bus contract suite,
+//! then restart, rejoin and rebalance cases, and the failures a real cluster shows (unknown topic,
+//! a broker that stops answering).
+//!
+//! The mock cluster does not implement the CreateTopics API, so [`MockClusterBus`] creates topics
+//! through the mock's own call and hands everything else to the real [`KafkaBus`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use intake_bus::kafka::{ClientSettings, KafkaBus};
+use intake_bus::testsuite::{assert_quiet, join, next_within, unique, WAIT};
+use intake_bus::{
+    Bus, BusError, Consumer, Delivery, OutgoingMessage, StartFrom, Subscription, TopicSpec,
+};
+use intake_core::config::KafkaConfig;
+use intake_testkit::poll;
+use rdkafka::mocking::MockCluster;
+use tokio::sync::oneshot;
+
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Command {
+    CreateTopic(TopicSpec, oneshot::Sender<Result<(), String>>),
+    BrokerDown(oneshot::Sender<Result<(), String>>),
+}
+
+/// A mock cluster of one broker, owned by its own thread (the handle is not `Send`); it lives until
+/// the last [`MockClusterBus`] holding its command channel is dropped.
+struct MockClusterBus {
+    kafka: KafkaBus,
+    commands: Mutex<mpsc::Sender<Command>>,
+}
+
+impl MockClusterBus {
+    fn start() -> Self {
+        Self::start_with(PUBLISH_TIMEOUT)
+    }
+
+    fn start_with(publish_timeout: Duration) -> Self {
+        let (commands, inbox) = mpsc::channel::<Command>();
+        let (bootstrap_tx, bootstrap_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("mock-kafka".into())
+            .spawn(move || {
+                let cluster = MockCluster::new(1).expect("mock cluster");
+                bootstrap_tx
+                    .send(cluster.bootstrap_servers())
+                    .expect("bootstrap address");
+                for command in inbox {
+                    match command {
+                        Command::CreateTopic(spec, reply) => {
+                            let result = cluster
+                                .create_topic(
+                                    &spec.name,
+                                    spec.partitions,
+                                    i32::from(spec.replication),
+                                )
+                                .map_err(|e| e.to_string());
+                            let _ = reply.send(result);
+                        }
+                        Command::BrokerDown(reply) => {
+                            let _ = reply.send(cluster.broker_down(1).map_err(|e| e.to_string()));
+                        }
+                    }
+                }
+            })
+            .expect("mock cluster thread");
+        let brokers = bootstrap_rx.recv().expect("the mock cluster started");
+        let config = KafkaConfig {
+            brokers,
+            security_protocol: "PLAINTEXT".into(),
+            ..KafkaConfig::default()
+        };
+        let mut settings = ClientSettings::from_config(&config).expect("settings");
+        // Short group timings: the mock waits up to the session timeout for members to rejoin.
+        settings
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500");
+        let kafka = KafkaBus::with_settings(settings, publish_timeout).expect("kafka bus");
+        Self {
+            kafka,
+            commands: Mutex::new(commands),
+        }
+    }
+
+    async fn command(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Command,
+    ) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(make(reply))
+            .expect("mock cluster thread");
+        answer.await.expect("mock cluster answer")
+    }
+
+    async fn broker_down(&self) {
+        self.command(Command::BrokerDown)
+            .await
+            .expect("broker down");
+    }
+}
+
+#[async_trait]
+impl Bus for MockClusterBus {
+    async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
+        self.kafka.publish(message).await
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError> {
+        self.kafka.subscribe(subscription).await
+    }
+
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        let existing = self.kafka.list_topics().await?;
+        for spec in topics.iter().filter(|t| !existing.contains(&t.name)) {
+            self.command(|reply| Command::CreateTopic(spec.clone(), reply))
+                .await
+                .map_err(BusError::Backend)?;
+        }
+        Ok(())
+    }
+
+    async fn list_topics(&self) -> Result<Vec<String>, BusError> {
+        self.kafka.list_topics().await
+    }
+
+    async fn check(&self) -> Result<(), BusError> {
+        self.kafka.check().await
+    }
+}
+
+async fn mock_bus() -> Arc<dyn Bus> {
+    Arc::new(MockClusterBus::start())
+}
+
+intake_bus::bus_contract_tests!(mock_bus());
+
+async fn topic(bus: &dyn Bus, partitions: i32) -> String {
+    let name = unique("mock");
+    bus.create_topics(&[TopicSpec {
+        name: name.clone(),
+        partitions,
+        replication: 1,
+    }])
+    .await
+    .expect("create topic");
+    name
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn publish(bus: &dyn Bus, topic: &str, key: &str, value: &str) -> Delivery {
+    bus.publish(OutgoingMessage::new(topic, value.as_bytes()).key(key))
+        .await
+        .expect("publish")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_but_uncommitted_comes_back_and_committed_never_does() {
+    let bus = mock_bus().await;
+    let topic = topic(&*bus, 1).await;
+    let group = unique("g");
+    for v in ["m1", "m2", "m3"] {
+        publish(&*bus, &topic, "k", v).await;
+    }
+
+    // The first member processes all three but commits only m1, then stops.
+    let mut first = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    let m1 = next_within(&mut *first, "m1").await;
+    first.commit(&m1).await.expect("commit m1");
+    assert_eq!(text(&next_within(&mut *first, "m2").await.value), "m2");
+    assert_eq!(text(&next_within(&mut *first, "m3").await.value), "m3");
+    drop(first);
+
+    // The next member gets m2 and m3 again, and commits them.
+    let mut second = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    for v in ["m2", "m3"] {
+        let m = next_within(&mut *second, v).await;
+        assert_eq!(
+            text(&m.value),
+            v,
+            "processed but uncommitted: delivered again"
+        );
+        second.commit(&m).await.expect("commit");
+    }
+    drop(second);
+
+    // After that, a member of the group never sees them, only what comes next.
+    let mut third = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    assert_quiet(&mut *third, "committed messages").await;
+    publish(&*bus, &topic, "k", "m4").await;
+    assert_eq!(text(&next_within(&mut *third, "m4").await.value), "m4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_split_partitions_and_one_takes_over_when_the_other_leaves() {
+    const BATCH: usize = 30;
+    let bus = mock_bus().await;
+    let topic = topic(&*bus, 2).await;
+    let group = unique("g");
+    // (member, partition, value) of every committed message.
+    let committed: Arc<Mutex<Vec<(usize, i32, String)>>> = Arc::default();
+    let mut members = Vec::new();
+    for member in 0..2 {
+        let mut consumer = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+        let committed = committed.clone();
+        members.push(tokio::spawn(async move {
+            loop {
+                let Ok(m) = consumer.next().await else {
+                    continue;
+                };
+                if consumer.commit(&m).await.is_ok() {
+                    committed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((member, m.partition, text(&m.value)));
+                }
+            }
+        }));
+    }
+    let count_by = |member: usize| {
+        let committed = committed.clone();
+        move || {
+            committed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter(|(m, _, _)| *m == member)
+                .count()
+        }
+    };
+    let values: Vec<String> = (0..2 * BATCH).map(|i| format!("v{i}")).collect();
+    for (i, v) in values[..BATCH].iter().enumerate() {
+        publish(&*bus, &topic, &format!("key-{i}"), v).await;
+    }
+    let (count0, count1) = (count_by(0), count_by(1));
+    poll::until_true(
+        WAIT,
+        "both members commit messages of the first batch",
+        || {
+            let done = count0() > 0
+                && count1() > 0
+                && committed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len()
+                    >= BATCH;
+            async move { done }
+        },
+    )
+    .await;
+
+    // Member 1 leaves (its consumer is dropped with the task); member 0 takes over its partition.
+    let leaving = members.pop().expect("two members");
+    leaving.abort();
+    let _ = leaving.await;
+    let before = count0();
+    for (i, v) in values[BATCH..].iter().enumerate() {
+        publish(&*bus, &topic, &format!("key-{}", BATCH + i), v).await;
+    }
+    poll::until_true(WAIT, "every message committed", || {
+        let all = committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(_, _, v)| v.clone())
+            .collect::<HashSet<_>>();
+        async move { all.len() == 2 * BATCH }
+    })
+    .await;
+    members[0].abort();
+
+    let got = committed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut times: HashMap<&str, usize> = HashMap::new();
+    for (_, _, v) in &got {
+        *times.entry(v.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "committed more than once: {twice:?}");
+    let partitions_after: HashSet<i32> = got
+        .iter()
+        .filter(|(m, _, _)| *m == 0)
+        .skip(before)
+        .map(|(_, p, _)| *p)
+        .collect();
+    assert_eq!(
+        partitions_after,
+        HashSet::from([0, 1]),
+        "the remaining member reads both partitions"
+    );
+}
+
+#[tokio::test]
+async fn publishing_to_a_missing_topic_is_unknown_topic() {
+    let bus = MockClusterBus::start();
+    let missing = unique("missing");
+    let err = bus
+        .publish(OutgoingMessage::new(&missing, &b"{}"[..]))
+        .await
+        .expect_err("no such topic");
+    assert!(
+        matches!(&err, BusError::UnknownTopic(t) if *t == missing),
+        "{err:?}"
+    );
+    assert!(
+        !bus.list_topics().await.expect("list").contains(&missing),
+        "the producer never creates topics"
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_publish_times_out_and_check_fails() {
+    let bus = MockClusterBus::start_with(Duration::from_millis(1500));
+    let topic = topic(&bus, 1).await;
+    publish(&bus, &topic, "k", "before").await;
+    bus.check().await.expect("check while the broker answers");
+
+    bus.broker_down().await;
+    let started = std::time::Instant::now();
+    let err = bus
+        .publish(OutgoingMessage::new(&topic, &b"after"[..]))
+        .await
+        .expect_err("no broker");
+    assert!(
+        matches!(&err, BusError::Timeout { topic: t, timeout_ms: 1500 } if *t == topic),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the publish waited {:?}",
+        started.elapsed()
+    );
+    let err = bus.check().await.expect_err("check with the broker down");
+    assert!(matches!(err, BusError::Unavailable(_)), "{err:?}");
+}
