@@ -70,10 +70,13 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Joins `subscription.group` and returns a consumer of its topics. Offsets committed by earlier
     /// members of the group are honoured; messages delivered but never committed are delivered again
-    /// to the group's next member (after a restart, or a rebalance).
+    /// to the group's next member (after a restart, or a rebalance). Members of one group never
+    /// both receive a message: Kafka splits the partitions among them; the embedded bus gives each
+    /// topic to one member at a time, and the others wait to take over.
     async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError>;
 
-    /// Creates the topics that do not exist yet. Idempotent.
+    /// Creates the topics that do not exist yet. Idempotent. (The embedded bus keeps one partition
+    /// per topic, whatever `partitions` says.)
     async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError>;
 
     /// Every topic's wire name.
