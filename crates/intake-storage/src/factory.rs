@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use intake_core::config::{StorageConfig, StorageDriver};
+use tracing::Instrument;
 
 use crate::download::DownloadVerifier;
 use crate::localdisk::LocalDiskStore;
@@ -54,10 +55,16 @@ pub async fn open(config: &StorageConfig, public_url: &str) -> Result<Storage, S
             })
         }
         StorageDriver::S3 => {
-            let store = S3Store::open(config).await?;
+            let store = Arc::new(S3Store::open(config).await?);
+            if !store.buckets_ready() {
+                // storage.md: an unreachable endpoint is retried with backoff; readiness stays 503
+                // meanwhile.
+                let retry = S3Store::retry_until_ready(Arc::downgrade(&store));
+                tokio::spawn(retry.instrument(tracing::info_span!("storage_bucket_retry")));
+            }
             tracing::info!(endpoint = ?config.s3.endpoint, "storage: s3");
             Ok(Storage {
-                store: Arc::new(store),
+                store,
                 downloads: None,
             })
         }

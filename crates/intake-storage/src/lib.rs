@@ -1,6 +1,8 @@
-//! The object-storage seam. [`PayloadStore`] is the one trait; drivers are `localdisk` (a folder per
-//! bucket) and `s3` (any S3-compatible store). Every driver passes the contract suite in
-//! [`testsuite`] (feature `testsuite`).
+//! The object-storage seam. [`PayloadStore`] is the one trait; drivers are [`localdisk`] (a folder
+//! per bucket) and [`s3`] (any S3-compatible store), chosen once at start-up by [`open`]. Localdisk
+//! download URLs are checked by [`DownloadVerifier`] (ingress serves `/download`). [`faults`] wraps
+//! any driver to inject failures in tests. Every driver passes the contract suite in `testsuite`
+//! (feature `testsuite`).
 
 pub mod download;
 pub mod error;

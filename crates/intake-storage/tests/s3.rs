@@ -159,8 +159,26 @@ async fn rejected_credentials_name_endpoint_and_access_key_id() {
     );
 }
 
+/// Forwards every connection on `listener` to the harness's S3 server, as if it had just come up.
+async fn forward_to_s3(listener: tokio::net::TcpListener) {
+    let target = servers::s3_endpoint()
+        .trim_start_matches("http://")
+        .to_owned();
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
 #[tokio::test]
-async fn unreachable_endpoint_opens_and_check_fails() {
+async fn unreachable_endpoint_opens_then_becomes_ready_when_it_answers() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -168,11 +186,35 @@ async fn unreachable_endpoint_opens_and_check_fails() {
         .port();
     // Nothing listens on the port once the listener above is dropped.
     let endpoint = format!("http://127.0.0.1:{port}");
-    let storage = intake_storage::open(&config(&[("S3_ENDPOINT_URL", &endpoint)]), "http://unused")
+    let config = config(&[("S3_ENDPOINT_URL", &endpoint)]);
+    let storage = intake_storage::open(&config, "http://unused")
         .await
         .expect("an unreachable endpoint does not stop start-up");
     let err = storage.store.check().await.expect_err("not ready");
     assert!(err.is_unavailable(), "{err:?}");
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind");
+    tokio::spawn(forward_to_s3(listener));
+    // The retry loop creates the buckets (STORAGE_CREATE_BUCKETS=true) without anyone calling check().
+    let direct = S3Store::open(&self::config(&[]))
+        .await
+        .expect("direct client");
+    intake_testkit::poll::until_true(
+        Duration::from_secs(30),
+        "the retry loop to create the buckets",
+        || {
+            let (client, bucket) = (direct.client().clone(), config.buckets.reject.clone());
+            async move { client.head_bucket().bucket(bucket).send().await.is_ok() }
+        },
+    )
+    .await;
+    storage
+        .store
+        .check()
+        .await
+        .expect("ready once the endpoint answers");
 }
 
 #[tokio::test]

@@ -1,5 +1,14 @@
 //! The `s3` driver: any S3-compatible store (AWS, MinIO, Ceph, …) through the AWS SDK. Metadata is
 //! user metadata (`x-amz-meta-<key>`), download URLs are presigned GETs (storage.md).
+//!
+//! Create-only has three guards, because S3-compatible stores differ: a claim on the key within this
+//! process, a `HEAD` pre-check, and `If-None-Match: *` on the final write (`PutObject` or
+//! `CompleteMultipartUpload`), which AWS applies atomically. Observed on s3s-fs 0.14 (the test
+//! server): `If-None-Match: *` is honoured on `PutObject` and `CompleteMultipartUpload` (412), but
+//! checked before the body is stored rather than atomically with it, and ignored on `CopyObject`;
+//! self-copy with `MetadataDirective=REPLACE`, multipart abort and presigned GETs (expiry checked)
+//! work; `ListMultipartUploads` answers 501. A store answering 501 to `If-None-Match` is remembered
+//! and the pre-check becomes the only cross-process guard, as storage.md allows.
 
 mod client;
 mod errors;
@@ -85,6 +94,42 @@ impl S3Store {
     /// The SDK client, for tests and tools that need a call the seam does not offer.
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
+    }
+
+    /// Whether the three buckets were confirmed (at start-up or since).
+    pub fn buckets_ready(&self) -> bool {
+        self.buckets_ready.load(Ordering::Relaxed)
+    }
+
+    /// Runs the start-up bucket checks again (creating missing buckets when allowed); logs the
+    /// outcome. Used by `check` and by the retry loop of an endpoint that was unreachable.
+    async fn confirm_buckets(&self) -> Result<(), StorageError> {
+        match startup::ensure_buckets(self).await {
+            Ok(()) => {
+                if !self.buckets_ready.swap(true, Ordering::Relaxed) {
+                    tracing::info!(endpoint = %self.endpoint, "object store answers; buckets confirmed");
+                }
+                Ok(())
+            }
+            Err(startup::BucketsNotReady::Fatal(e) | startup::BucketsNotReady::Unreachable(e)) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "object store not ready");
+                Err(e)
+            }
+        }
+    }
+
+    /// Retries the bucket checks with backoff (1 s doubling to 60 s) until they pass, logging each
+    /// failure. Ends when they pass or when the store is dropped.
+    pub(crate) async fn retry_until_ready(store: std::sync::Weak<Self>) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(delay).await;
+            let Some(store) = store.upgrade() else { return };
+            if store.buckets_ready() || store.confirm_buckets().await.is_ok() {
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(60));
+        }
     }
 
     fn name(&self, bucket: Bucket) -> &str {
@@ -318,19 +363,8 @@ impl PayloadStore for S3Store {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        if !self.buckets_ready.load(Ordering::Relaxed) {
-            match startup::ensure_buckets(self).await {
-                Ok(()) => {
-                    tracing::info!(endpoint = %self.endpoint, "object store answers; buckets confirmed");
-                    self.buckets_ready.store(true, Ordering::Relaxed);
-                }
-                Err(
-                    startup::BucketsNotReady::Fatal(e) | startup::BucketsNotReady::Unreachable(e),
-                ) => {
-                    tracing::warn!(endpoint = %self.endpoint, error = %e, "object store not ready");
-                    return Err(e);
-                }
-            }
+        if !self.buckets_ready() {
+            self.confirm_buckets().await?;
         }
         for bucket in Bucket::ALL {
             let name = self.name(bucket);
