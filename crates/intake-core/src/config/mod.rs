@@ -11,12 +11,14 @@ mod ingress;
 mod storage;
 mod tracker;
 pub mod units;
+mod validator;
 
 pub use bus::{BusConfig, BusDriver, KafkaConfig, Topics};
 pub use general::{GeneralConfig, LogFormat};
 pub use ingress::{AnnounceMode, IngressConfig};
 pub use storage::{BucketNames, S3Config, StorageConfig, StorageDriver};
 pub use tracker::TrackerConfig;
+pub use validator::{ValidatorConfig, ValidatorMode, ValidatorSource};
 
 /// The environment: variable name → value.
 pub type EnvMap = HashMap<String, String>;
@@ -135,5 +137,6 @@ pub fn documented_variables() -> Vec<&'static str> {
     all.extend_from_slice(storage::VARIABLES);
     all.extend_from_slice(bus::VARIABLES);
     all.extend_from_slice(tracker::VARIABLES);
+    all.extend_from_slice(validator::VARIABLES);
     all
 }
