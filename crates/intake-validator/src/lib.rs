@@ -1,0 +1,274 @@
+//! The reference validating service (`intake validator`): it reads announces, checks each
+//! payload, and answers on the validation topic (spec messages.md, "Validation response").
+//!
+//! ```text
+//! platform.upload.<service> ─┐                    ┌─▶ platform.upload.validation (key: request id)
+//! platform.upload.announce ──┴▶ parse ▶ verdict ──┤      announce echoed + validation (+ reason)
+//!   (service header filter)      │                └─▶ platform.payload-status (service VALIDATOR_NAME)
+//!                                └ check mode: download (size cap, retries) ▶ intake_archive::inspect
+//! ```
+//!
+//! * **Source** (`VALIDATOR_SOURCE`): `per-service` reads `platform.upload.<service>` for each of
+//!   `VALIDATOR_SERVICES`; `announce` reads `platform.upload.announce` and skips (commits) any
+//!   message whose `service` header is not one of them, without parsing its body.
+//! * **Verdict** (`VALIDATOR_MODE`): `check` streams the `url` into a temporary file (announced
+//!   `size`, `Content-Length` and the running count are held to `VALIDATOR_MAX_DOWNLOAD_SIZE`),
+//!   then inspects it under `VALIDATOR_MAX_UNPACKED_SIZE` (also the per-file limit),
+//!   `VALIDATOR_MAX_FILES`, depth 32 and whatever remains of `VALIDATOR_TIMEOUT` (which bounds
+//!   download plus inspection), refusing device files. 5xx, 408, 429, timeouts and connection
+//!   errors are retried (4 attempts, 200 ms doubling) within the timeout; other HTTP answers
+//!   (403, 404, …) are final. `pass-all` and `fail-all` (reason `fail-all mode`) skip both.
+//! * **Response**: the announce object echoed field by field, plus `validation` (`success` or
+//!   `failure`) and, on failure, `reason`: a sentence followed by the stable code in parentheses,
+//!   e.g. `entry "../x" climbs out of the archive with '..' (unsafe_path)`. Codes are the archive
+//!   codes of [`intake_archive::ArchiveError::code`] and the download codes of spec pipeline.md
+//!   §11 (`too_large`, `http_rejected`, `http_unavailable`, `timeout`, `connection`, …).
+//! * **Statuses** (key: request id; `org_id`, `account` from the announce; fire-and-forget):
+//!   `processing` when work starts, then one terminal status: `success` (`validation success:
+//!   tar.gz, 3 files, 73 bytes unpacked`), `rejected` when the payload or its URL is bad
+//!   (`validation failure: <reason>`), or `error` when the payload could not be checked (retries
+//!   exhausted, local I/O); the response is `failure` in both of the last cases.
+//! * **Commits**: an announce's offset is committed once its response is acknowledged (a bad
+//!   announce, which is not ours to dead-letter, is logged and committed with nothing
+//!   published). Up to `VALIDATOR_CONCURRENCY` payloads are checked at once, across and within
+//!   partitions; per partition, only the offset below which everything is finished is
+//!   committed, so a restart redelivers anything unfinished.
+//! * **Shutdown**: when the token fires, no new message is taken, in-flight payloads finish
+//!   (a response publish still failing is abandoned, uncommitted), finished offsets are
+//!   committed and [`run`] returns.
+
+mod announce;
+mod commits;
+mod download;
+mod respond;
+mod verdict;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use intake_bus::{
+    Bus, BusError, Consumer, OutgoingMessage, ReceivedMessage, StartFrom, Subscription, TopicSpec,
+};
+use intake_core::config::{BusConfig, ValidatorConfig, ValidatorSource};
+use intake_core::messages::HEADER_SERVICE;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use commits::{CommitTracker, Position};
+
+/// Why the validator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("building the HTTP client: {0}")]
+    Http(String),
+    #[error("a validation task failed: {0}")]
+    Task(String),
+}
+
+/// Longest pause after a transient bus error while waiting for messages.
+const MAX_BUS_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the validator needs for every message.
+struct Context {
+    config: ValidatorConfig,
+    bus: Arc<dyn Bus>,
+    client: reqwest::Client,
+    validation_topic: String,
+    status_topic: String,
+    cancel: CancellationToken,
+}
+
+/// Whether a message's work ended (commit it) or was abandoned at shutdown (leave it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Finished,
+    Abandoned,
+}
+
+/// The topics read for `config`, as wire names.
+pub fn source_topics(config: &ValidatorConfig, bus_config: &BusConfig) -> Vec<String> {
+    match config.source {
+        ValidatorSource::PerService => config
+            .services
+            .iter()
+            .map(|s| bus_config.service_topic(s))
+            .collect(),
+        ValidatorSource::Announce => vec![bus_config.topic(&bus_config.topics.announce)],
+    }
+}
+
+/// Runs the validator until `cancel` fires (then finishes in-flight work and returns `Ok`), or a
+/// bus error that retrying cannot fix.
+pub async fn run(
+    config: ValidatorConfig,
+    bus_config: &BusConfig,
+    bus: Arc<dyn Bus>,
+    cancel: CancellationToken,
+) -> Result<(), ValidatorError> {
+    let topics = source_topics(&config, bus_config);
+    let validation_topic = bus_config.topic(&bus_config.topics.validation);
+    let status_topic = bus_config.topic(&bus_config.topics.payload_status);
+    if bus_config.create_topics {
+        let specs: Vec<TopicSpec> = topics
+            .iter()
+            .chain([&validation_topic, &status_topic])
+            .map(|name| TopicSpec {
+                name: name.clone(),
+                partitions: 1,
+                replication: 1,
+            })
+            .collect();
+        bus.create_topics(&specs).await?;
+    }
+    let subscription = Subscription {
+        group: config.consumer_group.clone(),
+        topics,
+        start: StartFrom::Earliest,
+    };
+    let mut consumer = bus.subscribe(subscription).await?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| ValidatorError::Http(e.to_string()))?;
+    tracing::info!(
+        mode = config.mode.as_str(),
+        source = config.source.as_str(),
+        group = %config.consumer_group,
+        "validator started"
+    );
+    let concurrency = config.concurrency.max(1);
+    let ctx = Arc::new(Context {
+        config,
+        bus,
+        client,
+        validation_topic,
+        status_topic,
+        cancel: cancel.clone(),
+    });
+    let mut tracker = CommitTracker::default();
+    let mut tasks: JoinSet<(Position, Outcome)> = JoinSet::new();
+    let mut bus_backoff = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
+                settle(&mut tracker, consumer.as_mut(), &position, outcome).await;
+            }
+            next = consumer.next(), if tasks.len() < concurrency => match next {
+                Ok(message) => {
+                    bus_backoff = Duration::from_millis(100);
+                    tracker.started(&message);
+                    let position = Position::of(&message);
+                    if wanted(&ctx, &message) {
+                        let ctx = ctx.clone();
+                        tasks.spawn(async move { (position, handle(&ctx, message).await) });
+                    } else {
+                        settle(&mut tracker, consumer.as_mut(), &position, Outcome::Finished).await;
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "reading announces failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(bus_backoff) => {}
+                    }
+                    bus_backoff = (bus_backoff * 2).min(MAX_BUS_BACKOFF);
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    tracing::info!(
+        in_flight = tracker.in_flight(),
+        "validator stopping; finishing in-flight payloads"
+    );
+    while let Some(joined) = tasks.join_next().await {
+        let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
+        settle(&mut tracker, consumer.as_mut(), &position, outcome).await;
+    }
+    tracing::info!("validator stopped");
+    Ok(())
+}
+
+/// In announce mode, only messages whose `service` header names a configured service.
+fn wanted(ctx: &Context, message: &ReceivedMessage) -> bool {
+    if ctx.config.source == ValidatorSource::PerService {
+        return true;
+    }
+    let service = message.header_str(HEADER_SERVICE).unwrap_or_default();
+    ctx.config.services.iter().any(|s| s == service)
+}
+
+/// Records the outcome and commits the partition's finished prefix.
+async fn settle(
+    tracker: &mut CommitTracker,
+    consumer: &mut dyn Consumer,
+    position: &Position,
+    outcome: Outcome,
+) {
+    if outcome == Outcome::Abandoned {
+        return;
+    }
+    if let Some(message) = tracker.finished(position) {
+        if let Err(e) = consumer.commit(&message).await {
+            // The next commit on this partition covers this one; until then a restart redelivers.
+            tracing::warn!(error = %e, topic = %message.topic, offset = message.offset, "commit failed");
+        }
+    }
+}
+
+/// Validates one announce and publishes the response and statuses.
+async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
+    let announce = match announce::parse(&message.value) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(
+                topic = %message.topic,
+                partition = message.partition,
+                offset = message.offset,
+                error = %e,
+                "ignoring an announce that cannot be answered"
+            );
+            return Outcome::Finished;
+        }
+    };
+    let span = tracing::info_span!(
+        "validate",
+        request_id = %announce.request_id,
+        service = %announce.service,
+        org_id = announce.org_id.as_deref().unwrap_or(""),
+    );
+    async move {
+        let name = &ctx.config.name;
+        let started = format!("validating (mode {})", ctx.config.mode.as_str());
+        let processing =
+            respond::status_message(&ctx.status_topic, name, &announce, "processing", started);
+        respond::publish_status(&ctx.bus, processing).await;
+        let verdict = verdict::decide(&ctx.config, &ctx.client, &announce).await;
+        tracing::info!(
+            validation = verdict.validation(),
+            reason = verdict.reason().unwrap_or(""),
+            "verdict"
+        );
+        let response = OutgoingMessage::new(
+            &ctx.validation_topic,
+            respond::response(&announce, &verdict),
+        )
+        .key(announce.request_id.as_str());
+        if !respond::publish_acknowledged(&ctx.bus, response, &ctx.cancel).await {
+            return Outcome::Abandoned;
+        }
+        let (status, status_msg) = respond::final_status(&verdict);
+        let done = respond::status_message(&ctx.status_topic, name, &announce, status, status_msg);
+        respond::publish_status(&ctx.bus, done).await;
+        Outcome::Finished
+    }
+    .instrument(span)
+    .await
+}

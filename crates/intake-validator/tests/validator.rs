@@ -1,0 +1,196 @@
+//! The validator end to end: embedded bus, a local HTTP server with generated archives.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use intake_bus::{StartFrom, Subscription};
+use serde_json::Value;
+use support::{announce_body, statuses, wait_for, Harness, WAIT};
+
+const ID_GOOD: &str = "2439a2974ff44273afcd8b1d18077bf1";
+
+#[tokio::test]
+async fn a_good_archive_is_valid_and_the_announce_is_echoed() {
+    let mut h = Harness::start(&[]).await;
+    let responses = h.watch(&h.validation_topic()).await;
+    let status_seen = h.watch(&h.status_topic()).await;
+    let body = announce_body(ID_GOOD, "advisor", &h.url("/good.tar.gz"), 180);
+    h.announce(&h.bus_config.service_topic("advisor"), "advisor", &body)
+        .await;
+
+    let (message, response) = wait_for(&responses, ID_GOOD, "the validation response").await;
+    assert_eq!(message.key_str(), Some(ID_GOOD));
+    assert_eq!(response["validation"], "success");
+    assert!(response.get("reason").is_none());
+    for field in [
+        "account",
+        "org_id",
+        "principal",
+        "payload_id",
+        "service",
+        "url",
+        "size",
+        "metadata",
+        "timestamp",
+    ] {
+        assert_eq!(response[field], body[field], "{field} is echoed");
+    }
+
+    let statuses = statuses(&status_seen, ID_GOOD, 2).await;
+    assert_eq!(statuses[0]["status"], "processing");
+    assert_eq!(statuses[1]["status"], "success");
+    for s in &statuses {
+        assert_eq!(s["service"], "validator");
+        assert_eq!(s["org_id"], "54321");
+        assert_eq!(s["account"], "12345");
+        assert!(s["date"].as_str().unwrap().ends_with('Z'));
+    }
+    let msg = statuses[1]["status_msg"].as_str().unwrap();
+    assert!(msg.contains("tar.gz") && msg.contains("3 files"), "{msg}");
+    h.stop().await;
+}
+
+async fn failure_reason(h: &Harness, id: &str, path: &str, size: u64) -> String {
+    let responses = h.watch(&h.validation_topic()).await;
+    let body = announce_body(id, "testareno", &h.url(path), size);
+    h.announce(&h.bus_config.service_topic("testareno"), "testareno", &body)
+        .await;
+    let (message, response) = wait_for(&responses, id, "the validation response").await;
+    assert_eq!(message.key_str(), Some(id));
+    assert_eq!(response["validation"], "failure", "{response}");
+    response["reason"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn hostile_archives_fail_with_their_reason_code() {
+    let mut h = Harness::start(&[]).await;
+    let status_seen = h.watch(&h.status_topic()).await;
+    let reason = failure_reason(&h, "traversal-1", "/traversal.tar.gz", 200).await;
+    assert!(reason.ends_with("(unsafe_path)"), "{reason}");
+    assert!(reason.contains("../escaped.txt"), "{reason}");
+    let reason = failure_reason(&h, "bomb-1", "/bomb.zip", 200).await;
+    assert!(reason.ends_with("(unpacked_too_large)"), "{reason}");
+
+    let statuses = statuses(&status_seen, "traversal-1", 2).await;
+    assert_eq!(statuses[0]["status"], "processing");
+    assert_eq!(statuses[1]["status"], "rejected");
+    assert!(statuses[1]["status_msg"]
+        .as_str()
+        .unwrap()
+        .contains("(unsafe_path)"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn downloads_over_the_cap_and_bad_urls_fail() {
+    let mut h = Harness::start(&[]).await;
+    // Announced size over the cap: refused before any byte.
+    let reason = failure_reason(&h, "announced-big", "/good.tar.gz", 2 << 20).await;
+    assert!(reason.ends_with("(too_large)"), "{reason}");
+    // Streamed without Content-Length past the cap.
+    let reason = failure_reason(&h, "streamed-big", "/big", 100).await;
+    assert!(reason.ends_with("(too_large)"), "{reason}");
+    // A permanent HTTP answer is final.
+    let reason = failure_reason(&h, "missing-1", "/missing", 100).await;
+    assert!(
+        reason.contains("404") && reason.ends_with("(http_rejected)"),
+        "{reason}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn transient_download_failures_are_retried() {
+    let mut h = Harness::start(&[]).await;
+    let responses = h.watch(&h.validation_topic()).await;
+    let body = announce_body("flaky-1", "advisor", &h.url("/flaky"), 180);
+    h.announce(&h.bus_config.service_topic("advisor"), "advisor", &body)
+        .await;
+    let (_, response) = wait_for(&responses, "flaky-1", "the validation response").await;
+    assert_eq!(response["validation"], "success", "{response}");
+    assert_eq!(h.hits.flaky.load(Ordering::SeqCst), 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn pass_all_and_fail_all_answer_without_downloading() {
+    for (mode, expected) in [("pass-all", "success"), ("fail-all", "failure")] {
+        let mut h = Harness::start(&[("VALIDATOR_MODE", mode)]).await;
+        let responses = h.watch(&h.validation_topic()).await;
+        let status_seen = h.watch(&h.status_topic()).await;
+        let body = announce_body("mode-1", "advisor", &h.url("/missing"), 180);
+        h.announce(&h.bus_config.service_topic("advisor"), "advisor", &body)
+            .await;
+        let (_, response) = wait_for(&responses, "mode-1", "the validation response").await;
+        assert_eq!(response["validation"], expected, "{mode}");
+        if mode == "fail-all" {
+            assert_eq!(response["reason"], "fail-all mode");
+        }
+        let statuses = statuses(&status_seen, "mode-1", 2).await;
+        assert_eq!(
+            statuses[1]["status"],
+            if mode == "pass-all" {
+                "success"
+            } else {
+                "rejected"
+            }
+        );
+        assert_eq!(
+            h.hits.total.load(Ordering::SeqCst),
+            0,
+            "{mode} downloaded something"
+        );
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn announce_mode_filters_on_the_service_header_and_commits_everything() {
+    let group = "validator-announce-test";
+    let mut h = Harness::start(&[
+        ("VALIDATOR_SOURCE", "announce"),
+        ("VALIDATOR_SERVICES", "advisor"),
+        ("VALIDATOR_CONSUMER_GROUP", group),
+    ])
+    .await;
+    let topic = h.bus_config.topic(&h.bus_config.topics.announce);
+    let responses = h.watch(&h.validation_topic()).await;
+    // Another service's message is not even parsed (its body is not JSON).
+    let message =
+        intake_bus::OutgoingMessage::new(&topic, "not json at all").header("service", "compliance");
+    h.bus.publish(message).await.unwrap();
+    // A bad announce for our service: logged, committed, nothing published.
+    let bad = intake_bus::OutgoingMessage::new(&topic, "{\"service\": \"advisor\"}")
+        .header("service", "advisor");
+    h.bus.publish(bad).await.unwrap();
+    let other_service = announce_body("other-1", "compliance", &h.url("/good.tar.gz"), 180);
+    h.announce(&topic, "compliance", &other_service).await;
+    let ours = announce_body("ours-1", "advisor", &h.url("/good.tar.gz"), 180);
+    h.announce(&topic, "advisor", &ours).await;
+
+    let (_, response) = wait_for(&responses, "ours-1", "the validation response").await;
+    assert_eq!(response["validation"], "success");
+    h.stop().await;
+    assert_eq!(
+        responses.lock().unwrap().len(),
+        1,
+        "only the advisor announce is answered"
+    );
+
+    // Every offset is committed: a new member of the group starts after them.
+    let sentinel = announce_body("sentinel-1", "advisor", &h.url("/good.tar.gz"), 180);
+    h.announce(&topic, "advisor", &sentinel).await;
+    let subscription = Subscription {
+        group: group.into(),
+        topics: vec![topic],
+        start: StartFrom::Earliest,
+    };
+    let mut consumer = h.bus.subscribe(subscription).await.unwrap();
+    let next = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let value: Value = serde_json::from_slice(&next.value).unwrap();
+    assert_eq!(value["request_id"], "sentinel-1");
+}
