@@ -1,7 +1,10 @@
-# Sourced by scripts/test.sh (under set -euo pipefail): starts a Kafka-protocol broker (tansu, in
-# memory) on a free loopback port and exports its bootstrap address for the kafka driver's tests:
-#   INTAKE_TEST_KAFKA_BROKERS  127.0.0.1:PORT
-# Topics are never auto-created on it: tests create theirs. Uses helpers from test.sh: free_port,
+# Sourced by scripts/test.sh (under set -euo pipefail): starts two Kafka-protocol brokers (tansu) on
+# free loopback ports and exports what the kafka driver's tests need:
+#   INTAKE_TEST_KAFKA_BROKERS        127.0.0.1:PORT, in memory, no authentication
+#   INTAKE_TEST_KAFKA_SASL_BROKERS   127.0.0.1:PORT, requires SASL/SCRAM (SQLite storage in the run dir)
+#   INTAKE_TEST_KAFKA_SASL_PASSWORD  password of its users intake-scram-512 (SCRAM-SHA-512) and
+#                                    intake-scram-256 (SCRAM-SHA-256)
+# Topics are never auto-created: tests create theirs. Uses helpers from test.sh: free_port,
 # wait_port, HARNESS_PIDS, INTAKE_TEST_RUN_DIR.
 
 TANSU_VERSION=0.6.0
@@ -69,3 +72,57 @@ fi
 
 export INTAKE_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 echo "harness: tansu (Kafka protocol) listening at $INTAKE_TEST_KAFKA_BROKERS" >&2
+
+# The SASL broker. tansu cannot add the first user to a broker that already requires
+# authentication, so the users are stored by a first run without it, on the same SQLite file, and
+# the broker is then restarted requiring it.
+KAFKA_SASL_DIR="$INTAKE_TEST_RUN_DIR/kafka-sasl"
+KAFKA_SASL_LOG="$INTAKE_TEST_RUN_DIR/tansu-sasl.log"
+KAFKA_SASL_PORT=$(free_port)
+mkdir -p "$KAFKA_SASL_DIR/db"
+export INTAKE_TEST_KAFKA_SASL_PASSWORD="intake-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+
+# Starts the SASL broker in the background (extra flags in "$@"); its pid is in $!. The storage
+# URL is relative to the working directory, hence the cd; exec keeps $! the broker's own pid.
+kafka_sasl_broker() {
+  (cd "$KAFKA_SASL_DIR" && exec "$TANSU_BIN" broker \
+    --cluster-id intake-test-sasl \
+    --listener-url "tcp://127.0.0.1:$KAFKA_SASL_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_SASL_PORT" \
+    --storage-engine "sqlite://db/tansu.db" \
+    "$@") >>"$KAFKA_SASL_LOG" 2>&1 &
+}
+
+kafka_sasl_broker
+kafka_setup_pid=$!
+HARNESS_PIDS+=("$kafka_setup_pid")
+wait_port "$KAFKA_SASL_PORT" "tansu (SASL broker, set-up run)" "$KAFKA_SASL_LOG"
+for kafka_user in intake-scram-512:scram512 intake-scram-256:scram256; do
+  kafka_user_ok=
+  for _ in $(seq 1 50); do
+    if "$TANSU_BIN" user create --broker "tcp://127.0.0.1:$KAFKA_SASL_PORT" --mechanism "${kafka_user#*:}" \
+        "${kafka_user%%:*}" "$INTAKE_TEST_KAFKA_SASL_PASSWORD" >>"$KAFKA_SASL_LOG" 2>&1; then
+      kafka_user_ok=yes
+      break
+    fi
+    sleep 0.2
+  done
+  if [ -z "$kafka_user_ok" ]; then
+    echo "harness: could not create the SASL user ${kafka_user%%:*} on tansu; its log follows" >&2
+    cat "$KAFKA_SASL_LOG" >&2 || true
+    exit 1
+  fi
+done
+kill "$kafka_setup_pid"
+wait "$kafka_setup_pid" 2>/dev/null || true
+kafka_remaining=()
+for kafka_pid in "${HARNESS_PIDS[@]}"; do
+  [ "$kafka_pid" = "$kafka_setup_pid" ] || kafka_remaining+=("$kafka_pid")
+done
+HARNESS_PIDS=("${kafka_remaining[@]}")
+
+kafka_sasl_broker --authentication
+HARNESS_PIDS+=("$!")
+wait_port "$KAFKA_SASL_PORT" "tansu (SASL broker)" "$KAFKA_SASL_LOG"
+export INTAKE_TEST_KAFKA_SASL_BROKERS="127.0.0.1:$KAFKA_SASL_PORT"
+echo "harness: tansu requiring SASL/SCRAM listening at $INTAKE_TEST_KAFKA_SASL_BROKERS" >&2

@@ -34,9 +34,18 @@ fn is_unreachable(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// The librdkafka error code behind `error`, admin operations included (rdkafka reports none for
+/// those).
+fn code_of(error: &KafkaError) -> Option<RDKafkaErrorCode> {
+    match error {
+        KafkaError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    }
+}
+
 /// A failed publish to `topic`.
 pub(crate) fn publish_error(topic: &str, error: &KafkaError, timeout: Duration) -> BusError {
-    match error.rdkafka_error_code() {
+    match code_of(error) {
         Some(
             RDKafkaErrorCode::MessageTimedOut
             | RDKafkaErrorCode::RequestTimedOut
@@ -60,7 +69,7 @@ pub(crate) fn timeout_error(topic: &str, timeout: Duration) -> BusError {
 
 /// Any other failed operation; `what` says which, for the log line.
 pub(crate) fn other_error(what: &str, error: &KafkaError) -> BusError {
-    match error.rdkafka_error_code() {
+    match code_of(error) {
         Some(code) if is_unreachable(code) || code == RDKafkaErrorCode::OperationTimedOut => {
             BusError::Unavailable(format!("{what}: {error}"))
         }
