@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intake_bus::{
-    Bus, BusError, Consumer, OutgoingMessage, ReceivedMessage, StartFrom, Subscription, TopicSpec,
+    Bus, BusError, Consumer, OutgoingMessage, ReceivedMessage, StartFrom, Subscription,
 };
 use intake_core::config::{BusConfig, ValidatorConfig, ValidatorSource};
 use intake_core::messages::HEADER_SERVICE;
@@ -101,7 +101,8 @@ pub fn source_topics(config: &ValidatorConfig, bus_config: &BusConfig) -> Vec<St
 }
 
 /// Runs the validator until `cancel` fires (then finishes in-flight work and returns `Ok`), or a
-/// bus error that retrying cannot fix.
+/// bus error that retrying cannot fix. Topics are not created here: with `BUS_CREATE_TOPICS` the
+/// caller creates [`intake_bus::topics::topic_names`] at start-up.
 pub async fn run(
     config: ValidatorConfig,
     bus_config: &BusConfig,
@@ -111,18 +112,6 @@ pub async fn run(
     let topics = source_topics(&config, bus_config);
     let validation_topic = bus_config.topic(&bus_config.topics.validation);
     let status_topic = bus_config.topic(&bus_config.topics.payload_status);
-    if bus_config.create_topics {
-        let specs: Vec<TopicSpec> = topics
-            .iter()
-            .chain([&validation_topic, &status_topic])
-            .map(|name| TopicSpec {
-                name: name.clone(),
-                partitions: 1,
-                replication: 1,
-            })
-            .collect();
-        bus.create_topics(&specs).await?;
-    }
     let subscription = Subscription {
         group: config.consumer_group.clone(),
         topics,

@@ -4,6 +4,7 @@ mod support;
 
 use std::sync::atomic::Ordering;
 
+use intake_bus::faults::PublishFault;
 use intake_bus::{StartFrom, Subscription};
 use serde_json::Value;
 use support::{announce_body, statuses, wait_for, Harness, WAIT};
@@ -193,4 +194,36 @@ async fn announce_mode_filters_on_the_service_header_and_commits_everything() {
         .unwrap();
     let value: Value = serde_json::from_slice(&next.value).unwrap();
     assert_eq!(value["request_id"], "sentinel-1");
+}
+
+#[tokio::test]
+async fn an_unacknowledged_response_leaves_the_announce_uncommitted() {
+    let (mut h, faults) =
+        Harness::start_faulty(&[("VALIDATOR_CONSUMER_GROUP", "validator-unacked")]).await;
+    let validation_topic = h.validation_topic();
+    let failing = validation_topic.clone();
+    faults.fail_publish_where(PublishFault::Unavailable, move |topic| topic == failing);
+    let responses = h.watch(&validation_topic).await;
+    let body = announce_body("unacked-1", "advisor", &h.url("/good.tar.gz"), 180);
+    h.announce(&h.bus_config.service_topic("advisor"), "advisor", &body)
+        .await;
+    intake_testkit::poll::until_true(WAIT, "retried response publishes", || {
+        let failures = faults.injected_publish_failures();
+        async move { failures >= 2 }
+    })
+    .await;
+    h.stop().await;
+    assert!(responses.lock().unwrap().is_empty());
+
+    // Redelivered to the group after a restart, and answered once the bus takes it.
+    faults.heal();
+    h.restart();
+    let (_, response) = wait_for(
+        &responses,
+        "unacked-1",
+        "the redelivered announce's response",
+    )
+    .await;
+    assert_eq!(response["validation"], "success");
+    h.stop().await;
 }

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use intake_bus::faults::{FaultHandle, FaultyBus};
 use intake_bus::{Bus, OutgoingMessage, ReceivedMessage, StartFrom, Subscription};
 use intake_core::config::{BusConfig, EnvMap, ValidatorConfig};
 use intake_testkit::archives::{gzip, sample_tar, zip_bomb, TarBuilder};
@@ -87,6 +88,8 @@ pub struct Harness {
     _dir: tempfile::TempDir,
     pub bus_config: BusConfig,
     pub bus: Arc<dyn Bus>,
+    /// The bus the validator uses: `bus`, or `bus` behind a fault injector.
+    validator_bus: Arc<dyn Bus>,
     pub config: ValidatorConfig,
     pub base_url: String,
     pub hits: Arc<Hits>,
@@ -97,6 +100,16 @@ pub struct Harness {
 impl Harness {
     /// Starts a validator configured by `vars` (on top of test defaults).
     pub async fn start(vars: &[(&str, &str)]) -> Self {
+        Self::start_on(vars, false).await.0
+    }
+
+    /// Like [`Harness::start`], the validator's bus wrapped in a [`FaultyBus`].
+    pub async fn start_faulty(vars: &[(&str, &str)]) -> (Self, FaultHandle) {
+        let (h, faults) = Self::start_on(vars, true).await;
+        (h, faults.unwrap())
+    }
+
+    async fn start_on(vars: &[(&str, &str)], faulty: bool) -> (Self, Option<FaultHandle>) {
         let dir = tempfile::tempdir().unwrap();
         let mut env: EnvMap = [
             ("BUS_DRIVER", "embedded"),
@@ -113,10 +126,18 @@ impl Harness {
         let bus = intake_bus::open(&bus_config).await.unwrap();
         let config = ValidatorConfig::from_env(&env).unwrap();
         let (base_url, hits) = serve_archives().await;
+        let (validator_bus, faults): (Arc<dyn Bus>, _) = if faulty {
+            let wrapped = FaultyBus::new(bus.clone());
+            let faults = wrapped.faults();
+            (Arc::new(wrapped), Some(faults))
+        } else {
+            (bus.clone(), None)
+        };
         let mut harness = Harness {
             _dir: dir,
             bus_config,
             bus,
+            validator_bus,
             config,
             base_url,
             hits,
@@ -124,14 +145,20 @@ impl Harness {
             task: None,
         };
         harness.spawn();
-        harness
+        (harness, faults)
+    }
+
+    /// Starts the validator again after [`Harness::stop`].
+    pub fn restart(&mut self) {
+        self.cancel = CancellationToken::new();
+        self.spawn();
     }
 
     fn spawn(&mut self) {
         let (config, bus_config, bus) = (
             self.config.clone(),
             self.bus_config.clone(),
-            self.bus.clone(),
+            self.validator_bus.clone(),
         );
         let cancel = self.cancel.clone();
         self.task = Some(tokio::spawn(async move {
