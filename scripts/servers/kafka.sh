@@ -4,6 +4,9 @@
 #   INTAKE_TEST_KAFKA_SASL_BROKERS   127.0.0.1:PORT, requires SASL/SCRAM (SQLite storage in the run dir)
 #   INTAKE_TEST_KAFKA_SASL_PASSWORD  password of its users intake-scram-512 (SCRAM-SHA-512) and
 #                                    intake-scram-256 (SCRAM-SHA-256)
+#   INTAKE_TEST_KAFKA_TLS_BROKERS    127.0.0.1:PORT, TLS without SASL, client certificate required
+#                                    (socat terminates TLS in front of a third, in-memory tansu)
+#   INTAKE_TEST_KAFKA_TLS_CA, _CERT, _KEY   the CA (PEM) and a client certificate and key it signed
 # Topics are never auto-created: tests create theirs. Uses helpers from test.sh: free_port,
 # wait_port, HARNESS_PIDS, INTAKE_TEST_RUN_DIR.
 
@@ -126,3 +129,58 @@ HARNESS_PIDS+=("$!")
 wait_port "$KAFKA_SASL_PORT" "tansu (SASL broker)" "$KAFKA_SASL_LOG"
 export INTAKE_TEST_KAFKA_SASL_BROKERS="127.0.0.1:$KAFKA_SASL_PORT"
 echo "harness: tansu requiring SASL/SCRAM listening at $INTAKE_TEST_KAFKA_SASL_BROKERS" >&2
+
+# The TLS endpoint. This tansu version cannot start a TLS listener itself, so socat terminates TLS
+# (requiring a client certificate) and forwards to a broker that advertises socat's port, so every
+# connection a client makes after bootstrap goes through TLS too. Certificates are made here.
+for kafka_tool in socat openssl; do
+  if ! command -v "$kafka_tool" >/dev/null 2>&1; then
+    echo "harness: installing $kafka_tool (the kafka driver's TLS tests need it)" >&2
+    if ! { apt-get install -y "$kafka_tool" || { apt-get update && apt-get install -y "$kafka_tool"; }; } \
+        >"$INTAKE_TEST_RUN_DIR/$kafka_tool-install.log" 2>&1; then
+      echo "harness: could not install $kafka_tool; the end of the install log follows" >&2
+      tail -n 40 "$INTAKE_TEST_RUN_DIR/$kafka_tool-install.log" >&2 || true
+      exit 1
+    fi
+  fi
+done
+KAFKA_TLS_DIR="$INTAKE_TEST_RUN_DIR/kafka-tls"
+KAFKA_TLS_LOG="$INTAKE_TEST_RUN_DIR/kafka-tls.log"
+mkdir -p "$KAFKA_TLS_DIR"
+if ! {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=intake-test-ca" \
+    -keyout "$KAFKA_TLS_DIR/ca.key" -out "$KAFKA_TLS_DIR/ca.pem" &&
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$KAFKA_TLS_DIR/server.key" -out "$KAFKA_TLS_DIR/server.csr" &&
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$KAFKA_TLS_DIR/server.ext" &&
+  openssl x509 -req -days 2 -in "$KAFKA_TLS_DIR/server.csr" -extfile "$KAFKA_TLS_DIR/server.ext" \
+    -CA "$KAFKA_TLS_DIR/ca.pem" -CAkey "$KAFKA_TLS_DIR/ca.key" -CAcreateserial -out "$KAFKA_TLS_DIR/server.pem" &&
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=intake-test-client" \
+    -keyout "$KAFKA_TLS_DIR/client.key" -out "$KAFKA_TLS_DIR/client.csr" &&
+  openssl x509 -req -days 2 -in "$KAFKA_TLS_DIR/client.csr" \
+    -CA "$KAFKA_TLS_DIR/ca.pem" -CAkey "$KAFKA_TLS_DIR/ca.key" -CAcreateserial -out "$KAFKA_TLS_DIR/client.pem"
+} >"$KAFKA_TLS_LOG" 2>&1; then
+  echo "harness: could not make the TLS test certificates; the openssl log follows" >&2
+  cat "$KAFKA_TLS_LOG" >&2 || true
+  exit 1
+fi
+
+KAFKA_TLS_INNER_PORT=$(free_port)
+KAFKA_TLS_PORT=$(free_port)
+"$TANSU_BIN" broker \
+  --cluster-id intake-test-tls \
+  --listener-url "tcp://127.0.0.1:$KAFKA_TLS_INNER_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$KAFKA_TLS_PORT" \
+  --storage-engine "memory://tansu/" \
+  >>"$KAFKA_TLS_LOG" 2>&1 &
+HARNESS_PIDS+=("$!")
+wait_port "$KAFKA_TLS_INNER_PORT" "tansu (behind the TLS endpoint)" "$KAFKA_TLS_LOG"
+socat "OPENSSL-LISTEN:$KAFKA_TLS_PORT,bind=127.0.0.1,reuseaddr,fork,verify=1,cafile=$KAFKA_TLS_DIR/ca.pem,cert=$KAFKA_TLS_DIR/server.pem,key=$KAFKA_TLS_DIR/server.key" \
+  "TCP:127.0.0.1:$KAFKA_TLS_INNER_PORT" >>"$KAFKA_TLS_LOG" 2>&1 &
+HARNESS_PIDS+=("$!")
+wait_port "$KAFKA_TLS_PORT" "socat (TLS endpoint for tansu)" "$KAFKA_TLS_LOG"
+export INTAKE_TEST_KAFKA_TLS_BROKERS="127.0.0.1:$KAFKA_TLS_PORT"
+export INTAKE_TEST_KAFKA_TLS_CA="$KAFKA_TLS_DIR/ca.pem"
+export INTAKE_TEST_KAFKA_TLS_CERT="$KAFKA_TLS_DIR/client.pem"
+export INTAKE_TEST_KAFKA_TLS_KEY="$KAFKA_TLS_DIR/client.key"
+echo "harness: TLS endpoint (client certificate required) for tansu at $INTAKE_TEST_KAFKA_TLS_BROKERS" >&2

@@ -135,3 +135,41 @@ async fn a_wrong_scram_password_is_refused() {
         .expect_err("nothing without authentication");
     assert!(matches!(err, BusError::Unavailable(_)), "{err:?}");
 }
+
+/// A bus on the harness's TLS endpoint (TLS without SASL; the endpoint requires a client
+/// certificate signed by the harness's CA).
+fn tls_bus(client_certificate: bool) -> KafkaBus {
+    let required = intake_testkit::servers::required;
+    let (cert, key) = if client_certificate {
+        (
+            Some(required("INTAKE_TEST_KAFKA_TLS_CERT")),
+            Some(required("INTAKE_TEST_KAFKA_TLS_KEY")),
+        )
+    } else {
+        (None, None)
+    };
+    let config = KafkaConfig {
+        brokers: required("INTAKE_TEST_KAFKA_TLS_BROKERS"),
+        security_protocol: "SSL".into(),
+        ssl_ca_location: Some(required("INTAKE_TEST_KAFKA_TLS_CA")),
+        ssl_cert_location: cert,
+        ssl_key_location: key,
+        ..KafkaConfig::default()
+    };
+    let settings = ClientSettings::from_config(&config).expect("settings");
+    KafkaBus::with_settings(settings, Duration::from_secs(10)).expect("kafka bus")
+}
+
+#[tokio::test]
+async fn tls_without_sasl_with_a_client_certificate() {
+    round_trip(&tls_bus(true)).await;
+}
+
+#[tokio::test]
+async fn tls_refuses_a_client_without_a_certificate() {
+    let err = tls_bus(false)
+        .check()
+        .await
+        .expect_err("the endpoint requires a client certificate");
+    assert!(matches!(err, BusError::Unavailable(_)), "{err:?}");
+}
