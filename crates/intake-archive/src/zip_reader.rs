@@ -2,7 +2,7 @@
 //! entries are read; every decompressed byte is counted, whatever the headers declare.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use zip::result::ZipError;
 use zip::CompressionMethod;
@@ -24,15 +24,23 @@ const S_IFSOCK: u32 = 0o140000;
 const MAX_LINK_TARGET: u64 = 4096;
 
 pub(crate) fn walk(
-    file: File,
+    mut file: File,
     walker: &mut Walker,
     sink: &mut dyn EntrySink,
 ) -> Result<(), ArchiveError> {
     let budget = walker.budget().clone();
+    // The zip crate holds the whole central directory in memory: refuse an oversized one from
+    // the end record's count before it is parsed.
+    let max_files = budget.borrow().limits().max_files;
+    if let Some(declared) = declared_entries(&mut file)? {
+        if declared > max_files {
+            return Err(ArchiveError::TooManyFiles { limit: max_files });
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
     let reader = CountingReader::new(file, budget.clone(), Layer::File);
     let mut archive =
         zip::ZipArchive::new(SeekableCounting(reader)).map_err(|e| zip_error(&budget, e))?;
-    let max_files = budget.borrow().limits().max_files;
     if archive.len() as u64 > max_files {
         return Err(ArchiveError::TooManyFiles { limit: max_files });
     }
@@ -80,6 +88,49 @@ pub(crate) fn walk(
         )?;
     }
     Ok(())
+}
+
+/// Size of the end-of-central-directory record without its comment.
+const EOCD_LEN: u64 = 22;
+/// Farthest from the end the record can start (its comment is at most 65535 bytes).
+const EOCD_SEARCH: u64 = EOCD_LEN + 65535;
+
+/// The entry count the end-of-central-directory record declares (zip64 when it says so), or
+/// `None` when no record is found (the zip crate then reports the archive as corrupt).
+fn declared_entries(file: &mut File) -> Result<Option<u64>, ArchiveError> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let start = len.saturating_sub(EOCD_SEARCH);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.by_ref().take(EOCD_SEARCH).read_to_end(&mut tail)?;
+    let Some(at) = tail.windows(4).rposition(|w| w == b"PK\x05\x06") else {
+        return Ok(None);
+    };
+    let record = &tail[at..];
+    if record.len() < EOCD_LEN as usize {
+        return Ok(None);
+    }
+    let count = u16::from_le_bytes([record[10], record[11]]);
+    if count != u16::MAX {
+        return Ok(Some(u64::from(count)));
+    }
+    // Zip64: the locator sits just before the record and points at the zip64 end record.
+    let Some(locator) = at.checked_sub(20).map(|l| &tail[l..at]) else {
+        return Ok(None);
+    };
+    if &locator[..4] != b"PK\x06\x07" {
+        return Ok(None);
+    }
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&locator[8..16]);
+    file.seek(SeekFrom::Start(u64::from_le_bytes(offset)))?;
+    let mut zip64 = [0u8; 40];
+    if file.read_exact(&mut zip64).is_err() || &zip64[..4] != b"PK\x06\x06" {
+        return Ok(None);
+    }
+    let mut total = [0u8; 8];
+    total.copy_from_slice(&zip64[32..40]);
+    Ok(Some(u64::from_le_bytes(total)))
 }
 
 enum ZipKind {

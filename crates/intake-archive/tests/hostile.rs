@@ -532,3 +532,26 @@ fn later_duplicates_win_and_odd_names_are_skipped() {
         b"second"
     );
 }
+
+#[test]
+fn zip_entry_counts_are_checked_before_the_central_directory_is_read() {
+    let mut zip = ZipBuilder::new();
+    for i in 0..150 {
+        zip = zip.stored(&format!("f{i:04}"), b"x");
+    }
+    let (e, _) = refused_with(&zip.finish(), &limits());
+    assert!(
+        matches!(e, ArchiveError::TooManyFiles { limit: 100 }),
+        "{e:?}"
+    );
+
+    // A forged end record claiming 60000 entries is refused on its word, before any parsing.
+    let mut forged = ZipBuilder::new().stored("a.txt", b"a").finish();
+    let at = forged.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+    forged[at + 8..at + 12].copy_from_slice(&[0x60, 0xea, 0x60, 0xea]);
+    let (e, _) = refused_with(&forged, &limits());
+    assert!(
+        matches!(e, ArchiveError::TooManyFiles { limit: 100 }),
+        "{e:?}"
+    );
+}
