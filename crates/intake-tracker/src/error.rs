@@ -1,0 +1,22 @@
+//! What can stop the tracker.
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("bus: {0}")]
+    Bus(#[from] intake_bus::BusError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("bad mock parameters: {0}")]
+    Mock(String),
+}

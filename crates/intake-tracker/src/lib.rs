@@ -1,0 +1,144 @@
+//! The payload tracker: consumes `platform.payload-status`, stores every status in SQL, and tells
+//! where a payload is, how long each service took and what failed, through a REST API, live events
+//! and a web page (spec/tracker.md).
+//!
+//! ```text
+//! bus ──▶ ingest (check → DLQ | batch ─▶ StatusStore (sqlite | postgres) ─▶ commit offsets)
+//!                                            ▲
+//! HTTP /api/v1, /v1, /, /track ──────────────┘   maintenance: partitions ahead + retention, hourly
+//! ```
+//!
+//! Entry points: [`open_store`], [`run`] (everything, until cancelled), [`router`] (the HTTP surface
+//! without a listener) and [`mock`] (realistic journeys onto the bus).
+
+pub mod api;
+pub mod check;
+pub mod duration;
+mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod mock;
+pub mod model;
+pub mod store;
+
+use std::sync::Arc;
+
+use intake_bus::{Bus, StartFrom, Subscription};
+use intake_core::config::{BusConfig, GeneralConfig, TrackerConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use api::{router, ApiSettings, AppState};
+pub use error::TrackerError;
+pub use metrics::Metrics;
+pub use mock::{mock, MockReport};
+pub use store::{StatusStore, StoreError};
+
+/// How long the HTTP server waits for request headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens the configured status store (`TRACKER_DATABASE_URL`), creating and migrating its schema.
+pub async fn open_store(config: &TrackerConfig) -> Result<Arc<dyn StatusStore>, TrackerError> {
+    Ok(store::open(&config.database_url).await?)
+}
+
+/// The ingest settings a configuration implies.
+pub fn ingest_settings(config: &TrackerConfig, bus_config: &BusConfig) -> ingest::IngestSettings {
+    ingest::IngestSettings {
+        dlq_topic: bus_config.topic(&bus_config.topics.payload_status_dlq),
+        batch_size: config.batch_size,
+        batch_wait: config.batch_wait,
+        retention: std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400),
+        future_skew: config.future_skew,
+    }
+}
+
+/// Runs the tracker: maintenance (partitions, retention), the ingest loop, the HTTP server on
+/// `config.listen` and the optional metrics listener. Returns when `cancel` fires and all of them
+/// have drained.
+pub async fn run(
+    config: TrackerConfig,
+    general: &GeneralConfig,
+    bus_config: &BusConfig,
+    bus: Arc<dyn Bus>,
+    cancel: CancellationToken,
+) -> Result<(), TrackerError> {
+    let store = open_store(&config).await?;
+    ingest::maintenance::run_once(
+        store.as_ref(),
+        config.retention_days,
+        config.partition_days_ahead,
+    )
+    .await?;
+    let metrics = Arc::new(Metrics::new()?);
+    let topic = bus_config.topic(&bus_config.topics.payload_status);
+    let consumer = bus
+        .subscribe(Subscription {
+            group: config.consumer_group.clone(),
+            topics: vec![topic.clone()],
+            start: StartFrom::Earliest,
+        })
+        .await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| TrackerError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
+    let metrics_listener =
+        match &config.metrics_listen {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
+                |source| TrackerError::Listen {
+                    address: address.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
+    info!(listen = %config.listen, topic = %topic, engine = store.engine(), "tracker started");
+    let state = AppState::new(
+        store.clone(),
+        Some(bus.clone()),
+        metrics.clone(),
+        ApiSettings::new(
+            general.identity_required,
+            config.max_page_size,
+            config.retention_days,
+        ),
+    );
+    let ingestor = ingest::Ingestor::new(
+        store.clone(),
+        bus.clone(),
+        metrics,
+        ingest_settings(&config, bus_config),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    let c = cancel.clone();
+    tasks.spawn(async move { ingest::run_loop(ingestor, consumer, c).await });
+    let c = cancel.clone();
+    let (retention, ahead) = (config.retention_days, config.partition_days_ahead);
+    tasks.spawn(async move { ingest::maintenance::run_loop(store, retention, ahead, c).await });
+    if let Some(listener) = metrics_listener {
+        let router = api::metrics_router(state.clone());
+        let c = cancel.clone();
+        let grace = general.shutdown_grace;
+        tasks.spawn(async move {
+            if let Err(e) =
+                intake_http::serve::serve(listener, router, c, HEADER_TIMEOUT, grace).await
+            {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    let served = intake_http::serve::serve(
+        listener,
+        router(state),
+        cancel.clone(),
+        HEADER_TIMEOUT,
+        general.shutdown_grace,
+    )
+    .await;
+    cancel.cancel();
+    while tasks.join_next().await.is_some() {}
+    served.map_err(TrackerError::Serve)
+}

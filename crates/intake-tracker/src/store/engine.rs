@@ -1,0 +1,351 @@
+// The statements both drivers run, included by `sqlite.rs` and `postgres.rs`, each of which defines
+// `Db`, `Row`, `bind(query, &Arg)`, `get_time(&Row, index)` and `get_opt_time(&Row, index)` first.
+// (An included file cannot carry an inner doc comment; the including modules document it.)
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::Row as _;
+
+use crate::model::{
+    BatchOutcome, IdentityConflict, Keyset, NewStatus, Page, PayloadRow, Scope, ServiceJourney, SortValue,
+    StatsData, StatusRow,
+};
+use crate::store::sql::{Arg, Built, ListQuery, PAYLOAD_COLUMNS, STATUS_COLUMNS};
+
+type Q<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+fn build(b: &Built) -> Q<'_> {
+    let mut q = sqlx::query(&b.sql);
+    for arg in &b.args {
+        q = bind(q, arg);
+    }
+    q
+}
+
+fn payload_row(row: &Row) -> Result<PayloadRow, sqlx::Error> {
+    Ok(PayloadRow {
+        id: row.try_get(0)?,
+        request_id: row.try_get(1)?,
+        account: row.try_get(2)?,
+        org_id: row.try_get(3)?,
+        inventory_id: row.try_get(4)?,
+        system_id: row.try_get(5)?,
+        created_at: get_time(row, 6)?,
+        last_status_at: get_time(row, 7)?,
+        last_service: row.try_get(8)?,
+        last_status: row.try_get(9)?,
+    })
+}
+
+fn status_row(row: &Row) -> Result<StatusRow, sqlx::Error> {
+    Ok(StatusRow {
+        id: row.try_get(0)?,
+        payload_id: row.try_get(1)?,
+        request_id: row.try_get(2)?,
+        account: row.try_get(3)?,
+        org_id: row.try_get(4)?,
+        inventory_id: row.try_get(5)?,
+        system_id: row.try_get(6)?,
+        service: row.try_get(7)?,
+        source: row.try_get(8)?,
+        status: row.try_get(9)?,
+        status_msg: row.try_get(10)?,
+        date: get_time(row, 11)?,
+        created_at: get_time(row, 12)?,
+    })
+}
+
+/// Runs a list query: the exact count, one page, and the keyset of its last row when more follow.
+async fn run_list<T>(
+    pool: &sqlx::Pool<Db>,
+    list: &ListQuery,
+    page_size: u32,
+    map: fn(&Row) -> Result<T, sqlx::Error>,
+    keyset: impl Fn(&T) -> Keyset,
+) -> Result<Page<T>, sqlx::Error> {
+    let count: i64 = build(&list.count).fetch_one(pool).await?.try_get(0)?;
+    let rows = build(&list.page).fetch_all(pool).await?;
+    let mut rows: Vec<T> = rows.iter().map(map).collect::<Result<_, _>>()?;
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next = if more { rows.last().map(keyset) } else { None };
+    Ok(Page { count, rows, next })
+}
+
+/// A payload as the batch sees it while it runs.
+struct PayloadState {
+    id: i64,
+    ids: [String; 4],
+    created_at: DateTime<Utc>,
+    last_status_at: DateTime<Utc>,
+    last_service: String,
+    last_status: String,
+    dirty: bool,
+}
+
+const TENANT_FIELD_NAMES: [&str; 4] = ["account", "org_id", "inventory_id", "system_id"];
+
+impl PayloadState {
+    /// Folds a newly stored status into the payload row.
+    fn apply(&mut self, s: &NewStatus, conflicts: &mut Vec<IdentityConflict>) {
+        let incoming = [&s.account, &s.org_id, &s.inventory_id, &s.system_id];
+        for (i, value) in incoming.into_iter().enumerate() {
+            if value.is_empty() || *value == self.ids[i] {
+                continue;
+            }
+            if self.ids[i].is_empty() {
+                self.ids[i] = value.clone();
+                self.dirty = true;
+            } else {
+                conflicts.push(IdentityConflict {
+                    request_id: s.request_id.clone(),
+                    field: TENANT_FIELD_NAMES[i],
+                    kept: self.ids[i].clone(),
+                    ignored: value.clone(),
+                });
+            }
+        }
+        if s.date < self.created_at {
+            self.created_at = s.date;
+            self.dirty = true;
+        }
+        if s.date >= self.last_status_at
+            && (s.date != self.last_status_at || s.service != self.last_service || s.status != self.last_status)
+        {
+            self.last_status_at = s.date;
+            self.last_service = s.service.clone();
+            self.last_status = s.status.clone();
+            self.dirty = true;
+        }
+    }
+}
+
+async fn load_or_create(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    s: &NewStatus,
+) -> Result<PayloadState, sqlx::Error> {
+    let q = sqlx::query(
+        "INSERT INTO payloads (request_id, account, org_id, inventory_id, system_id, created_at, last_status_at, \
+         last_service, last_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (request_id) DO NOTHING RETURNING id",
+    )
+    .bind(s.request_id.clone())
+    .bind(s.account.clone())
+    .bind(s.org_id.clone())
+    .bind(s.inventory_id.clone())
+    .bind(s.system_id.clone());
+    let q = bind(q, &Arg::Time(s.date));
+    let q = bind(q, &Arg::Time(s.date)).bind(s.service.clone()).bind(s.status.clone());
+    if let Some(row) = q.fetch_optional(&mut *conn).await? {
+        return Ok(PayloadState {
+            id: row.try_get(0)?,
+            ids: [s.account.clone(), s.org_id.clone(), s.inventory_id.clone(), s.system_id.clone()],
+            created_at: s.date,
+            last_status_at: s.date,
+            last_service: s.service.clone(),
+            last_status: s.status.clone(),
+            dirty: false,
+        });
+    }
+    let row = sqlx::query(&format!("SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id = $1"))
+        .bind(s.request_id.clone())
+        .fetch_one(&mut *conn)
+        .await?;
+    let p = payload_row(&row)?;
+    Ok(PayloadState {
+        id: p.id,
+        ids: [p.account, p.org_id, p.inventory_id, p.system_id],
+        created_at: p.created_at,
+        last_status_at: p.last_status_at,
+        last_service: p.last_service,
+        last_status: p.last_status,
+        dirty: false,
+    })
+}
+
+/// Stores a batch in one transaction (the promise of `StatusStore::store_batch`).
+pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -> Result<BatchOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let stored_at = Utc::now().trunc_subsecs(6);
+    let mut payloads: HashMap<String, PayloadState> = HashMap::new();
+    let mut outcome = BatchOutcome::default();
+    for s in batch {
+        if !payloads.contains_key(&s.request_id) {
+            let state = load_or_create(&mut tx, s).await?;
+            payloads.insert(s.request_id.clone(), state);
+        }
+        let Some(state) = payloads.get_mut(&s.request_id) else { continue };
+        let q = sqlx::query(
+            "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup_key, date) DO NOTHING RETURNING id",
+        )
+        .bind(state.id)
+        .bind(s.service.clone())
+        .bind(s.source.clone())
+        .bind(s.status.clone())
+        .bind(s.status_msg.clone());
+        let q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(stored_at)).bind(s.dedup_key.clone());
+        if q.fetch_optional(&mut *tx).await?.is_none() {
+            outcome.duplicates += 1;
+            continue;
+        }
+        state.apply(s, &mut outcome.conflicts);
+        if intake_core::status::is_terminal(&s.status) {
+            let row = sqlx::query(
+                "SELECT MIN(date), SUM(CASE WHEN status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) \
+                 FROM payload_statuses WHERE payload_id = $1 AND service = $2",
+            )
+            .bind(state.id)
+            .bind(s.service.clone())
+            .fetch_one(&mut *tx)
+            .await?;
+            let first = get_opt_time(&row, 0)?;
+            let terminals: Option<i64> = row.try_get(1)?;
+            if let (Some(first), Some(1)) = (first, terminals) {
+                let seconds = (s.date - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                outcome.service_durations.push((s.service.clone(), seconds));
+            }
+        }
+        outcome.stored.push(s.clone());
+    }
+    for state in payloads.values().filter(|p| p.dirty) {
+        let q = sqlx::query(
+            "UPDATE payloads SET account = $1, org_id = $2, inventory_id = $3, system_id = $4, created_at = $5, \
+             last_status_at = $6, last_service = $7, last_status = $8 WHERE id = $9",
+        )
+        .bind(state.ids[0].clone())
+        .bind(state.ids[1].clone())
+        .bind(state.ids[2].clone())
+        .bind(state.ids[3].clone());
+        let q = bind(bind(q, &Arg::Time(state.created_at)), &Arg::Time(state.last_status_at));
+        q.bind(state.last_service.clone())
+            .bind(state.last_status.clone())
+            .bind(state.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+fn payload_keyset(sort: crate::model::PayloadSort) -> impl Fn(&PayloadRow) -> Keyset {
+    use crate::model::PayloadSort as S;
+    move |p: &PayloadRow| Keyset {
+        id: p.id,
+        value: match sort {
+            S::Account => SortValue::Text(p.account.clone()),
+            S::OrgId => SortValue::Text(p.org_id.clone()),
+            S::InventoryId => SortValue::Text(p.inventory_id.clone()),
+            S::SystemId => SortValue::Text(p.system_id.clone()),
+            S::CreatedAt => SortValue::Time(p.created_at),
+        },
+    }
+}
+
+fn status_keyset(sort: crate::model::StatusSort) -> impl Fn(&StatusRow) -> Keyset {
+    use crate::model::StatusSort as S;
+    move |s: &StatusRow| Keyset {
+        id: s.id,
+        value: match sort {
+            S::Service => SortValue::Text(s.service.clone()),
+            S::Source => SortValue::Text(s.source.clone().unwrap_or_default()),
+            S::RequestId => SortValue::Text(s.request_id.clone()),
+            S::Status => SortValue::Text(s.status.clone()),
+            S::StatusMsg => SortValue::Text(s.status_msg.clone()),
+            S::Date => SortValue::Time(s.date),
+            S::CreatedAt => SortValue::Time(s.created_at),
+        },
+    }
+}
+
+pub(super) async fn list_payloads_in(
+    pool: &sqlx::Pool<Db>,
+    q: &crate::model::PayloadQuery,
+) -> Result<Page<PayloadRow>, sqlx::Error> {
+    run_list(pool, &crate::store::sql::payloads(q), q.page_size, payload_row, payload_keyset(q.sort_by)).await
+}
+
+pub(super) async fn list_statuses_in(
+    pool: &sqlx::Pool<Db>,
+    q: &crate::model::StatusQuery,
+) -> Result<Page<StatusRow>, sqlx::Error> {
+    run_list(pool, &crate::store::sql::statuses(q), q.page_size, status_row, status_keyset(q.sort_by)).await
+}
+
+pub(super) async fn payload_in(
+    pool: &sqlx::Pool<Db>,
+    request_id: &str,
+    scope: &Scope,
+) -> Result<Option<PayloadRow>, sqlx::Error> {
+    let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id = $1");
+    let row = match scope {
+        Scope::Nothing => return Ok(None),
+        Scope::All => sqlx::query(&sql).bind(request_id.to_owned()).fetch_optional(pool).await?,
+        Scope::Org(org) => {
+            sqlx::query(&format!("{sql} AND p.org_id = $2"))
+                .bind(request_id.to_owned())
+                .bind(org.clone())
+                .fetch_optional(pool)
+                .await?
+        }
+    };
+    row.as_ref().map(payload_row).transpose()
+}
+
+pub(super) async fn payload_statuses_in(
+    pool: &sqlx::Pool<Db>,
+    payload: &PayloadRow,
+    after_id: Option<i64>,
+) -> Result<Vec<StatusRow>, sqlx::Error> {
+    // `date >= created_at` lets PostgreSQL skip partitions older than the payload.
+    let sql = format!(
+        "SELECT {STATUS_COLUMNS} FROM payload_statuses s JOIN payloads p ON p.id = s.payload_id \
+         WHERE s.payload_id = $1 AND s.id > $2 AND s.date >= $3 ORDER BY s.id"
+    );
+    let q = sqlx::query(&sql);
+    let q = bind(q.bind(payload.id).bind(after_id.unwrap_or(0)), &Arg::Time(payload.created_at));
+    let rows = q.fetch_all(pool).await?;
+    rows.iter().map(status_row).collect()
+}
+
+pub(super) async fn stats_in(
+    pool: &sqlx::Pool<Db>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    service: Option<&str>,
+    scope: &Scope,
+) -> Result<StatsData, sqlx::Error> {
+    let (counts, journeys) = crate::store::sql::stats(from, to, service, scope);
+    let mut data = StatsData::default();
+    for row in build(&counts).fetch_all(pool).await? {
+        data.status_counts.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+    }
+    for row in build(&journeys).fetch_all(pool).await? {
+        let first_terminal = get_opt_time(&row, 3)?;
+        let first_success = get_opt_time(&row, 4)?;
+        data.journeys.push(ServiceJourney {
+            service: row.try_get(0)?,
+            payload_id: row.try_get(1)?,
+            first: get_time(&row, 2)?,
+            first_terminal,
+            succeeded: first_terminal.is_some() && first_terminal == first_success,
+        });
+    }
+    Ok(data)
+}
+
+/// Deletes payloads whose last status is older than `cutoff`, `batch` rows per statement.
+pub(super) async fn delete_old_payloads(pool: &sqlx::Pool<Db>, cutoff: DateTime<Utc>, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let q = sqlx::query(
+            "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE last_status_at < $1 LIMIT $2)",
+        );
+        let done = bind(q, &Arg::Time(cutoff)).bind(batch).execute(pool).await?.rows_affected();
+        total += done;
+        if done < batch as u64 {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The status-store seam: [`StatusStore`], written in the tracker's words, with two drivers chosen
+//! once at start-up by [`open`]: `sqlite` (embedded default, WAL) and `postgres` (day partitions).
+//! Both run the same SQL text (built in [`sql`]) and pass one contract suite (`testsuite`).
+//! [`faults::FaultyStore`] wraps any store to inject outages in tests.
+
+pub mod faults;
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::model::{
+    BatchOutcome, NewStatus, Page, PayloadQuery, PayloadRow, RetentionReport, Scope, StatsData,
+    StatusQuery, StatusRow,
+};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database does not answer (connection refused or lost, pool exhausted, locked). Retry later;
+    /// nothing was stored.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the data itself (a constraint, a value out of range). Retrying the same
+    /// rows fails again.
+    #[error("database refused the data: {0}")]
+    Rejected(String),
+    /// The schema could not be created or migrated.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// The database URL or options are wrong.
+    #[error("bad database configuration: {0}")]
+    Config(String),
+}
+
+/// Where statuses live. Every method is one database round-trip or transaction; none holds a
+/// transaction open across calls.
+#[async_trait]
+pub trait StatusStore: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn engine(&self) -> &'static str;
+
+    /// Stores `batch` in **one transaction**: all of it or nothing. Creates each payload on its first
+    /// status; a status whose dedup key (with its date) is already stored is skipped and counted as a
+    /// duplicate. Tenant fields: the first non-empty value wins, later different ones are reported as
+    /// conflicts. `created_at` becomes the earliest date seen; `last_*` the newest status (tie: the one
+    /// stored last). Fails with [`StoreError::Unavailable`] when the database does not answer and with
+    /// [`StoreError::Rejected`] when it refuses a row; in both cases nothing of the batch is stored.
+    async fn store_batch(&self, batch: &[NewStatus]) -> Result<BatchOutcome, StoreError>;
+
+    /// One page of payloads matching `query`, the exact number that match, and where the next page
+    /// starts when more follow. Ties are broken by id.
+    async fn list_payloads(&self, query: &PayloadQuery) -> Result<Page<PayloadRow>, StoreError>;
+
+    /// The payload `request_id` if it exists and `scope` may see it.
+    async fn payload(
+        &self,
+        request_id: &str,
+        scope: &Scope,
+    ) -> Result<Option<PayloadRow>, StoreError>;
+
+    /// Every status of a payload with an id above `after_id` (all when `None`), oldest id first.
+    async fn payload_statuses(
+        &self,
+        payload: &PayloadRow,
+        after_id: Option<i64>,
+    ) -> Result<Vec<StatusRow>, StoreError>;
+
+    /// One page of statuses matching `query` (statuses without a source included), with the exact count.
+    async fn list_statuses(&self, query: &StatusQuery) -> Result<Page<StatusRow>, StoreError>;
+
+    /// Per-service counts and journeys over the statuses whose date lies in `[from, to)`.
+    async fn stats(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        service: Option<&str>,
+        scope: &Scope,
+    ) -> Result<StatsData, StoreError>;
+
+    /// Makes sure storage exists for statuses dated `first ..= last` (PostgreSQL: the day partitions,
+    /// idempotent and safe across instances). Returns the partitions it created. SQLite: nothing to do.
+    async fn prepare_days(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes statuses dated before `cutoff` (PostgreSQL: drops every day partition that ended before
+    /// it) and payloads whose last status is older than `cutoff`, in batches. Idempotent; one instance
+    /// at a time on PostgreSQL.
+    async fn apply_retention(&self, cutoff: DateTime<Utc>) -> Result<RetentionReport, StoreError>;
+
+    /// The database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a database URL names (`sqlite://<path>`, `postgres://…` or `postgresql://…`),
+/// creating and migrating its schema.
+pub async fn open(url: &str) -> Result<Arc<dyn StatusStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Config(
+            "expected sqlite://<path> or postgres://user:pass@host:port/db".into(),
+        ))
+    }
+}
+
+/// Sorts a sqlx error into unavailable (retry later) or rejected (the data).
+pub(crate) fn classify(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // PostgreSQL: 08 connection, 53 resources, 57 operator intervention, 58 system error.
+            // SQLite: 5 busy, 6 locked, 10 I/O, 13 full, 14 cannot open (extended codes keep the low byte).
+            let sqlite_unavailable = code
+                .parse::<i64>()
+                .map(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+                .unwrap_or(false);
+            let pg_unavailable = ["08", "53", "57", "58"].iter().any(|p| code.starts_with(p));
+            if sqlite_unavailable || pg_unavailable {
+                StoreError::Unavailable(error.to_string())
+            } else {
+                StoreError::Rejected(error.to_string())
+            }
+        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Rejected(error.to_string()),
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}
+
+#[cfg(feature = "testsuite")]
+pub mod testsuite;

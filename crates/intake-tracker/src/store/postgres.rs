@@ -1,0 +1,283 @@
+//! The PostgreSQL driver: `payload_statuses` partitioned by UTC day (`payload_statuses_YYYYMMDD`),
+//! partitions created ahead by the tracker under an advisory lock, retention by dropping whole
+//! partitions. The statements themselves are shared with the SQLite driver (`engine.rs`).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row as _};
+
+use super::{classify, StatusStore, StoreError};
+use crate::model::{
+    BatchOutcome, NewStatus, Page, PayloadQuery, PayloadRow, RetentionReport, Scope, StatsData,
+    StatusQuery, StatusRow,
+};
+
+type Db = Postgres;
+type Row = PgRow;
+
+/// Advisory lock keys: partition creation and retention (one instance at a time across pods).
+const PARTITION_LOCK: i64 = 0x7472_6b5f_7061_7274;
+const RETENTION_LOCK: i64 = 0x7472_6b5f_7265_746e;
+/// Payloads deleted per retention statement.
+pub const RETENTION_BATCH: i64 = 10_000;
+
+fn bind<'q>(
+    q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    arg: &super::sql::Arg,
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    use super::sql::Arg;
+    match arg {
+        Arg::Text(t) => q.bind(t.clone()),
+        Arg::Time(t) => q.bind(*t),
+        Arg::Int(i) => q.bind(*i),
+    }
+}
+
+fn get_time(row: &Row, index: usize) -> Result<DateTime<Utc>, sqlx::Error> {
+    row.try_get::<DateTime<Utc>, _>(index)
+}
+
+fn get_opt_time(row: &Row, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    row.try_get::<Option<DateTime<Utc>>, _>(index)
+}
+
+mod statements {
+    use super::{bind, get_opt_time, get_time, Db, Row};
+    include!("engine.rs");
+}
+
+/// The name of the partition holding `day`.
+pub fn partition_name(day: NaiveDate) -> String {
+    format!("payload_statuses_{}", day.format("%Y%m%d"))
+}
+
+/// The PostgreSQL status store.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Days whose partition is known to exist, so a batch does not ask every time.
+    known_days: Mutex<HashSet<NaiveDate>>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` and migrates the schema (partitions are created by [`StatusStore::prepare_days`]).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(classify)?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self {
+            pool,
+            known_days: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The connection pool (benchmarks and tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Names of the existing day partitions, oldest first.
+    pub async fn partitions(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class parent ON parent.oid = i.inhparent WHERE parent.relname = 'payload_statuses' ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(classify))
+            .collect()
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<NaiveDate>> {
+        self.known_days
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn ensure_days_of(&self, batch: &[NewStatus]) -> Result<(), StoreError> {
+        let missing: Vec<NaiveDate> = {
+            let known = self.known();
+            let days: HashSet<NaiveDate> = batch.iter().map(|s| s.date.date_naive()).collect();
+            days.into_iter().filter(|d| !known.contains(d)).collect()
+        };
+        for day in missing {
+            self.prepare_days(day, day).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StatusStore for PostgresStore {
+    fn engine(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn store_batch(&self, batch: &[NewStatus]) -> Result<BatchOutcome, StoreError> {
+        self.ensure_days_of(batch).await?;
+        match statements::store_batch_in(&self.pool, batch).await {
+            Ok(outcome) => Ok(outcome),
+            // 23514: no partition for the row (dropped or never made by another pod's view): make it, retry.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23514") => {
+                self.known().clear();
+                self.ensure_days_of(batch).await?;
+                statements::store_batch_in(&self.pool, batch)
+                    .await
+                    .map_err(classify)
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn list_payloads(&self, query: &PayloadQuery) -> Result<Page<PayloadRow>, StoreError> {
+        statements::list_payloads_in(&self.pool, query)
+            .await
+            .map_err(classify)
+    }
+
+    async fn payload(
+        &self,
+        request_id: &str,
+        scope: &Scope,
+    ) -> Result<Option<PayloadRow>, StoreError> {
+        statements::payload_in(&self.pool, request_id, scope)
+            .await
+            .map_err(classify)
+    }
+
+    async fn payload_statuses(
+        &self,
+        payload: &PayloadRow,
+        after_id: Option<i64>,
+    ) -> Result<Vec<StatusRow>, StoreError> {
+        statements::payload_statuses_in(&self.pool, payload, after_id)
+            .await
+            .map_err(classify)
+    }
+
+    async fn list_statuses(&self, query: &StatusQuery) -> Result<Page<StatusRow>, StoreError> {
+        statements::list_statuses_in(&self.pool, query)
+            .await
+            .map_err(classify)
+    }
+
+    async fn stats(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        service: Option<&str>,
+        scope: &Scope,
+    ) -> Result<StatsData, StoreError> {
+        statements::stats_in(&self.pool, from, to, service, scope)
+            .await
+            .map_err(classify)
+    }
+
+    async fn prepare_days(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let mut created = Vec::new();
+        let mut days = Vec::new();
+        let mut day = first;
+        while day <= last {
+            let name = partition_name(day);
+            let exists: Option<String> = sqlx::query("SELECT to_regclass($1)::text")
+                .bind(name.clone())
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(classify)?;
+            let next = day
+                .checked_add_days(Days::new(1))
+                .ok_or_else(|| StoreError::Rejected(format!("day {day} out of range")))?;
+            if exists.is_none() {
+                // Names and bounds come from dates we format ourselves, never from input text.
+                sqlx::query(&format!(
+                    "CREATE TABLE IF NOT EXISTS {name} PARTITION OF payload_statuses \
+                     FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')"
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                created.push(name);
+            }
+            days.push(day);
+            day = next;
+        }
+        tx.commit().await.map_err(classify)?;
+        self.known().extend(days);
+        Ok(created)
+    }
+
+    async fn apply_retention(&self, cutoff: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport::default();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let locked: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RETENTION_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(classify)?;
+        if !locked {
+            return Ok(report);
+        }
+        for name in self.partitions().await? {
+            let Some(day) = name
+                .strip_prefix("payload_statuses_")
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+            else {
+                continue;
+            };
+            let Some(end) = day
+                .checked_add_days(Days::new(1))
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+            else {
+                continue;
+            };
+            if end.and_utc() <= cutoff {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                self.known().remove(&day);
+                report.partitions_dropped.push(name);
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        report.payloads_deleted =
+            statements::delete_old_payloads(&self.pool, cutoff, RETENTION_BATCH)
+                .await
+                .map_err(classify)?;
+        Ok(report)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! The embedded driver: SQLite in WAL mode, times stored as INTEGER microseconds since the epoch.
+//! Retention deletes old statuses in batches of 10 000. The statements themselves are shared with
+//! the PostgreSQL driver (`engine.rs`).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqlitePool};
+
+use super::{classify, StatusStore, StoreError};
+use crate::model::{
+    BatchOutcome, NewStatus, Page, PayloadQuery, PayloadRow, RetentionReport, Scope, StatsData,
+    StatusQuery, StatusRow,
+};
+
+type Db = Sqlite;
+type Row = SqliteRow;
+
+/// Statuses deleted per retention statement.
+pub const RETENTION_BATCH: i64 = 10_000;
+
+fn bind<'q>(
+    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    arg: &super::sql::Arg,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    use super::sql::Arg;
+    match arg {
+        Arg::Text(t) => q.bind(t.clone()),
+        Arg::Time(t) => q.bind(t.timestamp_micros()),
+        Arg::Int(i) => q.bind(*i),
+    }
+}
+
+fn from_micros(micros: i64) -> Result<DateTime<Utc>, sqlx::Error> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| sqlx::Error::Decode(format!("time {micros} out of range").into()))
+}
+
+fn get_time(row: &Row, index: usize) -> Result<DateTime<Utc>, sqlx::Error> {
+    use sqlx::Row as _;
+    from_micros(row.try_get::<i64, _>(index)?)
+}
+
+fn get_opt_time(row: &Row, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    use sqlx::Row as _;
+    row.try_get::<Option<i64>, _>(index)?
+        .map(from_micros)
+        .transpose()
+}
+
+mod statements {
+    use super::{bind, get_opt_time, get_time, Db, Row};
+    include!("engine.rs");
+}
+
+/// The SQLite status store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file if missing) and migrates `url` (`sqlite://<path>`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(parent) = options.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (benchmarks and tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl StatusStore for SqliteStore {
+    fn engine(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn store_batch(&self, batch: &[NewStatus]) -> Result<BatchOutcome, StoreError> {
+        statements::store_batch_in(&self.pool, batch)
+            .await
+            .map_err(classify)
+    }
+
+    async fn list_payloads(&self, query: &PayloadQuery) -> Result<Page<PayloadRow>, StoreError> {
+        statements::list_payloads_in(&self.pool, query)
+            .await
+            .map_err(classify)
+    }
+
+    async fn payload(
+        &self,
+        request_id: &str,
+        scope: &Scope,
+    ) -> Result<Option<PayloadRow>, StoreError> {
+        statements::payload_in(&self.pool, request_id, scope)
+            .await
+            .map_err(classify)
+    }
+
+    async fn payload_statuses(
+        &self,
+        payload: &PayloadRow,
+        after_id: Option<i64>,
+    ) -> Result<Vec<StatusRow>, StoreError> {
+        statements::payload_statuses_in(&self.pool, payload, after_id)
+            .await
+            .map_err(classify)
+    }
+
+    async fn list_statuses(&self, query: &StatusQuery) -> Result<Page<StatusRow>, StoreError> {
+        statements::list_statuses_in(&self.pool, query)
+            .await
+            .map_err(classify)
+    }
+
+    async fn stats(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        service: Option<&str>,
+        scope: &Scope,
+    ) -> Result<StatsData, StoreError> {
+        statements::stats_in(&self.pool, from, to, service, scope)
+            .await
+            .map_err(classify)
+    }
+
+    async fn prepare_days(
+        &self,
+        _first: NaiveDate,
+        _last: NaiveDate,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn apply_retention(&self, cutoff: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport::default();
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM payload_statuses WHERE id IN (SELECT id FROM payload_statuses WHERE date < $1 LIMIT $2)",
+            )
+            .bind(cutoff.timestamp_micros())
+            .bind(RETENTION_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+            report.statuses_deleted += done;
+            if done < RETENTION_BATCH as u64 {
+                break;
+            }
+        }
+        report.payloads_deleted =
+            statements::delete_old_payloads(&self.pool, cutoff, RETENTION_BATCH)
+                .await
+                .map_err(classify)?;
+        Ok(report)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,449 @@
+//! The status-store contract: one test per promise of [`StatusStore`], run against every driver by
+//! [`status_store_contract_tests!`](crate::status_store_contract_tests) (feature `testsuite`).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::StatusStore;
+use crate::check::{check, DateWindow};
+use crate::model::{
+    NewStatus, PageAt, PayloadQuery, PayloadSort, Scope, SortDir, StatusQuery, StatusSort,
+    TimeRange,
+};
+
+/// A checked status built from JSON fields, dated `seconds_ago` before now.
+pub fn status(
+    request_id: &str,
+    service: &str,
+    source: Option<&str>,
+    status: &str,
+    date: DateTime<Utc>,
+) -> NewStatus {
+    let mut value = serde_json::json!({
+        "request_id": request_id, "service": service, "status": status,
+        "date": intake_core::time::format(date), "org_id": "54321", "account": "12345",
+    });
+    if let Some(source) = source {
+        value["source"] = source.into();
+    }
+    with(value)
+}
+
+/// A checked status from any JSON object (dates must be recent).
+pub fn with(value: serde_json::Value) -> NewStatus {
+    let now = Utc::now();
+    let window = DateWindow {
+        earliest: now - Duration::days(30),
+        latest: now + Duration::days(2),
+    };
+    check(value.to_string().as_bytes(), window).expect("fixture passes the checks")
+}
+
+fn base() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    (Utc::now() - Duration::hours(1)).trunc_subsecs(6)
+}
+
+pub fn payload_query(scope: Scope) -> PayloadQuery {
+    PayloadQuery {
+        scope,
+        account: None,
+        org_id: None,
+        inventory_id: None,
+        system_id: None,
+        service: None,
+        status: None,
+        created_at: TimeRange::default(),
+        sort_by: PayloadSort::CreatedAt,
+        sort_dir: SortDir::Desc,
+        page_size: 10,
+        at: PageAt::Offset(0),
+    }
+}
+
+pub fn status_query() -> StatusQuery {
+    StatusQuery {
+        scope: Scope::All,
+        service: None,
+        source: None,
+        status: None,
+        status_msg: None,
+        request_id: None,
+        date: TimeRange::default(),
+        created_at: TimeRange::default(),
+        sort_by: StatusSort::Date,
+        sort_dir: SortDir::Desc,
+        page_size: 10,
+        at: PageAt::Offset(0),
+    }
+}
+
+/// A redelivered or repeated status is stored once.
+pub async fn duplicates_are_stored_once(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let a = status("dup-1", "ingress", None, "received", t);
+    let b = status(
+        "dup-1",
+        "ingress",
+        None,
+        "success",
+        t + Duration::seconds(1),
+    );
+    let first = store
+        .store_batch(&[a.clone(), b.clone(), a.clone()])
+        .await
+        .unwrap();
+    assert_eq!(first.stored.len(), 2);
+    assert_eq!(first.duplicates, 1);
+    let again = store.store_batch(&[a, b]).await.unwrap();
+    assert_eq!(again.stored.len(), 0);
+    assert_eq!(again.duplicates, 2);
+    let p = store.payload("dup-1", &Scope::All).await.unwrap().unwrap();
+    assert_eq!(store.payload_statuses(&p, None).await.unwrap().len(), 2);
+}
+
+/// Tenant fields: the first non-empty value wins; later different values are reported.
+pub async fn first_non_empty_tenant_value_wins(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let s1 = with(
+        serde_json::json!({"request_id": "ten-1", "service": "ingress", "status": "received",
+        "date": intake_core::time::format(t)}),
+    );
+    let s2 = with(
+        serde_json::json!({"request_id": "ten-1", "service": "ingress", "status": "processing",
+        "date": intake_core::time::format(t + Duration::seconds(1)), "org_id": "111", "inventory_id": "inv-1"}),
+    );
+    store.store_batch(&[s1]).await.unwrap();
+    store.store_batch(&[s2]).await.unwrap();
+    let s3 = with(
+        serde_json::json!({"request_id": "ten-1", "service": "advisor", "status": "received",
+        "date": intake_core::time::format(t + Duration::seconds(2)), "org_id": "222", "account": "9"}),
+    );
+    let outcome = store.store_batch(&[s3]).await.unwrap();
+    assert_eq!(outcome.conflicts.len(), 1);
+    assert_eq!(outcome.conflicts[0].field, "org_id");
+    let p = store.payload("ten-1", &Scope::All).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            p.org_id.as_str(),
+            p.account.as_str(),
+            p.inventory_id.as_str()
+        ),
+        ("111", "9", "inv-1")
+    );
+    assert!(store
+        .payload("ten-1", &Scope::Org("222".into()))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .payload("ten-1", &Scope::Org("111".into()))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .payload("ten-1", &Scope::Nothing)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// `created_at` is the earliest date; `last_*` the newest status, a tie going to the one stored last.
+pub async fn payload_row_follows_dates(store: Arc<dyn StatusStore>) {
+    let t = base();
+    store
+        .store_batch(&[status("row-1", "ingress", None, "processing", t)])
+        .await
+        .unwrap();
+    store
+        .store_batch(&[status(
+            "row-1",
+            "ingress",
+            None,
+            "received",
+            t - Duration::seconds(5),
+        )])
+        .await
+        .unwrap();
+    let p = store.payload("row-1", &Scope::All).await.unwrap().unwrap();
+    assert_eq!(p.created_at, t - Duration::seconds(5));
+    assert_eq!(
+        (p.last_status.as_str(), p.last_status_at),
+        ("processing", t)
+    );
+    store
+        .store_batch(&[status("row-1", "advisor", None, "success", t)])
+        .await
+        .unwrap();
+    let p = store.payload("row-1", &Scope::All).await.unwrap().unwrap();
+    assert_eq!(
+        (p.last_service.as_str(), p.last_status.as_str()),
+        ("advisor", "success")
+    );
+}
+
+/// Lists count every match, page by offset and by keyset, and filter.
+pub async fn payload_lists_count_filter_and_page(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let mut batch = Vec::new();
+    for i in 0..25 {
+        let id = format!("list-{i:02}");
+        batch.push(status(
+            &id,
+            "ingress",
+            None,
+            "received",
+            t + Duration::seconds(i),
+        ));
+        if i % 5 == 0 {
+            batch.push(status(
+                &id,
+                "advisor",
+                None,
+                "error",
+                t + Duration::seconds(i) + Duration::milliseconds(10),
+            ));
+        }
+    }
+    store.store_batch(&batch).await.unwrap();
+    let mut q = payload_query(Scope::All);
+    let page = store.list_payloads(&q).await.unwrap();
+    assert_eq!(page.count, 25);
+    assert_eq!(page.rows.len(), 10);
+    assert_eq!(page.rows[0].request_id, "list-24");
+    let mut seen: Vec<String> = page.rows.iter().map(|p| p.request_id.clone()).collect();
+    let mut next = page.next.clone();
+    while let Some(keyset) = next {
+        q.at = PageAt::After(keyset);
+        let page = store.list_payloads(&q).await.unwrap();
+        assert_eq!(page.count, 25);
+        seen.extend(page.rows.iter().map(|p| p.request_id.clone()));
+        next = page.next;
+    }
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("list-{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let mut q = payload_query(Scope::All);
+    q.at = PageAt::Offset(20);
+    let page = store.list_payloads(&q).await.unwrap();
+    assert_eq!((page.rows.len(), page.next.is_none()), (5, true));
+    let mut q = payload_query(Scope::All);
+    q.service = Some("advisor".into());
+    q.status = Some("error".into());
+    assert_eq!(store.list_payloads(&q).await.unwrap().count, 5);
+    q.status = Some("received".into());
+    assert_eq!(
+        store.list_payloads(&q).await.unwrap().count,
+        0,
+        "service and status on the same status"
+    );
+    let mut q = payload_query(Scope::All);
+    q.created_at.gte = Some(t + Duration::seconds(20));
+    assert_eq!(store.list_payloads(&q).await.unwrap().count, 5);
+    assert_eq!(
+        store
+            .list_payloads(&payload_query(Scope::Org("other".into())))
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(
+        store
+            .list_payloads(&payload_query(Scope::Nothing))
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(
+        store
+            .list_payloads(&payload_query(Scope::Org("54321".into())))
+            .await
+            .unwrap()
+            .count,
+        25
+    );
+}
+
+/// Statuses without a source are listed, with filters and sort.
+pub async fn status_lists_include_sourceless(store: Arc<dyn StatusStore>) {
+    let t = base();
+    store
+        .store_batch(&[
+            status("st-1", "puptoo", None, "received", t),
+            status(
+                "st-1",
+                "puptoo",
+                Some("inventory"),
+                "processing",
+                t + Duration::seconds(1),
+            ),
+            status(
+                "st-2",
+                "puptoo",
+                Some("engine"),
+                "success",
+                t + Duration::seconds(2),
+            ),
+        ])
+        .await
+        .unwrap();
+    let page = store.list_statuses(&status_query()).await.unwrap();
+    assert_eq!(page.count, 3);
+    assert_eq!(page.rows[2].source, None);
+    let mut q = status_query();
+    q.source = Some("inventory".into());
+    assert_eq!(store.list_statuses(&q).await.unwrap().count, 1);
+    let mut q = status_query();
+    q.request_id = Some("st-1".into());
+    q.sort_by = StatusSort::Source;
+    q.sort_dir = SortDir::Asc;
+    let page = store.list_statuses(&q).await.unwrap();
+    assert_eq!(
+        page.rows
+            .iter()
+            .map(|s| s.source.clone())
+            .collect::<Vec<_>>(),
+        [None, Some("inventory".into())]
+    );
+    let p = store.payload("st-1", &Scope::All).await.unwrap().unwrap();
+    let all = store.payload_statuses(&p, None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let after = store.payload_statuses(&p, Some(all[0].id)).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, all[1].id);
+}
+
+/// Stats count statuses and journeys per service inside the window.
+pub async fn stats_count_per_service(store: Arc<dyn StatusStore>) {
+    let t = base();
+    store
+        .store_batch(&[
+            status("sx-1", "advisor", None, "received", t),
+            status("sx-1", "advisor", None, "success", t + Duration::seconds(4)),
+            status("sx-2", "advisor", None, "received", t),
+            status("sx-2", "advisor", None, "error", t + Duration::seconds(2)),
+            status("sx-3", "advisor", None, "received", t),
+        ])
+        .await
+        .unwrap();
+    let data = store
+        .stats(t - Duration::hours(1), Utc::now(), None, &Scope::All)
+        .await
+        .unwrap();
+    let received = data
+        .status_counts
+        .iter()
+        .find(|(s, st, _)| s == "advisor" && st == "received")
+        .unwrap();
+    assert_eq!(received.2, 3);
+    assert_eq!(data.journeys.len(), 3);
+    assert_eq!(
+        data.journeys
+            .iter()
+            .filter(|j| j.first_terminal.is_some())
+            .count(),
+        2
+    );
+    assert_eq!(data.journeys.iter().filter(|j| j.succeeded).count(), 1);
+    let none = store
+        .stats(
+            t - Duration::hours(1),
+            Utc::now(),
+            None,
+            &Scope::Org("x".into()),
+        )
+        .await
+        .unwrap();
+    assert!(none.journeys.is_empty());
+}
+
+/// A service's first terminal status reports its duration.
+pub async fn first_terminal_status_reports_duration(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let outcome = store
+        .store_batch(&[
+            status("dur-1", "advisor", None, "received", t),
+            status(
+                "dur-1",
+                "advisor",
+                None,
+                "success",
+                t + Duration::milliseconds(2500),
+            ),
+            status("dur-1", "advisor", None, "error", t + Duration::seconds(9)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcome.service_durations, [("advisor".to_string(), 2.5)]);
+}
+
+/// Retention deletes statuses before the cutoff and payloads whose last status is older.
+pub async fn retention_deletes_old_rows(store: Arc<dyn StatusStore>) {
+    let now = Utc::now();
+    let old = now - Duration::days(9);
+    store
+        .prepare_days(old.date_naive(), now.date_naive())
+        .await
+        .unwrap();
+    store
+        .store_batch(&[
+            status("old-1", "ingress", None, "received", old),
+            status(
+                "new-1",
+                "ingress",
+                None,
+                "received",
+                now - Duration::minutes(5),
+            ),
+        ])
+        .await
+        .unwrap();
+    let report = store
+        .apply_retention(now - Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(report.payloads_deleted, 1);
+    assert!(store.payload("old-1", &Scope::All).await.unwrap().is_none());
+    assert!(store.payload("new-1", &Scope::All).await.unwrap().is_some());
+    assert_eq!(store.list_statuses(&status_query()).await.unwrap().count, 1);
+    let again = store
+        .apply_retention(now - Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(again.payloads_deleted, 0);
+}
+
+/// The database answers.
+pub async fn ping_answers(store: Arc<dyn StatusStore>) {
+    store.ping().await.unwrap();
+}
+
+/// Runs every contract case against a driver; `$make` is an async expression giving a fresh, empty
+/// `Arc<dyn StatusStore>` for each test.
+#[macro_export]
+macro_rules! status_store_contract_tests {
+    ($make:expr) => {
+        $crate::status_store_contract_tests!(@cases $make;
+            duplicates_are_stored_once,
+            first_non_empty_tenant_value_wins,
+            payload_row_follows_dates,
+            payload_lists_count_filter_and_page,
+            status_lists_include_sourceless,
+            stats_count_per_service,
+            first_terminal_status_reports_duration,
+            retention_deletes_old_rows,
+            ping_answers,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::store::testsuite::$case(store).await;
+            }
+        )*
+    };
+}
