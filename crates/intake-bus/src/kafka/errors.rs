@@ -103,4 +103,18 @@ mod tests {
             BusError::Backend(_)
         ));
     }
+
+    #[test]
+    fn an_unanswered_admin_operation_means_the_bus_is_unavailable() {
+        let admin = KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut);
+        assert!(matches!(
+            other_error("creating topics", &admin),
+            BusError::Unavailable(_)
+        ));
+        let refused = KafkaError::AdminOp(RDKafkaErrorCode::PolicyViolation);
+        assert!(matches!(
+            other_error("creating topics", &refused),
+            BusError::Backend(_)
+        ));
+    }
 }

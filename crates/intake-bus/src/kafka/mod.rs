@@ -156,3 +156,36 @@ impl Bus for KafkaBus {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intake_core::config::EnvMap;
+
+    #[test]
+    fn the_seeds_kafkamq_and_the_security_settings_reach_the_clients() {
+        let env: EnvMap = [
+            ("KAFKAMQ", "kafka-0:29092,kafka-1:29092"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "scram-sha-256"),
+            ("KAFKA_SASL_USERNAME", "svc"),
+            ("KAFKA_SASL_PASSWORD", "s3cr3t-pw"),
+            ("BUS_PUBLISH_TIMEOUT", "3s"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = BusConfig::from_env(&env, std::path::Path::new("/d")).unwrap();
+        let bus = KafkaBus::new(&config).unwrap();
+        let s = bus.settings();
+        assert_eq!(
+            s.get("bootstrap.servers"),
+            Some("kafka-0:29092,kafka-1:29092")
+        );
+        assert_eq!(s.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(s.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(bus.publish_timeout, Duration::from_secs(3));
+        let shown = format!("{bus:?}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    }
+}
