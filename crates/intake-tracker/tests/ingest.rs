@@ -1,0 +1,311 @@
+//! Ingestion through a real (embedded) bus: dead letters with their reason, duplicates stored once,
+//! replay after a crash between the database commit and the offset commit, a refused row isolated,
+//! and a database outage pausing consumption without loss.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::Harness;
+use intake_bus::{Bus, OutgoingMessage, ReceivedMessage, StartFrom, Subscription};
+use intake_testkit::poll::until_true;
+use intake_tracker::ingest::{self, IngestSettings, Ingestor};
+use intake_tracker::store::faults::FaultyStore;
+use intake_tracker::store::testsuite::status_query;
+use intake_tracker::StatusStore;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn topic(h: &Harness) -> String {
+    h.bus_config.topic(&h.bus_config.topics.payload_status)
+}
+
+fn dlq_topic(h: &Harness) -> String {
+    h.bus_config.topic(&h.bus_config.topics.payload_status_dlq)
+}
+
+fn ingestor(h: &Harness, store: Arc<dyn StatusStore>) -> Ingestor {
+    Ingestor::new(
+        store,
+        h.bus.clone(),
+        h.metrics.clone(),
+        IngestSettings {
+            dlq_topic: dlq_topic(h),
+            batch_size: 100,
+            batch_wait: Duration::from_millis(20),
+            retention: Duration::from_secs(7 * 86_400),
+            future_skew: Duration::from_secs(86_400),
+        },
+    )
+}
+
+fn good(request_id: &str, status: &str) -> String {
+    json!({"service": "ingress", "request_id": request_id, "status": status, "org_id": "54321",
+           "date": intake_core::time::format(Utc::now())})
+    .to_string()
+}
+
+async fn publish(h: &Harness, key: &str, value: &str) {
+    h.bus
+        .publish(
+            OutgoingMessage::new(topic(h), value.as_bytes().to_vec())
+                .key(key.as_bytes().to_vec())
+                .header("origin", "test"),
+        )
+        .await
+        .unwrap();
+}
+
+async fn subscribe(
+    bus: &Arc<dyn Bus>,
+    group: &str,
+    topic: String,
+) -> Box<dyn intake_bus::Consumer> {
+    bus.subscribe(Subscription {
+        group: group.into(),
+        topics: vec![topic],
+        start: StartFrom::Earliest,
+    })
+    .await
+    .unwrap()
+}
+
+/// Reads `n` dead letters.
+async fn dead_letters(h: &Harness, n: usize) -> Vec<ReceivedMessage> {
+    let mut consumer = subscribe(&h.bus, "dlq-reader", dlq_topic(h)).await;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("a dead letter in time")
+            .unwrap();
+        out.push(m);
+    }
+    out
+}
+
+async fn stored(store: &dyn StatusStore) -> i64 {
+    store.list_statuses(&status_query()).await.unwrap().count
+}
+
+#[tokio::test]
+async fn every_bad_message_is_dead_lettered_with_its_reason() {
+    let h = Harness::new().await;
+    let old = intake_core::time::format(Utc::now() - chrono::Duration::days(30));
+    let now = intake_core::time::format(Utc::now());
+    let cases = [
+        ("invalid_json", "{nope".to_string()),
+        ("not_an_object", "[1]".to_string()),
+        (
+            "missing_field",
+            json!({"service": "a", "request_id": "r1", "status": "s"}).to_string(),
+        ),
+        (
+            "bad_field_type",
+            json!({"service": "a", "request_id": "r1", "status": "s", "date": now, "org_id": [1]})
+                .to_string(),
+        ),
+        (
+            "bad_request_id",
+            json!({"service": "a", "request_id": "r 1", "status": "s", "date": now}).to_string(),
+        ),
+        (
+            "bad_date",
+            json!({"service": "a", "request_id": "r1", "status": "s", "date": "tomorrow"})
+                .to_string(),
+        ),
+        (
+            "date_out_of_range",
+            json!({"service": "a", "request_id": "r1", "status": "s", "date": old}).to_string(),
+        ),
+        (
+            "field_too_long",
+            json!({"service": "a".repeat(129), "request_id": "r1", "status": "s", "date": now})
+                .to_string(),
+        ),
+    ];
+    for (i, (_, value)) in cases.iter().enumerate() {
+        publish(&h, &format!("key-{i}"), value).await;
+        if i == 3 {
+            publish(&h, "good", &good("good-1", "received")).await;
+        }
+    }
+    let cancel = CancellationToken::new();
+    let consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let task = tokio::spawn(ingest::run_loop(
+        ingestor(&h, h.store.clone()),
+        consumer,
+        cancel.clone(),
+    ));
+    let letters = dead_letters(&h, cases.len()).await;
+    for (i, (reason, value)) in cases.iter().enumerate() {
+        let m = &letters[i];
+        assert_eq!(m.header_str("dlq_reason"), Some(*reason));
+        assert_eq!(m.value, value.as_bytes(), "the value is kept byte for byte");
+        assert_eq!(m.key_str(), Some(format!("key-{i}").as_str()));
+        assert_eq!(
+            m.header_str("origin"),
+            Some("test"),
+            "original headers are kept"
+        );
+        assert_eq!(m.header_str("dlq_source_topic"), Some(topic(&h).as_str()));
+        assert!(m
+            .header_str("dlq_source_offset")
+            .unwrap()
+            .parse::<i64>()
+            .is_ok());
+        assert!(m.header_str("dlq_source_partition").is_some());
+        assert!(!m.header_str("dlq_detail").unwrap().is_empty());
+        assert!(intake_core::time::parse_rfc3339(m.header_str("dlq_time").unwrap()).is_some());
+    }
+    assert_eq!(
+        letters[2].header_str("dlq_detail"),
+        Some("missing field \"date\"")
+    );
+    until_true(WAIT, "the good status stored", || async {
+        stored(h.store.as_ref()).await == 1
+    })
+    .await;
+    assert_eq!(
+        h.metrics.messages.with_label_values(&["dead_letter"]).get(),
+        8
+    );
+    assert_eq!(
+        h.metrics
+            .dead_letters
+            .with_label_values(&["bad_date"])
+            .get(),
+        1
+    );
+    cancel.cancel();
+    task.await.unwrap();
+    // Offsets were committed: the group sees nothing more.
+    let mut again = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), again.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_message_is_stored_once() {
+    let h = Harness::new().await;
+    let value = good("dup-1", "received");
+    publish(&h, "dup-1", &value).await;
+    publish(&h, "dup-1", &value).await;
+    let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let cancel = CancellationToken::new();
+    let batch = ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(200), &cancel)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 2);
+    let report = ingestor(&h, h.store.clone()).process(&batch).await.unwrap();
+    assert_eq!((report.stored, report.duplicates), (1, 1));
+    assert_eq!(stored(h.store.as_ref()).await, 1);
+    assert_eq!(
+        h.metrics.messages.with_label_values(&["duplicate"]).get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_database_commit_and_offset_commit_replays_without_duplicates() {
+    let h = Harness::new().await;
+    for i in 0..5 {
+        publish(&h, "k", &good(&format!("crash-{i}"), "received")).await;
+    }
+    let cancel = CancellationToken::new();
+    let ingestor = ingestor(&h, h.store.clone());
+    {
+        let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+        let batch = ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(200), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(batch.len(), 5);
+        assert_eq!(ingestor.process(&batch).await.unwrap().stored, 5);
+        // The process dies here: the database committed, the offsets did not.
+    }
+    let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let batch = tokio::time::timeout(
+        WAIT,
+        ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(300), &cancel),
+    )
+    .await
+    .expect("the batch delivered again")
+    .unwrap();
+    assert_eq!(batch.len(), 5, "every uncommitted message comes again");
+    let report = ingestor.process(&batch).await.unwrap();
+    assert_eq!((report.stored, report.duplicates), (0, 5));
+    ingest::commit(consumer.as_mut(), &batch).await.unwrap();
+    assert_eq!(stored(h.store.as_ref()).await, 5);
+}
+
+#[tokio::test]
+async fn a_batch_with_one_refused_row_stores_the_rest() {
+    let h = Harness::new().await;
+    let faulty = FaultyStore::new(h.store.clone());
+    faulty.faults().refuse_request_id("bad-2");
+    for i in 0..5 {
+        publish(&h, "k", &good(&format!("bad-{i}"), "received")).await;
+    }
+    let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let cancel = CancellationToken::new();
+    let batch = ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(200), &cancel)
+        .await
+        .unwrap();
+    let report = ingestor(&h, Arc::new(faulty))
+        .process(&batch)
+        .await
+        .unwrap();
+    assert_eq!(report.stored, 4);
+    assert_eq!(report.dead_letters, [(batch[2].offset, "store_rejected")]);
+    assert_eq!(stored(h.store.as_ref()).await, 4);
+    let letters = dead_letters(&h, 1).await;
+    assert_eq!(letters[0].header_str("dlq_reason"), Some("store_rejected"));
+    assert_eq!(letters[0].value, batch[2].value);
+}
+
+#[tokio::test]
+async fn a_database_outage_pauses_consumption_without_loss() {
+    let h = Harness::new().await;
+    let faulty = FaultyStore::new(h.store.clone());
+    let faults = faulty.faults();
+    let faulty: Arc<dyn StatusStore> = Arc::new(faulty);
+    faults.set_down(true);
+    for i in 0..3 {
+        publish(&h, "k", &good(&format!("out-{i}"), "received")).await;
+    }
+    let cancel = CancellationToken::new();
+    let consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let task = tokio::spawn(ingest::run_loop(
+        ingestor(&h, faulty.clone()),
+        consumer,
+        cancel.clone(),
+    ));
+    until_true(WAIT, "a failed attempt", || async {
+        faults.failed_calls() >= 1
+    })
+    .await;
+    let (code, _) = common::get(&h.router_with(faulty.clone(), false), "/health", None).await;
+    assert_eq!(code, 503);
+    assert_eq!(stored(h.store.as_ref()).await, 0);
+    let mut dlq = subscribe(&h.bus, "dlq-check", dlq_topic(&h)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), dlq.next())
+            .await
+            .is_err(),
+        "nothing dead-lettered"
+    );
+    faults.set_down(false);
+    until_true(WAIT, "the statuses stored after the outage", || async {
+        stored(h.store.as_ref()).await == 3
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap();
+}
