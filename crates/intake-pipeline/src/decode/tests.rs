@@ -1,0 +1,1 @@
+//! Decode rule tests.

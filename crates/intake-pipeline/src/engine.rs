@@ -1,0 +1,270 @@
+//! The engine stage: safe extraction (intake-archive), the archive's root, kind and cluster id,
+//! then the rules graph or an external command (spec pipeline.md §6, §7).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use intake_archive::{ArchiveError, Limits, SpecialFiles};
+use intake_rules::{declarative, ocp, Graph, Registry, Selection};
+use serde_json::Value;
+
+use crate::config::{EngineKind, PipelineConfig};
+use crate::error::{PipelineError, Stage, StageError};
+
+/// An extracted archive.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// The extraction directory.
+    pub dir: PathBuf,
+    /// The archive root (the directory, or its single top-level directory).
+    pub root: PathBuf,
+    /// `ocp`, `hypershift` or `other`.
+    pub kind: &'static str,
+    /// From `config/id`, canonical lowercase.
+    pub cluster_id: Option<String>,
+    /// Why `config/id` gave no cluster id, for the log.
+    pub cluster_id_problem: Option<String>,
+}
+
+/// The configured engine.
+pub struct Engine {
+    graph: Option<Arc<Graph>>,
+    external: Option<crate::external::External>,
+    limits: Limits,
+    wanted: Vec<regex::Regex>,
+    pub timeout: Duration,
+}
+
+/// Builds the rules registry of `plugins.packages`: built-in set names, or rule-file globs.
+pub fn build_graph(config: &PipelineConfig) -> Result<Graph, PipelineError> {
+    let mut reg = Registry::new();
+    for package in &config.plugins.packages {
+        if package.contains('/') || package.ends_with(".yaml") || package.ends_with(".yml") {
+            let pattern = config.base_dir.join(package);
+            let paths = glob::glob(&pattern.to_string_lossy())
+                .map_err(|e| PipelineError::Rules(format!("plugins.packages {package:?}: {e}")))?;
+            let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(PipelineError::Rules(format!(
+                    "plugins.packages {package:?}: no rule file matches"
+                )));
+            }
+            for f in files {
+                let file =
+                    declarative::load_file(&f).map_err(|e| PipelineError::Rules(e.to_string()))?;
+                file.register(&mut reg)
+                    .map_err(|e| PipelineError::Rules(e.to_string()))?;
+            }
+        } else {
+            match package.as_str() {
+                ocp::SET => ocp::register(&mut reg).map_err(|e| PipelineError::Rules(e.to_string()))?,
+                other => {
+                    return Err(PipelineError::Rules(format!(
+                        "plugins.packages: unknown rule set {other:?} (built in: intake_ocp; files need a / or .yaml)"
+                    )))
+                }
+            }
+        }
+    }
+    let selection = Selection {
+        default_component_enabled: config.plugins.default_component_enabled,
+        configs: config.plugins.configs.clone(),
+        target_components: config.engine.target_components.clone(),
+    };
+    Graph::build(reg, &selection).map_err(|e| PipelineError::Rules(e.to_string()))
+}
+
+impl Engine {
+    pub fn build(config: &PipelineConfig) -> Result<Self, PipelineError> {
+        let e = &config.engine;
+        let limits = Limits {
+            max_unpacked_size: e.extract.max_unpacked_size,
+            max_files: e.extract.max_files,
+            max_file_size: e.extract.max_file_size,
+            max_depth: e.extract.max_depth,
+            timeout: e.extract.timeout,
+            special_files: SpecialFiles::Skip,
+        };
+        let (graph, external) = match e.kind {
+            EngineKind::Rules => (Some(Arc::new(build_graph(config)?)), None),
+            EngineKind::External => (None, Some(crate::external::External::new(config)?)),
+        };
+        let mut patterns: Vec<String> = graph.as_ref().map(|g| g.wanted()).unwrap_or_default();
+        patterns.extend([
+            "config/id".to_owned(),
+            "config/version.json".into(),
+            "config/infrastructure.json".into(),
+        ]);
+        let wanted = patterns
+            .iter()
+            .filter_map(|p| intake_rules::specs::glob_regex(p))
+            .collect();
+        Ok(Engine {
+            graph,
+            external,
+            limits,
+            wanted,
+            timeout: e.timeout,
+        })
+    }
+
+    /// The component graph as text (`intake pipeline check`).
+    pub fn describe(&self) -> String {
+        match (&self.graph, &self.external) {
+            (Some(g), _) => g.describe(),
+            (None, Some(x)) => format!("external engine: {}\n", x.command_line()),
+            _ => String::new(),
+        }
+    }
+
+    /// Extracts `archive` into `dir` (blocking; call on the blocking pool).
+    pub fn extract(
+        &self,
+        archive: &Path,
+        dir: &Path,
+        deadline: Instant,
+    ) -> Result<Tree, StageError> {
+        let mut limits = self.limits.clone();
+        limits.timeout = limits
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StageError::transient(Stage::Extract, "io", e.to_string()))?;
+        let extracted = intake_archive::extract(archive, dir, &limits).map_err(archive_error)?;
+        let root = self.root(dir, &extracted.files);
+        let (cluster_id, cluster_id_problem) = read_cluster_id(&root);
+        remote_config_metric(&root);
+        Ok(Tree {
+            dir: dir.to_path_buf(),
+            kind: archive_kind(&root),
+            root,
+            cluster_id,
+            cluster_id_problem,
+        })
+    }
+
+    fn root(&self, dir: &Path, files: &[String]) -> PathBuf {
+        let mut tops = files.iter().map(|f| f.split_once('/').map(|(t, _)| t));
+        let Some(Some(first)) = tops.next() else {
+            return dir.to_path_buf();
+        };
+        let single = tops.all(|t| t == Some(first));
+        let wanted_at_root = files
+            .iter()
+            .any(|f| self.wanted.iter().any(|w| w.is_match(f)));
+        if single && !wanted_at_root {
+            dir.join(first)
+        } else {
+            dir.to_path_buf()
+        }
+    }
+
+    /// Runs the rules over an extracted tree (blocking).
+    pub fn run_rules(
+        &self,
+        tree: &Tree,
+        deadline: Instant,
+    ) -> Result<intake_rules::Evaluation, StageError> {
+        let Some(graph) = &self.graph else {
+            return Err(StageError::internal(Stage::Rules, "no rules graph"));
+        };
+        let eval = graph
+            .evaluate(&tree.root, deadline)
+            .map_err(|e| StageError::permanent(Stage::Rules, "deadline_exceeded", e.to_string()))?;
+        let m = crate::metrics::get();
+        for c in &eval.failed_components {
+            m.component_failures.with_label_values(&[c.as_str()]).inc();
+        }
+        for (kind, n) in eval.counts() {
+            m.results.with_label_values(&[kind]).inc_by(n as u64);
+        }
+        Ok(eval)
+    }
+
+    pub fn external(&self) -> Option<&crate::external::External> {
+        self.external.as_ref()
+    }
+}
+
+fn archive_error(e: ArchiveError) -> StageError {
+    let code = e.code();
+    let detail = e.to_string();
+    if e.is_transient() {
+        return StageError::transient(Stage::Extract, "io", detail);
+    }
+    let reason = match code {
+        "unsupported_format" => "unsupported_format",
+        "corrupt_archive" => "corrupt_archive",
+        "empty_archive" => "empty_archive",
+        "unsafe_path" => "unsafe_path",
+        "path_too_deep" => "path_too_deep",
+        "too_many_files" => "too_many_files",
+        "file_too_large" => "file_too_large",
+        "unpacked_too_large" => "unpacked_too_large",
+        "deadline_exceeded" => "deadline_exceeded",
+        _ => "unsupported_format",
+    };
+    StageError::permanent(Stage::Extract, reason, detail)
+}
+
+fn read_cluster_id(root: &Path) -> (Option<String>, Option<String>) {
+    let path = root.join("config/id");
+    match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (None, Some("config/id is missing".into()))
+        }
+        Err(e) => (None, Some(format!("config/id is unreadable: {e}"))),
+        Ok(bytes) => {
+            let text: String = String::from_utf8_lossy(&bytes).chars().take(36).collect();
+            match crate::watchers::canonical_uuid(text.trim()) {
+                Some(id) => (Some(id), None),
+                None => (None, Some("config/id does not hold a UUID".into())),
+            }
+        }
+    }
+}
+
+fn archive_kind(root: &Path) -> &'static str {
+    let infra = std::fs::read(root.join("config/infrastructure.json")).ok();
+    let external = infra
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| {
+            v.pointer("/status/controlPlaneTopology")
+                .and_then(Value::as_str)
+                .map(|t| t == "External")
+        })
+        .unwrap_or(false);
+    if external {
+        "hypershift"
+    } else if root.join("config/id").is_file() || root.join("config/version.json").is_file() {
+        "ocp"
+    } else {
+        "other"
+    }
+}
+
+fn remote_config_metric(root: &Path) {
+    let Ok(bytes) = std::fs::read(root.join("insights-operator/remote-configuration.json")) else {
+        return;
+    };
+    let version = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("version").cloned());
+    let label = match version {
+        None | Some(Value::Null) => "None".to_owned(),
+        Some(Value::String(s))
+            if s.split('.').count() == 3
+                && s.split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) =>
+        {
+            s
+        }
+        Some(_) => "other".to_owned(),
+    };
+    crate::metrics::get()
+        .remote_config_version
+        .with_label_values(&[label.as_str()])
+        .inc();
+}

@@ -1,0 +1,183 @@
+//! The `external` engine (spec pipeline.md §7.5): one process per archive, JSON on stdin, one
+//! report object on stdout, killed (with its process group) at the timeout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::{ExternalInput, PipelineConfig};
+use crate::error::{PipelineError, Stage, StageError};
+
+/// The report buckets an engine's output must have (missing ones are filled in).
+const BUCKETS: &[&str] = &["reports", "fingerprints", "skips", "info", "pass"];
+
+pub struct External {
+    command: Vec<String>,
+    env: BTreeMap<String, String>,
+    max_output: u64,
+    input: ExternalInput,
+    plugins: Value,
+    target_components: Vec<String>,
+}
+
+/// What the child is told about the archive.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    pub request_id: Option<&'a str>,
+    pub org_id: &'a str,
+    pub account: Option<&'a str>,
+    pub cluster_id: Option<&'a str>,
+    pub extracted_path: &'a Path,
+    pub archive_path: &'a Path,
+    pub work_dir: &'a Path,
+    pub timeout: Duration,
+}
+
+fn rules_err(reason: &'static str, detail: impl Into<String>) -> StageError {
+    StageError::permanent(Stage::Rules, reason, detail)
+}
+
+impl External {
+    pub fn new(config: &PipelineConfig) -> Result<Self, PipelineError> {
+        let e = &config.engine;
+        let program = e
+            .command
+            .first()
+            .ok_or_else(|| PipelineError::Setup("service.engine.command is empty".into()))?;
+        let resolved = config.base_dir.join(program);
+        if !Path::new(program).is_file() && !resolved.is_file() && !on_path(program) {
+            return Err(PipelineError::Setup(format!(
+                "service.engine.command: {program} not found"
+            )));
+        }
+        Ok(External {
+            command: e.command.clone(),
+            env: e.env.clone(),
+            max_output: e.max_output,
+            input: e.input,
+            plugins: e.plugins_json.clone(),
+            target_components: e.target_components.clone(),
+        })
+    }
+
+    pub fn command_line(&self) -> String {
+        self.command.join(" ")
+    }
+
+    /// Runs the command for one archive.
+    pub async fn run(&self, job: &Job<'_>) -> Result<Value, StageError> {
+        let mut input = json!({
+            "protocol": 1,
+            "request_id": job.request_id,
+            "org_id": job.org_id,
+            "account": job.account,
+            "cluster_id": job.cluster_id,
+            "extracted_path": job.extracted_path,
+            "plugins": self.plugins,
+            "target_components": self.target_components,
+            "deadline_s": job.timeout.as_secs_f64(),
+        });
+        if self.input == ExternalInput::Archive {
+            input["archive_path"] = json!(job.archive_path);
+        }
+        let mut cmd = tokio::process::Command::new(&self.command[0]);
+        cmd.args(&self.command[1..])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .current_dir(job.work_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| StageError::transient(Stage::Rules, "external_spawn", e.to_string()))?;
+        let pid = child.id();
+        let mut stdin = child.stdin.take();
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let max = self.max_output;
+        let work = async {
+            if let Some(mut s) = stdin.take() {
+                // A child that ignores stdin may close it early; that is its business.
+                let _ = s.write_all(input.to_string().as_bytes()).await;
+                drop(s);
+            }
+            let mut out = Vec::new();
+            if let Some(s) = stdout.as_mut() {
+                s.take(max + 1)
+                    .read_to_end(&mut out)
+                    .await
+                    .map_err(|e| rules_err("bad_engine_output", e.to_string()))?;
+            }
+            let mut err = Vec::new();
+            if let Some(s) = stderr.as_mut() {
+                let _ = s.take(1 << 20).read_to_end(&mut err).await;
+            }
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| rules_err("external_failed", e.to_string()))?;
+            Ok::<_, StageError>((status, out, err))
+        };
+        let (status, out, err) = match tokio::time::timeout(job.timeout, work).await {
+            Ok(r) => r?,
+            Err(_) => {
+                kill_group(pid);
+                return Err(rules_err(
+                    "external_timeout",
+                    format!("no result within {:?}", job.timeout),
+                ));
+            }
+        };
+        if !status.success() {
+            let tail = String::from_utf8_lossy(&err[err.len().saturating_sub(1024)..]).into_owned();
+            return Err(rules_err(
+                "external_failed",
+                format!("exit {status}: {tail}"),
+            ));
+        }
+        if out.len() as u64 > max {
+            return Err(rules_err(
+                "bad_engine_output",
+                format!("more than {max} bytes of output"),
+            ));
+        }
+        let mut report: Value = serde_json::from_slice(&out)
+            .map_err(|e| rules_err("bad_engine_output", format!("not JSON: {e}")))?;
+        let Some(obj) = report.as_object_mut() else {
+            return Err(rules_err("bad_engine_output", "not a JSON object"));
+        };
+        if !obj.contains_key("reports") {
+            return Err(rules_err("bad_engine_output", "no \"reports\""));
+        }
+        for b in BUCKETS {
+            obj.entry(*b).or_insert_with(|| json!([]));
+        }
+        obj.entry("system")
+            .or_insert_with(|| json!({"metadata": {}, "hostname": null}));
+        obj.entry("analysis_metadata").or_insert_with(|| json!({}));
+        Ok(report)
+    }
+}
+
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        // The child leads its own process group; kill the whole group.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &format!("-{pid}")])
+            .status();
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}

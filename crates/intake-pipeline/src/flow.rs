@@ -1,0 +1,375 @@
+//! One message's path: filter → decode → download → extract → rules → publish, or a dead letter;
+//! statuses and metrics along the way. Returns once the message may be committed.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use intake_bus::{Bus, BusError, OutgoingMessage, ReceivedMessage};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{OnMissing, PipelineConfig};
+use crate::decode::{self, Decoded};
+use crate::download::{Downloader, Fetch, WorkDir};
+use crate::engine::{Engine, Tree};
+use crate::error::{Stage, StageError};
+use crate::publish::{self, Subject};
+use crate::watchers::{StatusSubject, Watchers};
+
+/// Everything the workers share.
+pub struct Shared {
+    pub config: PipelineConfig,
+    pub bus: Arc<dyn Bus>,
+    pub downloader: Downloader,
+    pub engine: Arc<Engine>,
+    pub watchers: Watchers,
+    /// Wire names.
+    pub output_topic: String,
+    pub dlq_topic: String,
+}
+
+/// How a message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Filtered(&'static str),
+    Published,
+    DeadLettered(String),
+    /// Cancelled at shutdown: not to be committed.
+    Cancelled,
+}
+
+/// Per-message state; nothing per message lives in a shared field.
+#[derive(Debug, Default)]
+pub struct MessageContext {
+    pub archive: &'static str,
+    pub status: StatusSubject,
+}
+
+enum Step {
+    Done(Ended),
+    Fail(StageError),
+}
+
+/// Publishes, retrying bus outages (1 s doubling to 30 s) until acknowledged or cancelled.
+pub async fn publish_until_acked(
+    bus: &dyn Bus,
+    message: OutgoingMessage,
+    cancel: &CancellationToken,
+) -> Result<(), BusError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match bus.publish(message.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(topic = %message.topic, error = %e, "publish failed, retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Processes one message to its end.
+    pub async fn handle(&self, msg: &ReceivedMessage, cancel: &CancellationToken) -> Ended {
+        let span = tracing::info_span!("message", topic = %msg.topic, partition = msg.partition, offset = msg.offset,
+            request_id = tracing::field::Empty, org_id = tracing::field::Empty);
+        async {
+            let m = crate::metrics::get();
+            m.received.inc();
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Some(f) = decode::filter(msg, &self.config.consumer, now) {
+                m.filtered.with_label_values(&[f.as_str()]).inc();
+                return Ended::Filtered(f.as_str());
+            }
+            let mut cx = MessageContext {
+                archive: "unknown",
+                ..MessageContext::default()
+            };
+            let step = AssertUnwindSafe(self.steps(msg, &mut cx, cancel))
+                .catch_unwind()
+                .await;
+            let err = match step {
+                Ok(Step::Done(e)) => return e,
+                Ok(Step::Fail(e)) => e,
+                Err(_) => StageError::internal(Stage::Rules, "a panic in the pipeline"),
+            };
+            if cancel.is_cancelled() {
+                return Ended::Cancelled;
+            }
+            self.dead_letter(msg, &cx, err, cancel).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        msg: &ReceivedMessage,
+        cx: &MessageContext,
+        err: StageError,
+        cancel: &CancellationToken,
+    ) -> Ended {
+        let m = crate::metrics::get();
+        tracing::warn!(stage = err.stage.as_str(), reason = err.reason, class = err.class.as_str(), detail = %err.detail, "dead-lettering");
+        let record = crate::dead_letter::record(&self.dlq_topic, msg, &err);
+        if publish_until_acked(self.bus.as_ref(), record, cancel)
+            .await
+            .is_err()
+        {
+            return Ended::Cancelled;
+        }
+        m.dead_letters
+            .with_label_values(&[err.stage.as_str(), err.reason])
+            .inc();
+        m.failures
+            .with_label_values(&[cx.archive, err.stage.as_str()])
+            .inc();
+        if err.stage == Stage::Decode {
+            m.not_handled.inc();
+        }
+        if err.reason == "deadline_exceeded" {
+            m.timeouts.with_label_values(&[cx.archive]).inc();
+        }
+        self.watchers
+            .status(
+                &cx.status,
+                "error",
+                &format!("{}: {}: {}", err.stage.as_str(), err.reason, err.detail),
+            )
+            .await;
+        Ended::DeadLettered(err.reason.to_owned())
+    }
+
+    async fn steps(
+        &self,
+        msg: &ReceivedMessage,
+        cx: &mut MessageContext,
+        cancel: &CancellationToken,
+    ) -> Step {
+        let d = match decode::decode(msg, self.config.publisher.format) {
+            Ok(d) => d,
+            Err(e) => return Step::Fail(e),
+        };
+        let span = tracing::Span::current();
+        span.record("request_id", d.request_id.as_deref().unwrap_or(""));
+        span.record("org_id", d.org_id.as_str());
+        cx.status = StatusSubject {
+            request_id: d.request_id.clone(),
+            org_id: d.org_id.clone(),
+            account: d.account.clone(),
+            cluster_id: d.identity_cluster_id.clone(),
+        };
+        self.watchers
+            .status(
+                &cx.status,
+                "received",
+                &format!("received from {}", msg.topic),
+            )
+            .await;
+        match self.process(&d, cx, cancel).await {
+            Ok(Some(report)) => self.publish(msg, &d, cx, report, cancel).await,
+            Ok(None) => Step::Done(Ended::Filtered("no_cluster_id")),
+            Err(e) => Step::Fail(e),
+        }
+    }
+
+    /// Download, extract, rules; `None` when the message ends quietly (no cluster id, `skip`).
+    async fn process(
+        &self,
+        d: &Decoded,
+        cx: &mut MessageContext,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Value>, StageError> {
+        let m = crate::metrics::get();
+        let work = WorkDir::new(self.downloader.tmp_dir())
+            .map_err(|e| StageError::transient(Stage::Download, "io", e.to_string()))?;
+        self.watchers
+            .status(&cx.status, "processing", "downloading archive")
+            .await;
+        let started = Instant::now();
+        let fetch = Fetch {
+            url: &d.url,
+            request_id: d.request_id.as_deref(),
+            declared_size: d.size,
+        };
+        let archive_path = work.archive();
+        let bytes = tokio::select! {
+            r = self.downloader.fetch(&fetch, &archive_path) => r?,
+            _ = cancel.cancelled() => return Err(StageError::internal(Stage::Download, "cancelled")),
+        };
+        m.download_duration
+            .with_label_values::<&str>(&[])
+            .observe(started.elapsed().as_secs_f64());
+        m.downloaded.inc();
+        let deadline = Instant::now() + self.engine.timeout;
+        let tree = self.extract(&work, deadline).await?;
+        cx.archive = tree.kind;
+        m.archive_size
+            .with_label_values(&[tree.kind])
+            .observe(bytes as f64);
+        m.extracted.with_label_values(&[tree.kind]).inc();
+        m.extract_duration
+            .with_label_values(&[tree.kind])
+            .observe(started.elapsed().as_secs_f64());
+        let cluster_id = tree
+            .cluster_id
+            .clone()
+            .or_else(|| d.identity_cluster_id.clone());
+        if let Some(problem) = &tree.cluster_id_problem {
+            tracing::info!(problem = %problem, "no cluster id in the archive");
+        }
+        cx.status.cluster_id = cluster_id.clone();
+        if cluster_id.is_none() {
+            match self.watchers.cluster_id {
+                Some(OnMissing::DeadLetter) => {
+                    return Err(StageError::permanent(
+                        Stage::Extract,
+                        "missing_cluster_id",
+                        "no cluster id in config/id or the identity",
+                    ))
+                }
+                Some(OnMissing::Skip) => {
+                    m.filtered.with_label_values(&["no_cluster_id"]).inc();
+                    self.watchers
+                        .status(&cx.status, "success", "skipped: no cluster id")
+                        .await;
+                    return Ok(None);
+                }
+                _ => {}
+            }
+        }
+        let rules_start = Instant::now();
+        let report = match self.engine.external() {
+            Some(ext) => {
+                let job = crate::external::Job {
+                    request_id: d.request_id.as_deref(),
+                    org_id: &d.org_id,
+                    account: d.account.as_deref(),
+                    cluster_id: cluster_id.as_deref(),
+                    extracted_path: &tree.root,
+                    archive_path: &work.archive(),
+                    work_dir: work.path(),
+                    timeout: deadline.saturating_duration_since(Instant::now()),
+                };
+                ext.run(&job).await?
+            }
+            None => self.rules(&tree, deadline).await?,
+        };
+        m.rules_duration
+            .with_label_values(&[tree.kind])
+            .observe(rules_start.elapsed().as_secs_f64());
+        m.process_duration
+            .with_label_values(&[tree.kind])
+            .observe(started.elapsed().as_secs_f64());
+        m.processed.with_label_values(&[tree.kind]).inc();
+        drop(work);
+        Ok(Some(report))
+    }
+
+    async fn extract(&self, work: &WorkDir, deadline: Instant) -> Result<Tree, StageError> {
+        let archive = work.archive();
+        let dir = work.path().join("extracted");
+        let engine = self.engine.clone();
+        let job = tokio::task::spawn_blocking(move || engine.extract(&archive, &dir, deadline));
+        match tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
+            job,
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(StageError::internal(Stage::Extract, "extraction panicked")),
+            Err(_) => {
+                crate::metrics::get().abandoned_threads.inc();
+                Err(StageError::permanent(
+                    Stage::Extract,
+                    "deadline_exceeded",
+                    "extraction passed the archive deadline",
+                ))
+            }
+        }
+    }
+
+    async fn rules(&self, tree: &Tree, deadline: Instant) -> Result<Value, StageError> {
+        let engine = self.engine.clone();
+        let tree = tree.clone();
+        let job = tokio::task::spawn_blocking(move || engine.run_rules(&tree, deadline));
+        match tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100),
+            job,
+        )
+        .await
+        {
+            Ok(Ok(r)) => r.map(|e| e.report),
+            Ok(Err(_)) => Err(StageError::internal(
+                Stage::Rules,
+                "the rules engine panicked",
+            )),
+            Err(_) => {
+                crate::metrics::get().abandoned_threads.inc();
+                Err(StageError::permanent(
+                    Stage::Rules,
+                    "deadline_exceeded",
+                    "rules passed the archive deadline",
+                ))
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        msg: &ReceivedMessage,
+        d: &Decoded,
+        cx: &MessageContext,
+        report: Value,
+        cancel: &CancellationToken,
+    ) -> Step {
+        let subject = Subject {
+            org_id: &d.org_id,
+            account: d.account.as_deref(),
+            request_id: d.request_id.as_deref(),
+            cluster_id: cx.status.cluster_id.as_deref(),
+            timestamp: &d.timestamp,
+            metadata: d.metadata.as_ref(),
+        };
+        let out = match publish::render(&self.config.publisher, &report, &subject) {
+            Ok(o) => o,
+            Err(e) => return Step::Fail(e),
+        };
+        let mut message = OutgoingMessage::new(self.output_topic.clone(), out.value);
+        message.key = out.key.map(String::into_bytes);
+        for h in ["request_id", "service"] {
+            if let Some(v) = msg.header_str(h) {
+                message = message.header(h, v.as_bytes().to_vec());
+            }
+        }
+        let started = Instant::now();
+        if publish_until_acked(self.bus.as_ref(), message, cancel)
+            .await
+            .is_err()
+        {
+            return Step::Done(Ended::Cancelled);
+        }
+        let m = crate::metrics::get();
+        m.publish_duration
+            .with_label_values(&[cx.archive])
+            .observe(started.elapsed().as_secs_f64());
+        m.published.with_label_values(&[cx.archive]).inc();
+        let count = |k: &str| report.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+        let text = format!(
+            "published to {}: {} reports, {} skips",
+            self.output_topic,
+            count("reports"),
+            count("skips")
+        );
+        self.watchers.status(&cx.status, "success", &text).await;
+        Step::Done(Ended::Published)
+    }
+}

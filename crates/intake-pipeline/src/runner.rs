@@ -1,0 +1,181 @@
+//! The consumer loop (spec pipeline.md §4): bounded workers, at most `max_in_flight` fetched and
+//! uncommitted (fetching pauses beyond), offsets committed in order per partition once every
+//! earlier message has ended, graceful drain on cancellation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use intake_bus::{Consumer, ReceivedMessage, StartFrom, Subscription};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::PipelineError;
+use crate::flow::{Ended, Shared};
+
+/// Per partition: offsets in flight, `Some` once ended (and committable).
+#[derive(Default)]
+pub struct CommitTracker {
+    partitions: HashMap<(String, i32), BTreeMap<i64, Option<ReceivedMessage>>>,
+}
+
+impl CommitTracker {
+    pub fn start(&mut self, msg: &ReceivedMessage) {
+        self.partitions
+            .entry((msg.topic.clone(), msg.partition))
+            .or_default()
+            .insert(msg.offset, None);
+    }
+
+    /// Marks `msg` ended; returns the message to commit, if the partition's prefix advanced.
+    pub fn finish(&mut self, msg: ReceivedMessage) -> Option<ReceivedMessage> {
+        let part = self
+            .partitions
+            .get_mut(&(msg.topic.clone(), msg.partition))?;
+        part.insert(msg.offset, Some(msg));
+        let mut last = None;
+        while let Some(entry) = part.first_entry() {
+            if entry.get().is_none() {
+                break;
+            }
+            last = entry.remove();
+        }
+        last
+    }
+
+    /// Forgets a message that will not be committed (cancelled); later ones stay uncommitted too.
+    pub fn in_flight(&self) -> usize {
+        self.partitions.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// Runs the consumer loop until `cancel` fires, then drains for `grace`.
+pub async fn consume(
+    shared: Arc<Shared>,
+    mut consumer: Box<dyn Consumer>,
+    cancel: CancellationToken,
+    grace: Duration,
+) -> Result<(), PipelineError> {
+    let c = &shared.config.consumer;
+    let workers = Arc::new(Semaphore::new(c.workers));
+    let (done_tx, mut done_rx) = mpsc::channel::<(ReceivedMessage, Ended)>(c.max_in_flight.max(1));
+    let work_cancel = CancellationToken::new();
+    let mut tracker = CommitTracker::default();
+    let metrics = crate::metrics::get();
+    loop {
+        let room = tracker.in_flight() < c.max_in_flight;
+        tokio::select! {
+            biased;
+            Some((msg, ended)) = done_rx.recv() => {
+                settle(&mut tracker, consumer.as_mut(), msg, ended).await?;
+            }
+            _ = cancel.cancelled() => break,
+            next = consumer.next(), if room => {
+                let msg = match next {
+                    Ok(m) => m,
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "fetch failed, retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                tracker.start(&msg);
+                metrics.in_flight.set(tracker.in_flight() as i64);
+                let permit = workers.clone().acquire_owned().await.map_err(|e| PipelineError::Setup(e.to_string()))?;
+                let shared = shared.clone();
+                let tx = done_tx.clone();
+                let token = work_cancel.clone();
+                tokio::spawn(async move {
+                    let ended = shared.handle(&msg, &token).await;
+                    drop(permit);
+                    let mut slim = msg;
+                    slim.value = Vec::new();
+                    let _ = tx.send((slim, ended)).await;
+                });
+            }
+        }
+    }
+    // Drain: in-flight messages get `grace`, then are cancelled and left uncommitted.
+    drop(done_tx);
+    let drain = async {
+        while tracker.in_flight() > 0 {
+            match done_rx.recv().await {
+                Some((msg, ended)) => settle(&mut tracker, consumer.as_mut(), msg, ended).await?,
+                None => break,
+            }
+        }
+        Ok::<_, PipelineError>(())
+    };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!("shutdown grace passed; cancelling in-flight messages");
+        work_cancel.cancel();
+    }
+    metrics.in_flight.set(0);
+    Ok(())
+}
+
+async fn settle(
+    tracker: &mut CommitTracker,
+    consumer: &mut dyn Consumer,
+    msg: ReceivedMessage,
+    ended: Ended,
+) -> Result<(), PipelineError> {
+    if ended == Ended::Cancelled {
+        return Ok(());
+    }
+    if let Some(commit) = tracker.finish(msg) {
+        consumer.commit(&commit).await?;
+    }
+    crate::metrics::get()
+        .in_flight
+        .set(tracker.in_flight() as i64);
+    Ok(())
+}
+
+/// The subscription of the consumer section (wire names).
+pub fn subscription(shared: &Shared, topic: impl Fn(&str) -> String) -> Subscription {
+    Subscription {
+        group: shared.config.consumer.group_id.clone(),
+        topics: shared
+            .config
+            .consumer
+            .topics
+            .iter()
+            .map(|t| topic(t))
+            .collect(),
+        start: StartFrom::Earliest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(partition: i32, offset: i64) -> ReceivedMessage {
+        ReceivedMessage {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: None,
+            headers: vec![],
+            value: vec![],
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn commits_follow_the_finished_prefix() {
+        let mut t = CommitTracker::default();
+        for o in 0..3 {
+            t.start(&msg(0, o));
+        }
+        t.start(&msg(1, 7));
+        assert_eq!(t.finish(msg(0, 1)), None);
+        assert_eq!(t.finish(msg(1, 7)).map(|m| m.offset), Some(7));
+        assert_eq!(t.finish(msg(0, 0)).map(|m| m.offset), Some(1));
+        assert_eq!(t.in_flight(), 1);
+        assert_eq!(t.finish(msg(0, 2)).map(|m| m.offset), Some(2));
+        assert_eq!(t.in_flight(), 0);
+    }
+}
