@@ -1,0 +1,160 @@
+//! The status-store contract on a real PostgreSQL (from the harness, `INTAKE_TEST_POSTGRES_URL`),
+//! one fresh database per test, plus the partition rules: created ahead, dropped by retention.
+
+use std::sync::Arc;
+
+use chrono::{Days, Duration, Utc};
+use intake_tracker::store::postgres::{partition_name, PostgresStore};
+use intake_tracker::store::testsuite::{status, status_query};
+use intake_tracker::StatusStore;
+use sqlx::Connection;
+
+/// Creates an empty database and returns its URL.
+async fn fresh_url() -> String {
+    let admin = intake_testkit::servers::postgres_url();
+    let name = format!("tracker_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap();
+    format!("{base}/{name}")
+}
+
+async fn fresh_store() -> PostgresStore {
+    PostgresStore::open(&fresh_url().await).await.unwrap()
+}
+
+async fn fresh() -> Arc<dyn StatusStore> {
+    Arc::new(fresh_store().await)
+}
+
+intake_tracker::status_store_contract_tests!(fresh());
+
+#[tokio::test]
+async fn partitions_are_created_ahead_idempotently() {
+    let store = fresh_store().await;
+    let today = Utc::now().date_naive();
+    let first = today.checked_sub_days(Days::new(7)).unwrap();
+    let last = today.checked_add_days(Days::new(3)).unwrap();
+    let created = store.prepare_days(first, last).await.unwrap();
+    assert_eq!(created.len(), 11);
+    assert_eq!(created[0], partition_name(first));
+    assert_eq!(created[10], partition_name(last));
+    assert!(
+        created[0].starts_with("payload_statuses_")
+            && created[0].len() == "payload_statuses_20240502".len()
+    );
+    assert!(
+        store.prepare_days(first, last).await.unwrap().is_empty(),
+        "a second run creates nothing"
+    );
+    let partitions = store.partitions().await.unwrap();
+    assert_eq!(partitions.len(), 11);
+    // Every partition carries the parent's indexes.
+    let indexes: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM pg_indexes WHERE tablename = '{}'",
+        partition_name(today)
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(indexes >= 6, "{indexes} indexes on today's partition");
+}
+
+#[tokio::test]
+async fn concurrent_instances_create_partitions_safely() {
+    let url = fresh_url().await;
+    let a = PostgresStore::open(&url).await.unwrap();
+    let b = PostgresStore::open(&url).await.unwrap();
+    let today = Utc::now().date_naive();
+    let last = today.checked_add_days(Days::new(5)).unwrap();
+    let (ra, rb) = tokio::join!(a.prepare_days(today, last), b.prepare_days(today, last));
+    assert_eq!(ra.unwrap().len() + rb.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn a_status_for_a_day_without_partition_gets_one() {
+    let store = fresh_store().await;
+    let date = Utc::now() - Duration::days(2);
+    assert!(store.partitions().await.unwrap().is_empty());
+    store
+        .store_batch(&[status("np-1", "ingress", None, "received", date)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.partitions().await.unwrap(),
+        [partition_name(date.date_naive())]
+    );
+    // Dropped behind the store's back (another pod's retention): made again on demand.
+    sqlx::query(&format!("DROP TABLE {}", partition_name(date.date_naive())))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store
+        .store_batch(&[status("np-1", "ingress", None, "success", date)])
+        .await
+        .unwrap();
+    assert_eq!(store.list_statuses(&status_query()).await.unwrap().count, 1);
+}
+
+#[tokio::test]
+async fn retention_drops_every_partition_that_ended_before_the_cutoff() {
+    let store = fresh_store().await;
+    let now = Utc::now();
+    let today = now.date_naive();
+    store
+        .prepare_days(today.checked_sub_days(Days::new(12)).unwrap(), today)
+        .await
+        .unwrap();
+    store
+        .store_batch(&[status(
+            "ret-old",
+            "ingress",
+            None,
+            "received",
+            now - Duration::days(10),
+        )])
+        .await
+        .unwrap();
+    store
+        .store_batch(&[status(
+            "ret-new",
+            "ingress",
+            None,
+            "received",
+            now - Duration::hours(1),
+        )])
+        .await
+        .unwrap();
+    let cutoff = now - Duration::days(7);
+    let report = store.apply_retention(cutoff).await.unwrap();
+    let cutoff_day = cutoff.date_naive();
+    let expected: Vec<String> = (1..=5)
+        .rev()
+        .map(|d| partition_name(cutoff_day.checked_sub_days(Days::new(d)).unwrap()))
+        .collect();
+    assert_eq!(report.partitions_dropped, expected);
+    assert_eq!(report.payloads_deleted, 1);
+    let left = store.partitions().await.unwrap();
+    assert_eq!(
+        left.first(),
+        Some(&partition_name(cutoff_day)),
+        "the cutoff's own day is kept"
+    );
+    assert!(store
+        .payload("ret-new", &intake_tracker::model::Scope::All)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        store
+            .apply_retention(cutoff)
+            .await
+            .unwrap()
+            .partitions_dropped
+            .is_empty(),
+        "idempotent"
+    );
+}
