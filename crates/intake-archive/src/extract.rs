@@ -24,15 +24,22 @@ pub struct SymbolicLink {
 }
 
 /// Writes entries below `root`.
-pub(crate) struct DiskSink {
+pub(crate) struct DiskSink<'k> {
     root: PathBuf,
     budget: SharedBudget,
+    /// Which regular files and directories to write (by `/`-separated path); the others are
+    /// still read and counted.
+    keep: &'k dyn Fn(&str) -> bool,
     pub(crate) files: BTreeSet<String>,
     pub(crate) links: Vec<SymbolicLink>,
 }
 
-impl DiskSink {
-    pub(crate) fn new(root: &Path, budget: SharedBudget) -> Result<Self, ArchiveError> {
+impl<'k> DiskSink<'k> {
+    pub(crate) fn new(
+        root: &Path,
+        budget: SharedBudget,
+        keep: &'k dyn Fn(&str) -> bool,
+    ) -> Result<Self, ArchiveError> {
         let meta = fs::symlink_metadata(root)?;
         if !meta.is_dir() {
             return Err(ArchiveError::Io(io::Error::new(
@@ -46,6 +53,7 @@ impl DiskSink {
         Ok(Self {
             root: root.to_owned(),
             budget,
+            keep,
             files: BTreeSet::new(),
             links: Vec::new(),
         })
@@ -96,13 +104,19 @@ impl DiskSink {
     }
 }
 
-impl EntrySink for DiskSink {
+impl EntrySink for DiskSink<'_> {
     fn dir(&mut self, path: &[String]) -> Result<(), ArchiveError> {
+        if !(self.keep)(&join(path)) {
+            return Ok(());
+        }
         let target = self.target(path)?;
         self.ensure_dir(&target, path)
     }
 
     fn file(&mut self, path: &[String], content: &mut dyn Read) -> Result<u64, ArchiveError> {
+        if !(self.keep)(&join(path)) {
+            return copy_content(&self.budget, content, &mut io::sink());
+        }
         let target = self.target(path)?;
         self.replace(&target, path)?;
         let mut out = create_file(&target)?;
@@ -117,6 +131,10 @@ impl EntrySink for DiskSink {
         target_path: &[String],
         _size: u64,
     ) -> Result<(), ArchiveError> {
+        // Only a kept link to a kept file is written (the source must be on disk).
+        if !(self.keep)(&join(path)) || !self.files.contains(&join(target_path)) {
+            return Ok(());
+        }
         let target = self.target(path)?;
         let mut source_path = self.root.clone();
         source_path.extend(target_path);
@@ -133,8 +151,11 @@ impl EntrySink for DiskSink {
     }
 
     fn symlink(&mut self, path: &[String], target: &str) -> Result<(), ArchiveError> {
-        let on_disk = self.target(path)?;
-        if fs::symlink_metadata(&on_disk).is_ok_and(|m| !m.is_dir()) {
+        let mut on_disk = self.root.clone();
+        on_disk.extend(path);
+        if self.files.contains(&join(path))
+            && fs::symlink_metadata(&on_disk).is_ok_and(|m| m.is_file())
+        {
             fs::remove_file(&on_disk)?;
             self.files.remove(&join(path));
         }

@@ -111,8 +111,20 @@ pub fn inspect(path: &Path, limits: &Limits) -> Result<Summary, ArchiveError> {
 /// On error, what was written so far stays below `dest` (never outside it); callers extract into
 /// a fresh temporary directory and remove it.
 pub fn extract(path: &Path, dest: &Path, limits: &Limits) -> Result<Extracted, ArchiveError> {
+    extract_matching(path, dest, limits, &|_| true)
+}
+
+/// Like [`extract`], writing only the regular files and directories whose `/`-separated path
+/// `keep` accepts (hard links: when both the link and its target are kept). Every entry is still
+/// read, counted and checked, so the summary and the errors are those of [`extract`].
+pub fn extract_matching(
+    path: &Path,
+    dest: &Path,
+    limits: &Limits,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Extracted, ArchiveError> {
     let budget = Budget::new(limits);
-    let mut sink = extract::DiskSink::new(dest, budget.clone())?;
+    let mut sink = extract::DiskSink::new(dest, budget.clone(), keep)?;
     let summary = walk_file(path, budget, &mut sink)?;
     Ok(Extracted {
         summary,

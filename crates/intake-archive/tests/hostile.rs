@@ -555,3 +555,30 @@ fn zip_entry_counts_are_checked_before_the_central_directory_is_read() {
         "{e:?}"
     );
 }
+
+#[test]
+fn extract_matching_writes_only_what_is_kept_but_checks_everything() {
+    let tar = TarBuilder::new()
+        .file("root/config/id", b"cluster")
+        .file("root/other.txt", b"other")
+        .hardlink("root/config/id2", "root/config/id")
+        .hardlink("root/other2.txt", "root/other.txt")
+        .finish();
+    let scratch = Scratch::new(&gzip(&tar));
+    let keep = |p: &str| p.starts_with("root/config");
+    let out = intake_archive::extract_matching(&scratch.archive, &scratch.dest, &limits(), &keep)
+        .unwrap();
+    assert_eq!(out.files, ["root/config/id", "root/config/id2"]);
+    assert_eq!(out.summary.files, 4);
+    assert!(!scratch.dest.join("root/other.txt").exists());
+
+    let hostile = TarBuilder::new()
+        .file("skip/me", b"x")
+        .file("../x", b"x")
+        .finish();
+    let scratch = Scratch::new(&hostile);
+    let e =
+        intake_archive::extract_matching(&scratch.archive, &scratch.dest, &limits(), &|_| false)
+            .unwrap_err();
+    assert!(matches!(e, ArchiveError::ParentTraversal(_)), "{e:?}");
+}
