@@ -4,7 +4,7 @@
 //! * [`inspect`] walks every entry and reads every byte through a counting sink, writing nothing.
 //! * [`extract`] writes regular files (0600) and directories (0700) below a destination
 //!   directory; links are recorded ([`SymbolicLink`]) and hard links copied from earlier entries,
-//!   never created.
+//!   never created. [`extract_matching`] writes only the paths a predicate keeps.
 //!
 //! Formats are told by magic bytes: gzip (all members), xz, bzip2 (each holding a tar), zip
 //! (stored or deflated entries) and plain tar (`ustar` at offset 257 or a valid v7 checksum).
