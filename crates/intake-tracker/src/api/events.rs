@@ -1,4 +1,4 @@
-//! `GET /payloads/{request_id}/events`: server-sent events. Replays the stored statuses oldest first
+//! `GET /payloads/{request_id}/events`: server-sent events. Replays the stored statuses oldest stored first
 //! (after `Last-Event-ID` when sent), then polls the store so new statuses arrive within the poll
 //! interval on any API pod; each status is followed by the updated duration map; `: ping` every 15 s.
 
@@ -58,7 +58,8 @@ pub async fn stream(
         .payload_statuses(&payload, None)
         .await
         .map_err(|e| store_error(e, Some(id)))?;
-    all.sort_by(|a, b| a.date.cmp(&b.date).then(a.id.cmp(&b.id)));
+    // Stored order (ids), so that `Last-Event-ID` resumes exactly where a client stopped.
+    all.sort_by_key(|s| s.id);
     let store = state.store.clone();
     let poll = state.settings.event_poll;
     let events = async_stream::stream! {
