@@ -1,1 +1,231 @@
-fn main() {}
+//! Ingest rate and lookup latency of the status store at ≥ 1 M status rows, on SQLite and (when
+//! `INTAKE_TEST_POSTGRES_URL` is set) PostgreSQL. Not a timed test: prints a Markdown table for
+//! BENCHMARKS.md.
+//!
+//! `cargo bench -p intake-tracker --bench store` (`TRACKER_BENCH_ROWS`, default 1 000 000).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, Utc};
+use intake_tracker::check::dedup_key;
+use intake_tracker::model::{
+    NewStatus, PageAt, PayloadQuery, PayloadSort, Scope, SortDir, TimeRange,
+};
+use intake_tracker::store::postgres::PostgresStore;
+use intake_tracker::store::sqlite::SqliteStore;
+use intake_tracker::StatusStore;
+use sqlx::Connection;
+
+const STEPS: [(&str, Option<&str>, &str); 5] = [
+    ("ingress", None, "received"),
+    ("ingress", None, "success"),
+    ("puptoo", None, "processing"),
+    ("puptoo", Some("inventory"), "success"),
+    ("advisor", None, "success"),
+];
+const BATCH: usize = 500;
+
+/// One instant for the whole run, so that the same payload always yields the same statuses.
+fn anchor() -> chrono::DateTime<Utc> {
+    static ANCHOR: std::sync::OnceLock<chrono::DateTime<Utc>> = std::sync::OnceLock::new();
+    *ANCHOR.get_or_init(|| (Utc::now() - chrono::Duration::hours(60)).trunc_subsecs(6))
+}
+
+fn statuses(payload: usize) -> Vec<NewStatus> {
+    let base = anchor() + chrono::Duration::milliseconds((payload as i64 * 977) % (58 * 3_600_000));
+    let request_id = format!("{payload:032x}");
+    STEPS
+        .iter()
+        .enumerate()
+        .map(|(i, (service, source, status))| {
+            let date = base + chrono::Duration::milliseconds(i as i64 * 850);
+            let status_msg = format!("{service} step {i}");
+            NewStatus {
+                dedup_key: dedup_key(&request_id, service, *source, status, &status_msg, date),
+                request_id: request_id.clone(),
+                service: (*service).to_owned(),
+                source: source.map(str::to_owned),
+                status: (*status).to_owned(),
+                status_msg,
+                date,
+                account: format!("{}", 1_000 + payload % 500),
+                org_id: format!("{}", 5_000 + payload % 500),
+                inventory_id: format!("inv-{payload}"),
+                system_id: String::new(),
+            }
+        })
+        .collect()
+}
+
+fn percentile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn time_many<F, Fut>(n: usize, mut f: F) -> (Duration, Duration)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        f(i).await;
+        samples.push(started.elapsed());
+    }
+    (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
+    let payloads = rows.div_ceil(STEPS.len());
+    let today = Utc::now().date_naive();
+    store
+        .prepare_days(today - chrono::Days::new(4), today)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(BATCH);
+    let mut stored = 0usize;
+    for p in 0..payloads {
+        pending.extend(statuses(p));
+        if pending.len() >= BATCH {
+            stored += store.store_batch(&pending).await.unwrap().stored.len();
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        stored += store.store_batch(&pending).await.unwrap().stored.len();
+    }
+    let ingest = started.elapsed();
+    println!("| {name} | ingest, batches of {BATCH} | {stored} statuses in {:.1} s | **{:.0} statuses/s** |", ingest.as_secs_f64(), stored as f64 / ingest.as_secs_f64());
+
+    let redelivered: Vec<NewStatus> = (0..BATCH / STEPS.len()).flat_map(statuses).collect();
+    let started = Instant::now();
+    let outcome = store.store_batch(&redelivered).await.unwrap();
+    assert_eq!(outcome.duplicates, redelivered.len());
+    println!(
+        "| {name} | redelivered batch of {BATCH} (all duplicates) | {} | {:.0} statuses/s |",
+        ms(started.elapsed()),
+        BATCH as f64 / started.elapsed().as_secs_f64()
+    );
+
+    let (p50, p99) = time_many(1_000, |i| {
+        let store = store.clone();
+        async move {
+            let id = format!("{:032x}", (i * 7919) % payloads);
+            let payload = store.payload(&id, &Scope::All).await.unwrap().unwrap();
+            assert_eq!(
+                store.payload_statuses(&payload, None).await.unwrap().len(),
+                STEPS.len()
+            );
+        }
+    })
+    .await;
+    println!(
+        "| {name} | `/payloads/{{id}}` lookup (payload + statuses), 1 000 ids | p50 {} | p99 {} |",
+        ms(p50),
+        ms(p99)
+    );
+
+    let query = |scope: Scope, inventory: Option<String>| PayloadQuery {
+        scope,
+        account: None,
+        org_id: None,
+        inventory_id: inventory,
+        system_id: None,
+        service: None,
+        status: None,
+        created_at: TimeRange::default(),
+        sort_by: PayloadSort::CreatedAt,
+        sort_dir: SortDir::Desc,
+        page_size: 10,
+        at: PageAt::Offset(0),
+    };
+    let (p50, p99) = time_many(200, |i| {
+        let (store, q) = (
+            store.clone(),
+            query(
+                Scope::All,
+                Some(format!("inv-{}", (i * 104_729) % payloads)),
+            ),
+        );
+        async move {
+            assert_eq!(store.list_payloads(&q).await.unwrap().count, 1);
+        }
+    })
+    .await;
+    println!(
+        "| {name} | `/payloads?inventory_id=` with exact count | p50 {} | p99 {} |",
+        ms(p50),
+        ms(p99)
+    );
+    let (p50, p99) = time_many(50, |i| {
+        let (store, q) = (
+            store.clone(),
+            query(Scope::Org(format!("{}", 5_000 + i % 500)), None),
+        );
+        async move {
+            store.list_payloads(&q).await.unwrap();
+        }
+    })
+    .await;
+    println!("| {name} | `/payloads` first page of one org ({} payloads) with exact count | p50 {} | p99 {} |", payloads / 500, ms(p50), ms(p99));
+    let (p50, p99) = time_many(10, |_| {
+        let (store, q) = (store.clone(), query(Scope::All, None));
+        async move {
+            assert_eq!(
+                store.list_payloads(&q).await.unwrap().count as usize,
+                payloads
+            );
+        }
+    })
+    .await;
+    println!("| {name} | `/payloads` first page, all {payloads} payloads, exact count | p50 {} | p99 {} |", ms(p50), ms(p99));
+}
+
+async fn fresh_postgres(admin: &str) -> String {
+    let name = format!("tracker_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: usize = std::env::var("TRACKER_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    println!("| engine | measure | result | rate / p99 |\n|---|---|---|---|");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    bench(
+        "SQLite",
+        Arc::new(SqliteStore::open(&url).await.unwrap()),
+        rows,
+    )
+    .await;
+    match std::env::var("INTAKE_TEST_POSTGRES_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let url = fresh_postgres(&admin).await;
+            bench(
+                "PostgreSQL",
+                Arc::new(PostgresStore::open(&url).await.unwrap()),
+                rows,
+            )
+            .await;
+        }
+        _ => eprintln!("INTAKE_TEST_POSTGRES_URL is not set: PostgreSQL not measured"),
+    }
+}

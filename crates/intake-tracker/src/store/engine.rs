@@ -121,39 +121,35 @@ impl PayloadState {
     }
 }
 
-async fn load_or_create(
-    conn: &mut <Db as sqlx::Database>::Connection,
-    s: &NewStatus,
-) -> Result<PayloadState, sqlx::Error> {
-    let q = sqlx::query(
-        "INSERT INTO payloads (request_id, account, org_id, inventory_id, system_id, created_at, last_status_at, \
-         last_service, last_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (request_id) DO NOTHING RETURNING id",
-    )
-    .bind(s.request_id.clone())
-    .bind(s.account.clone())
-    .bind(s.org_id.clone())
-    .bind(s.inventory_id.clone())
-    .bind(s.system_id.clone());
-    let q = bind(q, &Arg::Time(s.date));
-    let q = bind(q, &Arg::Time(s.date)).bind(s.service.clone()).bind(s.status.clone());
-    if let Some(row) = q.fetch_optional(&mut *conn).await? {
-        return Ok(PayloadState {
-            id: row.try_get(0)?,
-            ids: [s.account.clone(), s.org_id.clone(), s.inventory_id.clone(), s.system_id.clone()],
-            created_at: s.date,
-            last_status_at: s.date,
-            last_service: s.service.clone(),
-            last_status: s.status.clone(),
-            dirty: false,
-        });
+/// Rows per multi-row statement (8 parameters each, far below both engines' limits).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1, $2, …), ($n, …)` for `rows` rows of `width` parameters.
+fn values_list(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * width + c + 1));
+        }
+        out.push(')');
     }
-    let row = sqlx::query(&format!("SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id = $1"))
-        .bind(s.request_id.clone())
-        .fetch_one(&mut *conn)
-        .await?;
-    let p = payload_row(&row)?;
-    Ok(PayloadState {
+    out
+}
+
+/// `$1, $2, …` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn state_of(p: PayloadRow) -> PayloadState {
+    PayloadState {
         id: p.id,
         ids: [p.account, p.org_id, p.inventory_id, p.system_id],
         created_at: p.created_at,
@@ -161,70 +157,193 @@ async fn load_or_create(
         last_service: p.last_service,
         last_status: p.last_status,
         dirty: false,
-    })
+    }
 }
 
-/// Stores a batch in one transaction (the promise of `StatusStore::store_batch`).
+/// Creates the payloads that do not exist yet (from their first status in `batch`), then loads every
+/// payload the batch names.
+async fn load_payloads(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    batch: &[NewStatus],
+) -> Result<HashMap<String, PayloadState>, sqlx::Error> {
+    let mut firsts: Vec<&NewStatus> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in batch {
+        if seen.insert(s.request_id.as_str()) {
+            firsts.push(s);
+        }
+    }
+    for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO payloads (request_id, account, org_id, inventory_id, system_id, created_at, last_status_at, \
+             last_service, last_status) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+            values_list(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = q
+                .bind(s.request_id.clone())
+                .bind(s.account.clone())
+                .bind(s.org_id.clone())
+                .bind(s.inventory_id.clone())
+                .bind(s.system_id.clone());
+            q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(s.date)).bind(s.service.clone()).bind(s.status.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let mut states = HashMap::with_capacity(firsts.len());
+    for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = q.bind(s.request_id.clone());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let p = payload_row(&row)?;
+            states.insert(p.request_id.clone(), state_of(p));
+        }
+    }
+    Ok(states)
+}
+
+/// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
+async fn insert_statuses(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    batch: &[NewStatus],
+    payloads: &HashMap<String, PayloadState>,
+    stored_at: DateTime<Utc>,
+) -> Result<std::collections::HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
+             VALUES {} ON CONFLICT (dedup_key, date) DO NOTHING RETURNING dedup_key, date",
+            values_list(chunk.len(), 8)
+        );
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            let payload_id = payloads.get(&s.request_id).map(|p| p.id).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("payload {} vanished inside its transaction", s.request_id))
+            })?;
+            q = q
+                .bind(payload_id)
+                .bind(s.service.clone())
+                .bind(s.source.clone())
+                .bind(s.status.clone())
+                .bind(s.status_msg.clone());
+            q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(stored_at)).bind(s.dedup_key.clone());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            inserted.insert((row.try_get::<String, _>(0)?, get_time(&row, 1)?));
+        }
+    }
+    Ok(inserted)
+}
+
+/// For each `(payload, service)` whose first terminal status this batch stored: the seconds from the
+/// service's first status to that terminal status.
+async fn first_terminal_durations(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    terminal_counts: &HashMap<(i64, String), i64>,
+) -> Result<Vec<(String, f64)>, sqlx::Error> {
+    let mut out = Vec::new();
+    let ids: Vec<i64> = {
+        let set: std::collections::BTreeSet<i64> = terminal_counts.keys().map(|(id, _)| *id).collect();
+        set.into_iter().collect()
+    };
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT payload_id, service, MIN(date), \
+             MIN(CASE WHEN status IN ('success', 'error', 'rejected') THEN date END), \
+             SUM(CASE WHEN status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) \
+             FROM payload_statuses WHERE payload_id IN ({}) GROUP BY payload_id, service",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let key: (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+            let Some(now_stored) = terminal_counts.get(&key) else { continue };
+            let total: Option<i64> = row.try_get(4)?;
+            // No terminal status before this batch: the first one is among those just stored.
+            if total != Some(*now_stored) {
+                continue;
+            }
+            if let (Some(first), Some(terminal)) = (get_opt_time(&row, 2)?, get_opt_time(&row, 3)?) {
+                let seconds = (terminal - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                out.push((key.1, seconds));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the payload rows the batch changed.
+async fn update_payloads(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    payloads: &HashMap<String, PayloadState>,
+) -> Result<(), sqlx::Error> {
+    let dirty: Vec<&PayloadState> = payloads.values().filter(|p| p.dirty).collect();
+    for chunk in dirty.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH v (id, account, org_id, inventory_id, system_id, created_at, last_status_at, last_service, last_status) \
+             AS (VALUES {}) \
+             UPDATE payloads SET account = v.account, org_id = v.org_id, inventory_id = v.inventory_id, \
+             system_id = v.system_id, created_at = v.created_at, last_status_at = v.last_status_at, \
+             last_service = v.last_service, last_status = v.last_status FROM v WHERE payloads.id = v.id",
+            values_list(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(&sql);
+        for state in chunk {
+            q = q
+                .bind(state.id)
+                .bind(state.ids[0].clone())
+                .bind(state.ids[1].clone())
+                .bind(state.ids[2].clone())
+                .bind(state.ids[3].clone());
+            q = bind(bind(q, &Arg::Time(state.created_at)), &Arg::Time(state.last_status_at))
+                .bind(state.last_service.clone())
+                .bind(state.last_status.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Stores a batch in one transaction (the promise of `StatusStore::store_batch`), with a handful of
+/// multi-row statements rather than one round trip per status.
 pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -> Result<BatchOutcome, sqlx::Error> {
+    let mut outcome = BatchOutcome::default();
+    if batch.is_empty() {
+        return Ok(outcome);
+    }
     let mut tx = pool.begin().await?;
     let stored_at = Utc::now().trunc_subsecs(6);
-    let mut payloads: HashMap<String, PayloadState> = HashMap::new();
-    let mut outcome = BatchOutcome::default();
+    let mut payloads = load_payloads(&mut tx, batch).await?;
+    let mut inserted = insert_statuses(&mut tx, batch, &payloads, stored_at).await?;
+    let mut terminal_counts: HashMap<(i64, String), i64> = HashMap::new();
     for s in batch {
-        if !payloads.contains_key(&s.request_id) {
-            let state = load_or_create(&mut tx, s).await?;
-            payloads.insert(s.request_id.clone(), state);
-        }
-        let Some(state) = payloads.get_mut(&s.request_id) else { continue };
-        let q = sqlx::query(
-            "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedup_key, date) DO NOTHING RETURNING id",
-        )
-        .bind(state.id)
-        .bind(s.service.clone())
-        .bind(s.source.clone())
-        .bind(s.status.clone())
-        .bind(s.status_msg.clone());
-        let q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(stored_at)).bind(s.dedup_key.clone());
-        if q.fetch_optional(&mut *tx).await?.is_none() {
+        // The first occurrence of a key in the batch is the stored one; any later one is a duplicate.
+        if !inserted.remove(&(s.dedup_key.clone(), s.date)) {
             outcome.duplicates += 1;
             continue;
         }
+        let Some(state) = payloads.get_mut(&s.request_id) else { continue };
         state.apply(s, &mut outcome.conflicts);
         if intake_core::status::is_terminal(&s.status) {
-            let row = sqlx::query(
-                "SELECT MIN(date), SUM(CASE WHEN status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) \
-                 FROM payload_statuses WHERE payload_id = $1 AND service = $2",
-            )
-            .bind(state.id)
-            .bind(s.service.clone())
-            .fetch_one(&mut *tx)
-            .await?;
-            let first = get_opt_time(&row, 0)?;
-            let terminals: Option<i64> = row.try_get(1)?;
-            if let (Some(first), Some(1)) = (first, terminals) {
-                let seconds = (s.date - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                outcome.service_durations.push((s.service.clone(), seconds));
-            }
+            *terminal_counts.entry((state.id, s.service.clone())).or_default() += 1;
         }
         outcome.stored.push(s.clone());
     }
-    for state in payloads.values().filter(|p| p.dirty) {
-        let q = sqlx::query(
-            "UPDATE payloads SET account = $1, org_id = $2, inventory_id = $3, system_id = $4, created_at = $5, \
-             last_status_at = $6, last_service = $7, last_status = $8 WHERE id = $9",
-        )
-        .bind(state.ids[0].clone())
-        .bind(state.ids[1].clone())
-        .bind(state.ids[2].clone())
-        .bind(state.ids[3].clone());
-        let q = bind(bind(q, &Arg::Time(state.created_at)), &Arg::Time(state.last_status_at));
-        q.bind(state.last_service.clone())
-            .bind(state.last_status.clone())
-            .bind(state.id)
-            .execute(&mut *tx)
-            .await?;
+    if !terminal_counts.is_empty() {
+        outcome.service_durations = first_terminal_durations(&mut tx, &terminal_counts).await?;
     }
+    update_payloads(&mut tx, &payloads).await?;
     tx.commit().await?;
     Ok(outcome)
 }
