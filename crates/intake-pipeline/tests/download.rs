@@ -1,0 +1,190 @@
+//! The http downloader against a real HTTP server on loopback (spec pipeline.md §5).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{start_server, Reply};
+use intake_pipeline::download::{Downloader, Fetch};
+use intake_pipeline::error::Class;
+
+fn downloader(tmp: &Path, extra: &str) -> Downloader {
+    let yaml = format!(
+        "service:\n  downloader:\n    tmp_dir: {}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z0-9-]+']\n    max_archive_size: 64KiB\n    read_timeout: 300ms\n    backoff: 10ms\n    max_backoff: 50ms\n{extra}  publisher: {{format: insights}}\n",
+        tmp.display()
+    );
+    let config =
+        intake_pipeline::load_config_str(&yaml, Path::new("."), &Default::default()).unwrap();
+    Downloader::new(&config.downloader, None).unwrap()
+}
+
+async fn fetch(
+    d: &Downloader,
+    url: &str,
+    size: Option<u64>,
+    dest: &Path,
+) -> Result<u64, intake_pipeline::StageError> {
+    d.fetch(
+        &Fetch {
+            url,
+            request_id: None,
+            declared_size: size,
+        },
+        dest,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn downloads_stream_to_the_file() {
+    let (server, addr) = start_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(tmp.path(), "");
+    let body = common::cluster_archive(10_000);
+    server.route("ok", Reply::Chunked(body.clone()));
+    let dest = tmp.path().join("a");
+    let n = fetch(&d, &format!("http://{addr}/archives/ok"), None, &dest)
+        .await
+        .unwrap();
+    assert_eq!(n, body.len() as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+#[tokio::test]
+async fn oversize_bodies_are_refused_with_and_without_content_length() {
+    let (server, addr) = start_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(tmp.path(), "");
+    let big = vec![7u8; 65 * 1024 + 1];
+    server.route("sized", Reply::Bytes(big.clone()));
+    server.route("chunked", Reply::Chunked(big));
+    for name in ["sized", "chunked"] {
+        let e = fetch(
+            &d,
+            &format!("http://{addr}/archives/{name}"),
+            None,
+            &tmp.path().join(name),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (e.reason, e.class),
+            ("too_large", Class::Permanent),
+            "{name}"
+        );
+    }
+    // The message's size is checked before any request.
+    let e = fetch(
+        &d,
+        &format!("http://{addr}/archives/other"),
+        Some(1 << 20),
+        &tmp.path().join("x"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason, "too_large");
+    assert_eq!(server.hits("other"), 0);
+    server.route("empty", Reply::Bytes(Vec::new()));
+    let e = fetch(
+        &d,
+        &format!("http://{addr}/archives/empty"),
+        None,
+        &tmp.path().join("e"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason, "empty_archive");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_succeed_and_4xx_are_not() {
+    let (server, addr) = start_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(tmp.path(), "");
+    server.route(
+        "flaky",
+        Reply::FailThen(vec![503, 500], b"archive".to_vec()),
+    );
+    let n = fetch(
+        &d,
+        &format!("http://{addr}/archives/flaky"),
+        None,
+        &tmp.path().join("f"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 7);
+    assert_eq!(server.hits("flaky"), 3);
+    server.route("expired", Reply::Status(403));
+    let e = fetch(
+        &d,
+        &format!("http://{addr}/archives/expired"),
+        None,
+        &tmp.path().join("g"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.class), ("http_rejected", Class::Permanent));
+    assert!(e.detail.contains("403"));
+    assert_eq!(server.hits("expired"), 1);
+    server.route("down", Reply::Status(502));
+    let e = fetch(
+        &d,
+        &format!("http://{addr}/archives/down"),
+        None,
+        &tmp.path().join("h"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (e.reason, e.class, e.attempts),
+        ("http_unavailable", Class::Transient, 4)
+    );
+    assert_eq!(server.hits("down"), 4);
+}
+
+#[tokio::test]
+async fn a_stalled_body_times_out() {
+    let (server, addr) = start_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(tmp.path(), "    retries: 0\n");
+    server.route("slow", Reply::Stall);
+    let started = Instant::now();
+    let e = fetch(
+        &d,
+        &format!("http://{addr}/archives/slow"),
+        None,
+        &tmp.path().join("s"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.class), ("timeout", Class::Transient));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn disallowed_urls_are_refused_without_a_request() {
+    let (server, addr) = start_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(tmp.path(), "");
+    server.route("ok", Reply::Bytes(b"x".to_vec()));
+    for url in [
+        format!("http://localhost:{}/archives/ok", addr.port()),
+        format!("http://{addr}/archives/ok?extra=1"),
+        format!("http://user:pw@{addr}/archives/ok"),
+        format!("ftp://{addr}/archives/ok"),
+        "archives/ok".to_owned(),
+    ] {
+        let e = fetch(&d, &url, None, &tmp.path().join("n"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason, "url_not_allowed", "{url}");
+        assert!(
+            !e.detail.contains("archives"),
+            "the detail must not carry the URL path: {}",
+            e.detail
+        );
+    }
+    assert_eq!(server.hits("ok"), 0);
+}
