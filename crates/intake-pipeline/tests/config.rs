@@ -123,7 +123,7 @@ fn declared_type_wins_and_empty_means_absent() {
 
 #[test]
 fn every_problem_is_reported_with_its_path() {
-    let yaml = "plugins:\n  pakages: [x]\nservice:\n  downloader:\n    max_archve_size: 1MiB\n    retries: three\n  consumer:\n    group_id: ${NOPE}\n    kafka: {group.id: x}\n  publisher:\n    format: ccx\n  logging:\n    version: 1\n";
+    let yaml = "plugins:\n  pakages: [x]\nservice:\n  downloader:\n    max_archve_size: 1MiB\n    retries: three\n  consumer:\n    group_id: ${NOPE}\n    kafka: {group.id: x}\n  publisher:\n    format: ccx\n  watchers:\n    - {kind: cluster_id, on_missing: continue}\n  logging:\n    version: 1\n";
     let errs = load_config_str(yaml, Path::new("."), &env(&[])).unwrap_err();
     let text = errs.to_string();
     assert!(

@@ -223,7 +223,7 @@ pub fn load_config_str(
     let engine = read_engine(&mut r, &mut service, plugins_node);
     let publisher = read_publisher(&mut r, &mut service);
     let dead_letter = read_dead_letter(&mut r, &mut service);
-    let watchers = read_watchers(&mut r, &mut service);
+    let watchers = read_watchers(&mut r, &mut service, publisher.format);
     let logging = read_logging(&mut r, &mut service, env);
     r.finish(service);
     let config = PipelineConfig {
@@ -534,10 +534,22 @@ fn read_dead_letter(r: &mut Reader<'_>, service: &mut Section<'_>) -> DeadLetter
     config
 }
 
-fn read_watchers(r: &mut Reader<'_>, service: &mut Section<'_>) -> Vec<WatcherConfig> {
+fn read_watchers(
+    r: &mut Reader<'_>,
+    service: &mut Section<'_>,
+    format: Format,
+) -> Vec<WatcherConfig> {
     let mut out = Vec::new();
+    // on_missing's default depends on the format: ccx needs a cluster id, insights does not.
+    let default_on_missing = match format {
+        Format::Ccx => OnMissing::DeadLetter,
+        Format::Insights => OnMissing::Continue,
+    };
     let Some((node, path)) = service.take("watchers") else {
-        return out;
+        // No watchers section: the cluster id watcher alone, as the format wants it.
+        return vec![WatcherConfig::ClusterId {
+            on_missing: default_on_missing,
+        }];
     };
     let intake_rules::yaml::NodeKind::Seq(items) = &node.kind else {
         r.fail(&path, "expected a list");
@@ -569,7 +581,7 @@ fn read_watchers(r: &mut Reader<'_>, service: &mut Section<'_>) -> Vec<WatcherCo
                 )
                 .map(|on_missing| WatcherConfig::ClusterId { on_missing })
                 .or(Some(WatcherConfig::ClusterId {
-                    on_missing: OnMissing::DeadLetter,
+                    on_missing: default_on_missing,
                 })),
             "prometheus" => Some(WatcherConfig::Prometheus {
                 listen: r
