@@ -36,11 +36,15 @@ impl Harness {
 }
 
 async fn start(on_missing: &str) -> Harness {
+    start_with(on_missing, "").await
+}
+
+async fn start_with(on_missing: &str, extra_watchers: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let bus_config = BusConfig::from_env(&EnvMap::new(), dir.path()).unwrap();
     let bus = intake_bus::open(&bus_config).await.unwrap();
     let yaml = format!(
-        "plugins:\n  packages: [intake_ocp, {site}]\nservice:\n  consumer:\n    workers: 2\n    max_record_age: 0\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z0-9-]+']\n  watchers:\n    - {{kind: cluster_id, on_missing: {on_missing}}}\n    - {{kind: payload_status, service_name: intake-pipeline}}\n",
+        "plugins:\n  packages: [intake_ocp, {site}]\nservice:\n  consumer:\n    workers: 2\n    max_record_age: 0\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z0-9-]+']\n  watchers:\n    - {{kind: cluster_id, on_missing: {on_missing}}}\n    - {{kind: payload_status, service_name: intake-pipeline}}\n{extra_watchers}",
         site = common::SITE_OCP,
         tmp = dir.path().join("tmp").display(),
     );
@@ -337,5 +341,64 @@ async fn uploads_without_a_cluster_id_end_quietly_with_skip() {
         (last["status"].as_str(), last["status_msg"].as_str()),
         (Some("success"), Some("skipped: no cluster id"))
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_prometheus_watcher_serves_metrics_and_health() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (server, addr) = start_server().await;
+    server.route("cluster", Reply::Bytes(common::cluster_archive(0)));
+    let mut h = start_with(
+        "dead_letter",
+        &format!("    - {{kind: prometheus, listen: '127.0.0.1:{port}'}}\n"),
+    )
+    .await;
+    announce(
+        &h,
+        input(&format!("http://{addr}/archives/cluster"), "req-metrics")
+            .to_string()
+            .into_bytes(),
+        "req-metrics",
+    )
+    .await;
+    read(&h, "ccx.ocp.results", 1).await;
+    let client = reqwest::Client::new();
+    let metrics = intake_testkit::poll::until(Duration::from_secs(10), "metrics", || {
+        let client = client.clone();
+        async move {
+            let text = client
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains("ccx_published_total{archive=\"ocp\"}")
+                .then_some(text)
+        }
+    })
+    .await;
+    for name in [
+        "ccx_consumer_received_total",
+        "ccx_downloaded_total",
+        "intake_pipeline_results_total{type=\"rule\"}",
+    ] {
+        assert!(metrics.contains(name), "{name}");
+    }
+    for path in ["livez", "readyz"] {
+        let status = client
+            .get(format!("http://127.0.0.1:{port}/{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{path}");
+    }
     h.stop().await;
 }
