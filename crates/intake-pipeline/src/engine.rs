@@ -33,6 +33,7 @@ pub struct Engine {
     external: Option<crate::external::External>,
     limits: Limits,
     wanted: Vec<regex::Regex>,
+    keep_all: bool,
     pub timeout: Duration,
 }
 
@@ -96,7 +97,10 @@ impl Engine {
             "config/id".to_owned(),
             "config/version.json".into(),
             "config/infrastructure.json".into(),
+            "insights-operator/remote-configuration.json".into(),
         ]);
+        let keep_all = e.kind == EngineKind::External
+            || patterns.iter().any(|p| p == "**" || p.starts_with("**/"));
         let wanted = patterns
             .iter()
             .filter_map(|p| intake_rules::specs::glob_regex(p))
@@ -106,6 +110,7 @@ impl Engine {
             external,
             limits,
             wanted,
+            keep_all,
             timeout: e.timeout,
         })
     }
@@ -132,8 +137,17 @@ impl Engine {
             .min(deadline.saturating_duration_since(Instant::now()));
         std::fs::create_dir_all(dir)
             .map_err(|e| StageError::transient(Stage::Extract, "io", e.to_string()))?;
-        let extracted = intake_archive::extract(archive, dir, &limits).map_err(archive_error)?;
-        let root = self.root(dir, &extracted.files);
+        // Selective: only what the specs and watchers read is written (an external engine, or
+        // a `**` spec, keeps everything); every entry is still read, counted and checked.
+        let keep = |p: &str| {
+            self.keep_all
+                || self.wanted.iter().any(|w| {
+                    w.is_match(p) || p.split_once('/').is_some_and(|(_, rest)| w.is_match(rest))
+                })
+        };
+        let extracted = intake_archive::extract_matching(archive, dir, &limits, &keep)
+            .map_err(archive_error)?;
+        let root = self.root(dir, &extracted.summary.top_level, &extracted.files);
         let (cluster_id, cluster_id_problem) = read_cluster_id(&root);
         remote_config_metric(&root);
         Ok(Tree {
@@ -145,17 +159,16 @@ impl Engine {
         })
     }
 
-    fn root(&self, dir: &Path, files: &[String]) -> PathBuf {
-        let mut tops = files.iter().map(|f| f.split_once('/').map(|(t, _)| t));
-        let Some(Some(first)) = tops.next() else {
+    fn root(&self, dir: &Path, top_level: &[String], files: &[String]) -> PathBuf {
+        let [only] = top_level else {
             return dir.to_path_buf();
         };
-        let single = tops.all(|t| t == Some(first));
+        let nested = files.iter().all(|f| f.starts_with(&format!("{only}/")));
         let wanted_at_root = files
             .iter()
             .any(|f| self.wanted.iter().any(|w| w.is_match(f)));
-        if single && !wanted_at_root {
-            dir.join(first)
+        if nested && !files.is_empty() && !wanted_at_root && dir.join(only).is_dir() {
+            dir.join(only)
         } else {
             dir.to_path_buf()
         }

@@ -136,6 +136,9 @@ fn a_single_top_directory_becomes_the_root_and_the_kind_is_told() {
         .unwrap();
     assert_eq!(tree.root, dir.path().join("w/insights-abc"));
     assert_eq!(tree.kind, "hypershift");
+    // Selective extraction: what no spec or watcher reads is never written.
+    assert!(!tree.root.join("data/unread.txt").exists());
+    assert!(tree.root.join("config/id").is_file());
     assert_eq!(
         tree.cluster_id.as_deref(),
         Some("c25da893-5ba1-4229-9432-c8ec9334c4a0")
