@@ -41,10 +41,20 @@ async fn start(on_missing: &str) -> Harness {
 
 async fn start_with(on_missing: &str, extra_watchers: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    start_in(dir, on_missing, extra_watchers, 2).await
+}
+
+/// Starts a pipeline whose embedded bus lives in `dir` (kept by the harness).
+async fn start_in(
+    dir: tempfile::TempDir,
+    on_missing: &str,
+    extra_watchers: &str,
+    workers: usize,
+) -> Harness {
     let bus_config = BusConfig::from_env(&EnvMap::new(), dir.path()).unwrap();
     let bus = intake_bus::open(&bus_config).await.unwrap();
     let yaml = format!(
-        "plugins:\n  packages: [intake_ocp, {site}]\nservice:\n  consumer:\n    workers: 2\n    max_record_age: 0\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z0-9-]+']\n  watchers:\n    - {{kind: cluster_id, on_missing: {on_missing}}}\n    - {{kind: payload_status, service_name: intake-pipeline}}\n{extra_watchers}",
+        "plugins:\n  packages: [intake_ocp, {site}]\nservice:\n  consumer:\n    workers: {workers}\n    max_record_age: 0\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z0-9-]+']\n  watchers:\n    - {{kind: cluster_id, on_missing: {on_missing}}}\n    - {{kind: payload_status, service_name: intake-pipeline}}\n{extra_watchers}",
         site = common::SITE_OCP,
         tmp = dir.path().join("tmp").display(),
     );
@@ -401,4 +411,51 @@ async fn the_prometheus_watcher_serves_metrics_and_health() {
         assert_eq!(status, 200, "{path}");
     }
     h.stop().await;
+}
+
+#[tokio::test]
+async fn committed_messages_are_not_processed_again_after_a_restart() {
+    let (server, addr) = start_server().await;
+    server.route("cluster", Reply::Bytes(common::cluster_archive(0)));
+    let url = format!("http://{addr}/archives/cluster");
+    let mut h = start_in(tempfile::tempdir().unwrap(), "dead_letter", "", 1).await;
+    for i in 0..3 {
+        let id = format!("req-first-{i}");
+        announce(&h, input(&url, &id).to_string().into_bytes(), &id).await;
+    }
+    read(&h, "ccx.ocp.results", 3).await;
+    h.stop().await;
+    // Same bus, same group: a new member starts after the committed offsets.
+    let dir = std::mem::replace(&mut h._dir, tempfile::tempdir().unwrap());
+    let mut again = start_in(dir, "dead_letter", "", 1).await;
+    announce(
+        &again,
+        input(&url, "req-new").to_string().into_bytes(),
+        "req-new",
+    )
+    .await;
+    let group = format!("reader-{}", uuid::Uuid::new_v4().simple());
+    let sub = Subscription {
+        group,
+        topics: vec![again.bus_config.topic("ccx.ocp.results")],
+        start: StartFrom::Earliest,
+    };
+    let mut consumer = again.bus.subscribe(sub).await.unwrap();
+    let mut ids = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&m.value).unwrap();
+        ids.push(v["RequestId"].as_str().unwrap().to_owned());
+        if ids.last().map(String::as_str) == Some("req-new") {
+            break;
+        }
+    }
+    assert_eq!(
+        ids,
+        ["req-first-0", "req-first-1", "req-first-2", "req-new"]
+    );
+    again.stop().await;
 }
