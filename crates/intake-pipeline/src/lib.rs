@@ -84,6 +84,11 @@ pub async fn run_with_grace(
     let dlq_topic = topic(&config.dead_letter.topic);
     let mut topics: Vec<String> = config.consumer.topics.iter().map(|t| topic(t)).collect();
     topics.extend([output_topic.clone(), dlq_topic.clone()]);
+    for w in &config.watchers {
+        if let config::WatcherConfig::PayloadStatus { topic: t, .. } = w {
+            topics.push(topic(t));
+        }
+    }
     let specs: Vec<intake_bus::TopicSpec> = topics
         .iter()
         .map(|name| intake_bus::TopicSpec {
