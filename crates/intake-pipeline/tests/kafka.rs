@@ -44,8 +44,8 @@ async fn a_cluster_archive_gives_a_ccx_result_and_statuses_on_kafka() {
     let (server, addr) = start_server().await;
     server.route("cluster", Reply::Bytes(common::cluster_archive(0)));
     let yaml = format!(
-        "service:\n  consumer: {{workers: 2, max_record_age: 0, group_id: {group}}}\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z]+']\n  watchers:\n    - {{kind: cluster_id}}\n    - {{kind: payload_status}}\n",
-        group = format!("g-{}", uuid::Uuid::new_v4().simple()),
+        "service:\n  consumer: {{workers: 2, max_record_age: 0, group_id: g-{group}}}\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z]+']\n  watchers:\n    - {{kind: cluster_id}}\n    - {{kind: payload_status}}\n",
+        group = uuid::Uuid::new_v4().simple(),
         tmp = dir.path().join("tmp").display(),
     );
     let config = intake_pipeline::load_config_str(&yaml, dir.path(), &EnvMap::new()).unwrap();
