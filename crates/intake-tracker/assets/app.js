@@ -231,20 +231,43 @@ function renderIds(row) {
   ids.replaceChildren(...fields.map(([label, value]) => el("div", {}, el("dt", { text: label }), el("dd", { title: value || "", text: value || "—" }))));
 }
 
+let lastDuration = null;
+
 function renderDurations(duration) {
+  lastDuration = duration;
   $("total-time").textContent = human(duration.total_time);
   $("total-time").title = duration.total_time;
   $("services-time").textContent = human(duration.total_time_in_services);
   $("services-time").title = duration.total_time_in_services;
-  const groups = Object.entries(duration).filter(([k]) => k !== "total_time" && k !== "total_time_in_services");
-  const max = Math.max(0.000001, ...groups.map(([, v]) => seconds(v)));
-  $("chart").replaceChildren(...groups.sort((a, b) => seconds(b[1]) - seconds(a[1])).flatMap(([name, span]) => {
-    const fill = el("div", { class: "fill" });
-    fill.style.width = `${(seconds(span) / max) * 100}%`;
+  renderChart();
+}
+
+/** A waterfall: one bar per service:source, placed where it ran on the payload's time axis. */
+function renderChart() {
+  const groups = new Map();
+  for (const s of statuses.values()) {
+    const key = `${s.service}:${s.source || "undefined"}`;
+    const t = Date.parse(s.date);
+    const g = groups.get(key) || { first: t, last: t, bad: false };
+    g.bad = g.bad || isBad(s.status);
+    g.first = Math.min(g.first, t);
+    g.last = Math.max(g.last, t);
+    groups.set(key, g);
+  }
+  if (groups.size === 0) return;
+  const start = Math.min(...[...groups.values()].map((g) => g.first));
+  const end = Math.max(...[...groups.values()].map((g) => g.last));
+  const range = Math.max(1, end - start);
+  const rows = [...groups.entries()].sort((a, b) => a[1].first - b[1].first || a[0].localeCompare(b[0]));
+  $("chart").replaceChildren(...rows.flatMap(([name, g]) => {
+    const span = (lastDuration && lastDuration[name]) || "";
+    const fill = el("div", { class: g.bad ? "fill bad" : "fill", title: `${name.replace(":undefined", "")}: ${span}` });
+    fill.style.left = `${((g.first - start) / range) * 100}%`;
+    fill.style.width = `${((g.last - g.first) / range) * 100}%`;
     return [
       el("div", { class: "name", text: name.replace(":undefined", "") }),
       el("div", { class: "track", "data-group": name }, fill),
-      el("div", { class: "time", title: span, text: human(span) }),
+      el("div", { class: "time", title: span, text: span ? human(span) : "" }),
     ];
   }));
 }
@@ -276,7 +299,7 @@ function follow(requestId) {
     const s = JSON.parse(e.data);
     const known = statuses.has(s.id);
     statuses.set(s.id, s);
-    if (!known) renderTimeline(s.id);
+    if (!known) { renderTimeline(s.id); renderChart(); }
   });
   source.addEventListener("duration", (e) => renderDurations(JSON.parse(e.data)));
 }

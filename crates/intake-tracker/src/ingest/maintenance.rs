@@ -45,7 +45,7 @@ pub async fn run_once(
     Ok(())
 }
 
-/// Runs [`run_once`] now and every [`INTERVAL`] until `cancel` fires; failures are logged and retried
+/// Runs [`run_once`] every [`INTERVAL`] until `cancel` fires; failures are logged and retried
 /// at the next tick.
 pub async fn run_loop(
     store: Arc<dyn StatusStore>,
@@ -53,7 +53,8 @@ pub async fn run_loop(
     ahead_days: u32,
     cancel: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(INTERVAL);
+    // The first run is the caller's, at start-up.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + INTERVAL, INTERVAL);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
