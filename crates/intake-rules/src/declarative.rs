@@ -266,6 +266,12 @@ fn compile_rule(
     local_specs: &[String],
     item: &Node,
 ) -> Result<DeclRule, LoadError> {
+    // Name the rule before checking its keys, so every error cites it.
+    if let NodeKind::Map(entries) = &item.kind {
+        if let Some(NodeKind::Scalar { text, .. }) = get(entries, "name").map(|n| &n.kind) {
+            cx.rule = Some(text.clone());
+        }
+    }
     let fields = cx.map(
         item,
         "rules[]",
