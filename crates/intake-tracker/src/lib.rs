@@ -105,7 +105,8 @@ pub async fn run(
             config.max_page_size,
             config.retention_days,
         ),
-    );
+    )
+    .with_shutdown(cancel.clone());
     let ingestor = ingest::Ingestor::new(
         store.clone(),
         bus.clone(),

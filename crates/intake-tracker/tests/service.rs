@@ -98,7 +98,18 @@ async fn run_ingests_mock_journeys_and_answers_until_cancelled() {
     let page = client.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Payload tracker"));
+    let events = reqwest::Client::new()
+        .get(format!("{base}/api/v1/payloads/{id}/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
     cancel.cancel();
+    let streamed = tokio::time::timeout(Duration::from_secs(5), events.text())
+        .await
+        .expect("an open event stream ends at shutdown")
+        .unwrap();
+    assert!(streamed.contains("event: status"));
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .expect("run returns when cancelled")

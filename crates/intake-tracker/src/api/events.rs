@@ -62,6 +62,7 @@ pub async fn stream(
     all.sort_by_key(|s| s.id);
     let store = state.store.clone();
     let poll = state.settings.event_poll;
+    let shutdown = state.shutdown.clone();
     let events = async_stream::stream! {
         let mut seen = all.iter().map(|s| s.id).max().unwrap_or(0);
         let replay: Vec<StatusRow> = all.iter().filter(|s| last_event_id.is_none_or(|after| s.id > after)).cloned().collect();
@@ -72,7 +73,11 @@ pub async fn stream(
         }
         let mut ticker = tokio::time::interval(poll);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                // At shutdown the stream ends; the browser reconnects (with Last-Event-ID) elsewhere.
+                _ = shutdown.cancelled() => break,
+            }
             let fresh = match store.payload_statuses(&payload, Some(seen)).await {
                 Ok(rows) => rows,
                 Err(e) => {

@@ -21,6 +21,7 @@ use axum::Router;
 use http::HeaderMap;
 use intake_bus::Bus;
 use intake_http::ApiError;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::model::Scope;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub(crate) bus: Option<Arc<dyn Bus>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) settings: ApiSettings,
+    /// Fires at shutdown: readiness turns 503 and event streams end, so draining is quick.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -73,7 +76,14 @@ impl AppState {
             bus,
             metrics,
             settings,
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Ties readiness and open event streams to `shutdown`.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// Who the caller may see, from `x-rh-identity` (401/400 by the shared rules).
@@ -172,7 +182,7 @@ async fn health(State(state): State<AppState>) -> Response {
     if let Some(bus) = &state.bus {
         checks.push(("bus", bus.check().await.map_err(|e| e.to_string())));
     }
-    intake_http::health::readiness(checks, false)
+    intake_http::health::readiness(checks, state.shutdown.is_cancelled())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
