@@ -459,3 +459,58 @@ async fn committed_messages_are_not_processed_again_after_a_restart() {
     );
     again.stop().await;
 }
+
+#[tokio::test]
+async fn a_dead_letter_queue_that_cannot_be_written_is_retried_until_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus_config = BusConfig::from_env(&EnvMap::new(), dir.path()).unwrap();
+    let inner = intake_bus::open(&bus_config).await.unwrap();
+    let faulty = intake_bus::faults::FaultyBus::new(inner.clone());
+    let faults = faulty.faults();
+    let dlq = bus_config.topic("intake.pipeline.dlq");
+    let dlq_match = dlq.clone();
+    faults.fail_publish_where(intake_bus::faults::PublishFault::Unavailable, move |t| {
+        t == dlq_match
+    });
+    let config = intake_pipeline::load_config_str(
+        "service:\n  consumer: {max_record_age: 0}\n",
+        dir.path(),
+        &EnvMap::new(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let (bc, c) = (bus_config.clone(), cancel.clone());
+    let bus: Arc<dyn Bus> = Arc::new(faulty);
+    let task = tokio::spawn(async move {
+        intake_pipeline::run_with_grace(config, &bc, bus, None, c, Duration::from_secs(5)).await
+    });
+    let msg = OutgoingMessage::new(
+        bus_config.topic("platform.upload.available"),
+        b"not json".to_vec(),
+    )
+    .key(b"k".to_vec());
+    inner.publish(msg).await.unwrap();
+    let f = faults.clone();
+    intake_testkit::poll::until_true(
+        Duration::from_secs(20),
+        "two failed DLQ writes",
+        move || {
+            let f = f.clone();
+            async move { f.injected_publish_failures() >= 2 }
+        },
+    )
+    .await;
+    faults.heal_publish();
+    let h = Harness {
+        bus: inner,
+        bus_config,
+        cancel,
+        task: Some(task),
+        _dir: dir,
+    };
+    let dl = read(&h, "intake.pipeline.dlq", 1).await.remove(0);
+    assert_eq!(dl.value, b"not json");
+    assert_eq!(header(&dl, "intake-error-reason"), "invalid_json");
+    let mut h = h;
+    h.stop().await;
+}
