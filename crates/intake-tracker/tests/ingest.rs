@@ -170,10 +170,10 @@ async fn every_bad_message_is_dead_lettered_with_its_reason() {
         stored(h.store.as_ref()).await == 1
     })
     .await;
-    assert_eq!(
-        h.metrics.messages.with_label_values(&["dead_letter"]).get(),
-        8
-    );
+    until_true(WAIT, "the dead letters counted", || async {
+        h.metrics.messages.with_label_values(&["dead_letter"]).get() == 8
+    })
+    .await;
     assert_eq!(
         h.metrics
             .dead_letters
