@@ -126,10 +126,14 @@ impl External {
                 .map_err(|e| rules_err("external_failed", e.to_string()))?;
             Ok::<_, StageError>((status, out, err))
         };
-        let (status, out, err) = match tokio::time::timeout(job.timeout, work).await {
+        let outcome = tokio::time::timeout(job.timeout, work).await;
+        let (status, out, err) = match outcome {
             Ok(r) => r?,
             Err(_) => {
+                // The child is not reaped yet, so its process group still exists: kill the group
+                // (the runner and whatever it started), then reap the child.
                 kill_group(pid);
+                let _ = child.kill().await;
                 return Err(rules_err(
                     "external_timeout",
                     format!("no result within {:?}", job.timeout),
@@ -168,11 +172,15 @@ impl External {
 }
 
 fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid {
-        // The child leads its own process group; kill the whole group.
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{pid}")])
-            .status();
+    // Only a real child's group: never 0 or 1, which would reach far more than the child.
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) else {
+        return;
+    };
+    if let Err(e) = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        tracing::debug!(error = %e, "the external engine's process group is already gone");
     }
 }
 
