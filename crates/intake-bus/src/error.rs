@@ -19,6 +19,9 @@ pub enum BusError {
 impl BusError {
     /// Whether retrying later may succeed (as opposed to a configuration mistake).
     pub fn is_transient(&self) -> bool {
-        matches!(self, BusError::Timeout { .. } | BusError::Unavailable(_) | BusError::Backend(_))
+        matches!(
+            self,
+            BusError::Timeout { .. } | BusError::Unavailable(_) | BusError::Backend(_)
+        )
     }
 }

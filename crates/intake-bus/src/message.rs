@@ -19,7 +19,12 @@ pub struct OutgoingMessage {
 
 impl OutgoingMessage {
     pub fn new(topic: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        Self { topic: topic.into(), key: None, headers: Vec::new(), value: value.into() }
+        Self {
+            topic: topic.into(),
+            key: None,
+            headers: Vec::new(),
+            value: value.into(),
+        }
     }
 
     pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
@@ -28,7 +33,10 @@ impl OutgoingMessage {
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push(Header { name: name.into(), value: value.into() });
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
         self
     }
 }
@@ -57,6 +65,8 @@ impl ReceivedMessage {
 
     /// The key as UTF-8 text, when it is.
     pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
     }
 }

@@ -1,0 +1,55 @@
+//! The announce: built from the stored object, handed off durably to the per-service topic, the
+//! announce topic, or both (messages.md, "Announce mode").
+
+use std::time::Instant;
+
+use futures::future::try_join_all;
+use intake_bus::{BusError, OutgoingMessage};
+use intake_core::config::AnnounceMode;
+use intake_core::messages::{Announce, HEADER_REQUEST_ID, HEADER_SERVICE};
+
+use crate::state::AppState;
+
+/// The Kafka key: `metadata.queue_key` when it is a non-empty string, else the request id.
+pub fn key_for(
+    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+    request_id: &str,
+) -> String {
+    metadata
+        .and_then(|m| m.get("queue_key"))
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(request_id)
+        .to_owned()
+}
+
+/// Publishes `announce` per the configured mode and waits for every acknowledgement (the bus applies
+/// `BUS_PUBLISH_TIMEOUT`). In `both` mode the hand-off succeeds only when both are acknowledged.
+pub async fn hand_off(state: &AppState, announce: &Announce) -> Result<(), BusError> {
+    let mode = state.config.announce_mode;
+    let value = serde_json::to_vec(announce)
+        .map_err(|e| BusError::Backend(format!("encoding announce: {e}")))?;
+    let key = key_for(announce.metadata.as_ref(), &announce.request_id);
+    let mut topics = Vec::with_capacity(2);
+    if matches!(mode, AnnounceMode::PerService | AnnounceMode::Both) {
+        topics.push(state.bus_config.service_topic(&announce.service));
+    }
+    if matches!(mode, AnnounceMode::Announce | AnnounceMode::Both) {
+        topics.push(state.bus_config.topic(&state.bus_config.topics.announce));
+    }
+    let started = Instant::now();
+    let publishes = topics.into_iter().map(|topic| {
+        let message = OutgoingMessage::new(topic, value.clone())
+            .key(key.clone())
+            .header(HEADER_SERVICE, announce.service.clone())
+            .header(HEADER_REQUEST_ID, announce.request_id.clone());
+        state.bus.publish(message)
+    });
+    try_join_all(publishes).await?;
+    state
+        .metrics
+        .handoff_seconds
+        .with_label_values(&[mode.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Ingress: the upload API and the consumer of validation responses.
+//!
+//! An upload is checked (request id, identity, deny list, test connection, concurrency, size, id
+//! reuse), streamed into the quarantine bucket, announced on the bus, and answered 202 only once the
+//! announce is acknowledged. Validators answer on `platform.upload.validation`; [`validation`] moves
+//! the payload to perm (announcing it on `platform.upload.available`) or to reject.
+
+pub mod announce;
+pub mod download;
+pub mod metrics;
+pub mod openapi;
+pub mod router;
+pub mod state;
+pub mod statuses;
+pub mod track;
+pub mod upload;
+pub mod validation;
+pub mod version;
+
+use std::time::Duration;
+
+pub use router::router;
+pub use state::{AppState, Parts};
+use tokio_util::sync::CancellationToken;
+
+/// What can stop ingress.
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error("registering metrics: {0}")]
+    Metrics(String),
+    #[error("building the HTTP client: {0}")]
+    Http(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("validation consumer: {0}")]
+    Bus(#[from] intake_bus::BusError),
+}
+
+/// Serving settings that come from the general configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    pub grace: Duration,
+}
+
+/// Runs ingress (HTTP listeners and the validation consumer) until `cancel` fires, then drains:
+/// readiness turns 503 and new uploads are refused at once, in-flight requests get `grace`.
+pub async fn run(
+    state: AppState,
+    options: ServeOptions,
+    cancel: CancellationToken,
+) -> Result<(), IngressError> {
+    let listen = state.config.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| IngressError::Listen {
+            addr: listen.clone(),
+            source,
+        })?;
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen), "ingress listening");
+    run_on(state, listener, options, cancel).await
+}
+
+/// [`run`] on a listener the caller bound (tests bind port 0).
+pub async fn run_on(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+    cancel: CancellationToken,
+) -> Result<(), IngressError> {
+    // Shutdown order: refuse new uploads first, then stop the listener after the grace.
+    let draining = state.shutting_down.clone();
+    let stop_http = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        let draining = draining.clone();
+        let stop_http = stop_http.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            draining.cancel();
+            stop_http.cancel();
+        });
+    }
+    let metrics_server = match state.config.metrics_listen.clone() {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|source| IngressError::Listen {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let app = router::metrics_router(state.clone());
+            let stop = stop_http.clone();
+            let header_timeout = state.config.header_timeout;
+            Some(tokio::spawn(async move {
+                intake_http::serve::serve(l, app, stop, header_timeout, Duration::from_secs(1))
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let consumer = tokio::spawn(validation::run(state.clone(), cancel.clone()));
+    let app = router(state.clone());
+    let served = intake_http::serve::serve(
+        listener,
+        app,
+        stop_http,
+        state.config.header_timeout,
+        options.grace,
+    )
+    .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "ingress HTTP server failed");
+    }
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
+    match consumer.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "validation consumer task failed"),
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The ingress router: the v1 routes under every prefix, downloads, health and metrics, with JSON
+//! 404/405 answers.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+use crate::openapi::PREFIXES;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for prefix in PREFIXES {
+        router = router
+            .route(
+                &format!("{prefix}/upload"),
+                axum::routing::post(crate::upload::upload),
+            )
+            .route(&format!("{prefix}/version"), get(crate::version::version))
+            .route(
+                &format!("{prefix}/openapi.json"),
+                get(crate::openapi::openapi),
+            )
+            .route(
+                &format!("{prefix}/track/{{request_id}}"),
+                get(crate::track::track),
+            );
+    }
+    router
+        .route("/download/{request_id}", get(crate::download::download))
+        .route("/livez", get(intake_http::health::livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(intake_http::fallback::not_found)
+        .layer(axum::middleware::from_fn(
+            intake_http::fallback::json_method_not_allowed,
+        ))
+        .with_state(state)
+}
+
+/// Metrics only, for `INGRESS_METRICS_LISTEN`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    intake_http::metrics::render(&state.metrics.registry)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let (storage, bus) = tokio::join!(state.store.check(), state.bus.check());
+    intake_http::health::readiness(
+        vec![
+            ("storage", storage.map_err(|e| e.to_string())),
+            ("bus", bus.map_err(|e| e.to_string())),
+        ],
+        state.shutting_down.is_cancelled(),
+    )
+}

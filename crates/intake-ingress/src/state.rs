@@ -1,0 +1,86 @@
+//! What every ingress handler and the validation consumer share, passed explicitly.
+
+use std::sync::Arc;
+
+use intake_bus::Bus;
+use intake_core::config::{BusConfig, IngressConfig};
+use intake_storage::{DownloadVerifier, PayloadStore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::statuses::StatusPublisher;
+
+/// Ingress's shared state.
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub config: IngressConfig,
+    pub bus_config: BusConfig,
+    pub identity_required: bool,
+    pub store: Arc<dyn PayloadStore>,
+    /// Present with the localdisk driver, which serves `/download`.
+    pub downloads: Option<DownloadVerifier>,
+    pub bus: Arc<dyn Bus>,
+    pub metrics: Metrics,
+    pub statuses: StatusPublisher,
+    /// One permit per upload in flight.
+    pub uploads: Arc<Semaphore>,
+    /// Fires when shutdown starts: readiness turns 503 and new uploads are refused.
+    pub shutting_down: CancellationToken,
+    /// Client for `/track` calls to the tracker.
+    pub http: reqwest::Client,
+}
+
+/// The parts ingress is built from.
+pub struct Parts {
+    pub config: IngressConfig,
+    pub bus_config: BusConfig,
+    pub identity_required: bool,
+    pub store: Arc<dyn PayloadStore>,
+    pub downloads: Option<DownloadVerifier>,
+    pub bus: Arc<dyn Bus>,
+    pub shutting_down: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(parts: Parts) -> Result<Self, crate::IngressError> {
+        let metrics = Metrics::new().map_err(|e| crate::IngressError::Metrics(e.to_string()))?;
+        let statuses = StatusPublisher::new(
+            parts.bus.clone(),
+            parts
+                .bus_config
+                .topic(&parts.bus_config.topics.payload_status),
+            metrics.status_publish_failures.clone(),
+        );
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| crate::IngressError::Http(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                uploads: Arc::new(Semaphore::new(parts.config.max_concurrent_uploads)),
+                config: parts.config,
+                bus_config: parts.bus_config,
+                identity_required: parts.identity_required,
+                store: parts.store,
+                downloads: parts.downloads,
+                bus: parts.bus,
+                metrics,
+                statuses,
+                shutting_down: parts.shutting_down,
+                http,
+            }),
+        })
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}

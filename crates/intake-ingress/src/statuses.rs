@@ -1,0 +1,78 @@
+//! Payload-status messages ingress emits (messages.md, "Statuses ingress emits"). Fire-and-forget: a
+//! failed publish is logged and counted and never blocks an upload or a verdict.
+
+use std::sync::Arc;
+
+use intake_bus::{Bus, OutgoingMessage};
+use intake_core::messages::PayloadStatus;
+use prometheus::IntCounter;
+
+/// The reporting service name in every status ingress sends.
+pub const SERVICE: &str = "ingress";
+
+#[derive(Clone)]
+pub struct StatusPublisher {
+    bus: Arc<dyn Bus>,
+    topic: String,
+    failures: IntCounter,
+}
+
+/// The tenant and id a status is about.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub request_id: String,
+    pub org_id: String,
+    pub account: String,
+}
+
+impl StatusPublisher {
+    pub fn new(bus: Arc<dyn Bus>, topic: String, failures: IntCounter) -> Self {
+        Self {
+            bus,
+            topic,
+            failures,
+        }
+    }
+
+    /// Builds a status for `subject` (org_id always, account when known).
+    pub fn status(subject: &Subject, status: &str, msg: String, date: String) -> PayloadStatus {
+        PayloadStatus {
+            service: SERVICE.to_owned(),
+            account: (!subject.account.is_empty()).then(|| subject.account.clone()),
+            org_id: Some(subject.org_id.clone()),
+            request_id: subject.request_id.clone(),
+            status: status.to_owned(),
+            status_msg: Some(msg),
+            date,
+            ..Default::default()
+        }
+    }
+
+    /// Publishes and waits for the hand-off; a failure is logged and counted, never returned.
+    pub async fn send(&self, status: PayloadStatus) {
+        let value = match serde_json::to_vec(&status) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a status");
+                self.failures.inc();
+                return;
+            }
+        };
+        let message =
+            OutgoingMessage::new(self.topic.clone(), value).key(status.request_id.clone());
+        if let Err(e) = self.bus.publish(message).await {
+            tracing::warn!(request_id = %status.request_id, status = %status.status, error = %e, "status not published");
+            self.failures.inc();
+        }
+    }
+
+    /// Sends statuses in order in the background.
+    pub fn spawn(&self, statuses: Vec<PayloadStatus>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            for s in statuses {
+                this.send(s).await;
+            }
+        });
+    }
+}

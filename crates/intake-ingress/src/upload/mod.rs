@@ -1,0 +1,259 @@
+//! `POST {prefix}/upload`: the checks of ingress.md in their order, the multipart body streamed into
+//! quarantine with the size limit enforced on the way, the announce handed off, then 202.
+//!
+//! The work runs in its own task: if the client goes away, hyper drops the handler's future, but the
+//! task goes on to clean up, so nothing is left in quarantine.
+
+mod body;
+mod parts;
+mod test_connection;
+
+pub use body::BodyAbort;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use http::{header, HeaderMap, StatusCode};
+use intake_core::{Identity, RequestId};
+use intake_http::ApiError;
+use intake_storage::{Bucket, StorageError};
+use serde_json::{json, Map, Value};
+
+use crate::state::AppState;
+
+/// The request-id header.
+pub const REQUEST_ID_HEADER: &str = "x-rh-insights-request-id";
+/// Multipart framing allowed on top of the largest limit (check 6).
+pub const FORM_OVERHEAD: u64 = 1_048_576;
+/// The `service` metric label when no listed service is known.
+const UNSUPPORTED: &str = "unsupported";
+
+/// How an upload ended: the answer and the metric label for its service.
+struct Outcome {
+    response: Response,
+    service: String,
+}
+
+impl Outcome {
+    fn refused(error: ApiError, service: &str) -> Self {
+        Self {
+            response: error.into_response(),
+            service: service.to_owned(),
+        }
+    }
+}
+
+pub async fn upload(State(state): State<AppState>, req: Request) -> Response {
+    let task_state = state.clone();
+    let task = tokio::spawn(async move { handle(task_state, req).await });
+    let outcome = match task.await {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::refused(ApiError::internal(e, None), UNSUPPORTED),
+    };
+    let code = outcome.response.status().as_u16().to_string();
+    state
+        .metrics
+        .uploads
+        .with_label_values(&[&outcome.service, &code])
+        .inc();
+    outcome.response
+}
+
+/// Checks 1–7 read only headers (and a small test body); then the parts are streamed.
+async fn handle(state: AppState, req: Request) -> Outcome {
+    let received = Utc::now();
+    let (head, body) = req.into_parts();
+
+    // 1. request id
+    let (request_id, client_supplied) = match head.headers.get(REQUEST_ID_HEADER) {
+        None => (RequestId::generate(), false),
+        Some(v) => match v.to_str().ok().map(RequestId::parse) {
+            Some(Ok(id)) => (id, true),
+            Some(Err(e)) => {
+                return Outcome::refused(
+                    ApiError::bad_request(format!("{REQUEST_ID_HEADER}: {e}")),
+                    UNSUPPORTED,
+                )
+            }
+            None => {
+                return Outcome::refused(
+                    ApiError::bad_request(format!(
+                        "{REQUEST_ID_HEADER} may contain only letters, digits and '-'"
+                    )),
+                    UNSUPPORTED,
+                )
+            }
+        },
+    };
+    let rid = request_id.as_str().to_owned();
+    let refuse =
+        |e: ApiError, service: &str| Outcome::refused(e.with_request_id(rid.clone()), service);
+
+    // 2. identity
+    let identity = match intake_http::identity::from_headers(&head.headers, state.identity_required)
+    {
+        Ok(i) => i,
+        Err(e) => return refuse(e, UNSUPPORTED),
+    };
+
+    // 3. deny list
+    if let Some(id) = &identity {
+        if !id.org_id.is_empty() && state.config.deny_org_ids.iter().any(|d| d == &id.org_id) {
+            return refuse(
+                ApiError::forbidden(format!(
+                    "uploads from organization {} are refused; contact support",
+                    id.org_id
+                )),
+                UNSUPPORTED,
+            );
+        }
+    }
+
+    // 4. test connection
+    let body = match test_connection::probe(head.uri.query(), &head.headers, body).await {
+        test_connection::Probe::Test => return test_answer(&rid, identity.as_ref()),
+        test_connection::Probe::NotTest(body) => Some(body),
+        test_connection::Probe::Consumed => None,
+    };
+
+    // 5. concurrency (and shutdown)
+    if state.shutting_down.is_cancelled() {
+        return refuse(
+            ApiError::unavailable("ingress is shutting down; retry shortly", 30),
+            UNSUPPORTED,
+        );
+    }
+    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+        return refuse(
+            ApiError::unavailable(
+                format!(
+                    "more than {} uploads are in flight; retry shortly",
+                    state.config.max_concurrent_uploads
+                ),
+                5,
+            ),
+            UNSUPPORTED,
+        );
+    };
+
+    // 6. declared length
+    let ceiling = state.config.largest_limit() + FORM_OVERHEAD;
+    if let Some(len) = content_length(&head.headers) {
+        if len > ceiling {
+            return refuse(
+                ApiError::too_large(format!(
+                    "request of {len} bytes exceeds the largest upload limit ({} bytes plus {FORM_OVERHEAD} bytes of form overhead)",
+                    state.config.largest_limit()
+                ))
+                .closing(),
+                UNSUPPORTED,
+            );
+        }
+    }
+
+    // 7. an id the client chose must be new
+    if client_supplied {
+        match state.store.locate(&request_id).await {
+            Ok(found) if !found.is_empty() => {
+                return refuse(
+                    ApiError::conflict(format!(
+                        "a payload with request id {rid} was already uploaded; a retry after a lost answer can treat this as done"
+                    )),
+                    UNSUPPORTED,
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return refuse(storage_unavailable(&e), UNSUPPORTED),
+        }
+    }
+
+    // 8. multipart
+    let boundary = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok());
+    let (Some(boundary), Some(body)) = (boundary, body) else {
+        return refuse(
+            ApiError::bad_request(
+                "the body must be multipart/form-data with the payload in a part named file or upload",
+            ),
+            UNSUPPORTED,
+        );
+    };
+
+    // 9–12
+    let upload = parts::Upload {
+        state: &state,
+        request_id: &request_id,
+        identity: identity.as_ref(),
+        user_agent: head
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        received,
+    };
+    upload.receive(body, boundary).await
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A 503 for a storage failure (details logged, not shown).
+fn storage_unavailable(e: &StorageError) -> ApiError {
+    tracing::warn!(error = %e, "storage unavailable");
+    ApiError::unavailable(
+        "payload storage is unavailable; nothing was kept, retry later",
+        30,
+    )
+}
+
+/// The `upload` object of an answer; `keep_empty_org` keeps `org_id: ""` (202) where a test answer
+/// leaves empty values out.
+fn upload_object(identity: Option<&Identity>, keep_empty_org: bool) -> Value {
+    let mut upload = Map::new();
+    if let Some(id) = identity {
+        if !id.account.is_empty() {
+            upload.insert("account_number".into(), json!(id.account));
+        }
+        if keep_empty_org || !id.org_id.is_empty() {
+            upload.insert("org_id".into(), json!(id.org_id));
+        }
+    }
+    Value::Object(upload)
+}
+
+fn test_answer(rid: &str, identity: Option<&Identity>) -> Outcome {
+    let body = json!({"request_id": rid, "upload": upload_object(identity, false)});
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    if let Ok(v) = rid.parse() {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    Outcome {
+        response,
+        service: UNSUPPORTED.to_owned(),
+    }
+}
+
+/// Deletes a half-done upload from quarantine, retrying in the background if the store refuses.
+async fn discard(state: &AppState, request_id: &RequestId) {
+    for attempt in 0..5u32 {
+        match state.store.delete(Bucket::Quarantine, request_id).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(request_id = %request_id, attempt, error = %e, "could not delete a failed upload");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            }
+        }
+    }
+    tracing::error!(request_id = %request_id, "a failed upload is left in quarantine; delete it by hand");
+}

@@ -1,0 +1,137 @@
+//! Check 4: test-connection requests (ingress.md, "Test connection"). They are answered 200 and nothing
+//! is stored, published or tracked.
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderMap};
+use regex::Regex;
+
+/// The most body read to recognise a test request.
+pub const MAX_TEST_BODY: usize = 1024;
+
+static JSON_TEST: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)] // a constant pattern, exercised by the tests
+    Regex::new(r#"^\s*\{\s*"test"\s*:\s*"test"\s*\}\s*$"#).expect("valid regex")
+});
+
+/// What check 4 found.
+pub enum Probe {
+    /// A test-connection request.
+    Test,
+    /// Not a test; the body is untouched and still to be read.
+    NotTest(axum::body::Body),
+    /// Not a test, and the (small, non-multipart) body was read to find out.
+    Consumed,
+}
+
+fn query_says_test(query: Option<&str>) -> bool {
+    query
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "test" && v == "test"))
+        .unwrap_or(false)
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Reads at most `MAX_TEST_BODY + 1` bytes; `None` when the body is longer (so it cannot be a test).
+async fn read_small(body: axum::body::Body) -> Option<Bytes> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() > MAX_TEST_BODY {
+            return None;
+        }
+    }
+    Some(Bytes::from(buf))
+}
+
+/// Decides whether the request is a test connection.
+pub async fn probe(query: Option<&str>, headers: &HeaderMap, body: axum::body::Body) -> Probe {
+    if query_says_test(query) {
+        return Probe::Test;
+    }
+    match media_type(headers).as_str() {
+        "application/x-www-form-urlencoded" => match read_small(body).await {
+            Some(b) if url::form_urlencoded::parse(&b).any(|(k, v)| k == "test" && v == "test") => {
+                Probe::Test
+            }
+            _ => Probe::Consumed,
+        },
+        "application/json" => match read_small(body).await {
+            Some(b)
+                if std::str::from_utf8(&b)
+                    .map(|t| JSON_TEST.is_match(t))
+                    .unwrap_or(false) =>
+            {
+                Probe::Test
+            }
+            _ => Probe::Consumed,
+        },
+        _ => Probe::NotTest(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn recognises_the_three_forms() {
+        assert!(matches!(
+            probe(Some("a=b&test=test"), &HeaderMap::new(), "".into()).await,
+            Probe::Test
+        ));
+        assert!(matches!(
+            probe(
+                None,
+                &headers("application/x-www-form-urlencoded"),
+                "x=1&test=test".into()
+            )
+            .await,
+            Probe::Test
+        ));
+        assert!(matches!(
+            probe(
+                None,
+                &headers("application/json; charset=utf-8"),
+                " { \"test\" : \"test\" }\n".into()
+            )
+            .await,
+            Probe::Test
+        ));
+        assert!(matches!(
+            probe(
+                None,
+                &headers("application/json"),
+                "{\"test\":\"nope\"}".into()
+            )
+            .await,
+            Probe::Consumed
+        ));
+        let big = format!("{{\"test\":\"test\"}}{}", " ".repeat(2000));
+        assert!(matches!(
+            probe(None, &headers("application/json"), big.into()).await,
+            Probe::Consumed
+        ));
+        assert!(matches!(
+            probe(None, &headers("multipart/form-data; boundary=x"), "".into()).await,
+            Probe::NotTest(_)
+        ));
+    }
+}

@@ -1,0 +1,398 @@
+//! One validation response: parse, locate the payload, apply the verdict (move + announce + status),
+//! retry transient failures, and dead-letter what cannot be processed.
+
+use std::time::Duration;
+
+use intake_bus::{OutgoingMessage, ReceivedMessage};
+use intake_core::messages::{
+    Available, ValidationResponse, Verdict as Decision, HEADER_REQUEST_ID, HEADER_SERVICE,
+};
+use intake_core::{status, time};
+use intake_storage::{Bucket, ObjectMeta, StorageError};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::dlq::dead_letter;
+use crate::state::AppState;
+use crate::statuses::{StatusPublisher, Subject};
+
+/// The `result` label of `ingress_validation_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Failure,
+    Handoff,
+    Repeat,
+    Conflict,
+    DeadLetter,
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Success => "success",
+            Verdict::Failure => "failure",
+            Verdict::Handoff => "handoff",
+            Verdict::Repeat => "repeat",
+            Verdict::Conflict => "conflict",
+            Verdict::DeadLetter => "dead_letter",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// Why applying a verdict did not finish.
+enum Failure {
+    UnknownId,
+    /// A step failed: what was being done, and the error.
+    Step(String),
+}
+
+/// Longest pause between retries of one message.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+pub(super) async fn handle(state: &AppState, message: &ReceivedMessage) {
+    let verdict = match ValidationResponse::parse(&message.value) {
+        Err(e) => {
+            let (id, service) = ValidationResponse::salvage_ids(&message.value);
+            tracing::warn!(offset = message.offset, reason = e.reason_code(), error = %e, "invalid validation response");
+            send_dead_letter(state, message, e.reason_code(), &e.to_string()).await;
+            if let Some(id) = id {
+                let msg = format!(
+                    "invalid validation response from {}: {}",
+                    service.as_deref().unwrap_or("unknown"),
+                    e.reason_code()
+                );
+                let subject = Subject {
+                    request_id: id.to_string(),
+                    ..Default::default()
+                };
+                state
+                    .statuses
+                    .send(StatusPublisher::status(
+                        &subject,
+                        status::ERROR,
+                        msg,
+                        time::now_string(),
+                    ))
+                    .await;
+            }
+            Verdict::DeadLetter
+        }
+        Ok(response) => {
+            let span = tracing::info_span!("validation", request_id = %response.request_id, service = %response.service);
+            process_with_retries(state, message, &response)
+                .instrument(span)
+                .await
+        }
+    };
+    state
+        .metrics
+        .validation_messages
+        .with_label_values(&[verdict.as_str()])
+        .inc();
+}
+
+async fn process_with_retries(
+    state: &AppState,
+    message: &ReceivedMessage,
+    response: &ValidationResponse,
+) -> Verdict {
+    if response.payload_id_mismatch {
+        tracing::warn!(request_id = %response.request_id, "request_id and payload_id differ; request_id wins");
+    }
+    let mut attempts = 0u32;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match apply(state, response).await {
+            Ok(v) => return v,
+            Err(Failure::UnknownId) => {
+                let detail = format!("no bucket holds request id {}", response.request_id);
+                send_dead_letter(state, message, "unknown_request_id", &detail).await;
+                let msg = format!(
+                    "invalid validation response from {}: unknown_request_id",
+                    response.service
+                );
+                let subject = Subject {
+                    request_id: response.request_id.to_string(),
+                    ..Default::default()
+                };
+                state
+                    .statuses
+                    .send(StatusPublisher::status(
+                        &subject,
+                        status::ERROR,
+                        msg,
+                        time::now_string(),
+                    ))
+                    .await;
+                return Verdict::DeadLetter;
+            }
+            Err(Failure::Step(what)) => {
+                if state.store.check().await.is_err() || state.bus.check().await.is_err() {
+                    // An outage is not this message's fault: wait, and do not count the attempt.
+                    super::wait_until_healthy(state).await;
+                    continue;
+                }
+                attempts += 1;
+                tracing::warn!(request_id = %response.request_id, attempts, error = %what, "validation step failed");
+                if attempts >= state.config.validation_retries.max(1) {
+                    send_dead_letter(state, message, "processing_failed", &what).await;
+                    let subject = subject_from_store(state, response).await;
+                    state
+                        .statuses
+                        .send(StatusPublisher::status(
+                            &subject,
+                            status::ERROR,
+                            what,
+                            time::now_string(),
+                        ))
+                        .await;
+                    return Verdict::Error;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The stored tenant of a payload, for statuses (never the validator's echo).
+async fn subject_from_store(state: &AppState, response: &ValidationResponse) -> Subject {
+    let mut subject = Subject {
+        request_id: response.request_id.to_string(),
+        ..Default::default()
+    };
+    for bucket in Bucket::ALL {
+        if let Ok(meta) = state.store.head(bucket, &response.request_id).await {
+            subject.org_id = meta.org_id;
+            subject.account = meta.account;
+            break;
+        }
+    }
+    subject
+}
+
+async fn apply(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
+    if response.validation == Decision::Handoff {
+        tracing::info!(request_id = %response.request_id, "validator handed the payload off");
+        return Ok(Verdict::Handoff);
+    }
+    let found = state
+        .store
+        .locate(&response.request_id)
+        .await
+        .map_err(|e| Failure::Step(format!("locating the payload failed: {e}")))?;
+    let (q, p, r) = (
+        found.contains(&Bucket::Quarantine),
+        found.contains(&Bucket::Perm),
+        found.contains(&Bucket::Reject),
+    );
+    let success = response.validation == Decision::Success;
+    let (same, opposite) = if success { (p, r) } else { (r, p) };
+    if q && !opposite {
+        return if success {
+            accept(state, response).await
+        } else {
+            reject(state, response).await
+        };
+    }
+    if q || opposite {
+        tracing::warn!(request_id = %response.request_id, verdict = response.validation.as_str(), "conflicting verdict ignored; the first verdict wins");
+        return Ok(Verdict::Conflict);
+    }
+    if same {
+        tracing::info!(request_id = %response.request_id, "repeated verdict acknowledged");
+        return Ok(Verdict::Repeat);
+    }
+    Err(Failure::UnknownId)
+}
+
+fn note_tenant_mismatch(state: &AppState, response: &ValidationResponse, meta: &ObjectMeta) {
+    let org_differs = response.org_id.as_deref().is_some_and(|o| o != meta.org_id);
+    let account_differs = response
+        .account
+        .as_deref()
+        .is_some_and(|a| a != meta.account);
+    if org_differs || account_differs {
+        tracing::warn!(request_id = %response.request_id, "validation response echoes another tenant; the stored one is used");
+        state.metrics.tenant_mismatches.inc();
+    }
+}
+
+fn step(what: String) -> impl FnOnce(StorageError) -> Failure {
+    move |e| Failure::Step(format!("{what}: {e}"))
+}
+
+/// Success: copy to perm, announce on available (acknowledged), delete from quarantine, status.
+async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
+    let id = &response.request_id;
+    let perm = state.store.bucket_name(Bucket::Perm).to_owned();
+    state
+        .store
+        .copy(Bucket::Quarantine, Bucket::Perm, id)
+        .await
+        .map_err(step(format!("moving to {perm} failed")))?;
+    let meta = state
+        .store
+        .head(Bucket::Perm, id)
+        .await
+        .map_err(step(format!("reading {perm} metadata failed")))?;
+    note_tenant_mismatch(state, response, &meta);
+    let url = state
+        .store
+        .url(Bucket::Perm, id)
+        .await
+        .map_err(step("signing the perm URL failed".into()))?;
+    let available = available_message(response, &meta, url);
+    let key = crate::announce::key_for(response.metadata.as_ref(), id.as_str());
+    let value = serde_json::to_vec(&available)
+        .map_err(|e| Failure::Step(format!("encoding available failed: {e}")))?;
+    let topic = state.bus_config.topic(&state.bus_config.topics.available);
+    let message = OutgoingMessage::new(topic.clone(), value)
+        .key(key)
+        .header(HEADER_SERVICE, response.service.clone())
+        .header(HEADER_REQUEST_ID, id.to_string());
+    state
+        .bus
+        .publish(message)
+        .await
+        .map_err(|e| Failure::Step(format!("announcing on {topic} failed: {e}")))?;
+    let quarantine = state.store.bucket_name(Bucket::Quarantine).to_owned();
+    state
+        .store
+        .delete(Bucket::Quarantine, id)
+        .await
+        .map_err(step(format!("deleting from {quarantine} failed")))?;
+    let subject = Subject {
+        request_id: id.to_string(),
+        org_id: meta.org_id.clone(),
+        account: meta.account.clone(),
+    };
+    let mut s = StatusPublisher::status(
+        &subject,
+        status::SUCCESS,
+        format!(
+            "validated by {}; announced on {}",
+            response.service, state.bus_config.topics.available
+        ),
+        time::now_string(),
+    );
+    s.inventory_id = response.id.clone();
+    s.system_id = response
+        .extras
+        .get("system_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    state.statuses.send(s).await;
+    tracing::info!(request_id = %id, "payload validated and announced as available");
+    Ok(Verdict::Success)
+}
+
+/// Failure: copy to reject, delete from quarantine, status.
+async fn reject(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
+    let id = &response.request_id;
+    let reject = state.store.bucket_name(Bucket::Reject).to_owned();
+    state
+        .store
+        .copy(Bucket::Quarantine, Bucket::Reject, id)
+        .await
+        .map_err(step(format!("moving to {reject} failed")))?;
+    let meta = state
+        .store
+        .head(Bucket::Reject, id)
+        .await
+        .map_err(step(format!("reading {reject} metadata failed")))?;
+    note_tenant_mismatch(state, response, &meta);
+    let quarantine = state.store.bucket_name(Bucket::Quarantine).to_owned();
+    state
+        .store
+        .delete(Bucket::Quarantine, id)
+        .await
+        .map_err(step(format!("deleting from {quarantine} failed")))?;
+    let subject = Subject {
+        request_id: id.to_string(),
+        org_id: meta.org_id,
+        account: meta.account,
+    };
+    let reason = response
+        .reason
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or("no reason given");
+    let msg = format!(
+        "rejected by {}: {reason}; moved to {reject}",
+        response.service
+    );
+    state
+        .statuses
+        .send(StatusPublisher::status(
+            &subject,
+            status::REJECTED,
+            msg,
+            time::now_string(),
+        ))
+        .await;
+    tracing::info!(request_id = %id, "payload rejected");
+    Ok(Verdict::Failure)
+}
+
+/// The available message: tenant and type from stored metadata, the rest from the response.
+pub fn available_message(
+    response: &ValidationResponse,
+    meta: &ObjectMeta,
+    url: String,
+) -> Available {
+    let mut extras = response.extras.clone();
+    if let Some(id) = &response.id {
+        extras.insert("id".into(), json!(id));
+    }
+    if let Some(sm) = response.satellite_managed {
+        extras.insert("satellite_managed".into(), json!(sm));
+    }
+    Available {
+        request_id: meta.request_id.clone(),
+        payload_id: meta.request_id.clone(),
+        account: meta.account.clone(),
+        rh_account: meta.account.clone(),
+        principal: meta.org_id.clone(),
+        rh_principal: meta.org_id.clone(),
+        org_id: meta.org_id.clone(),
+        service: response.service.clone(),
+        category: meta.category.clone(),
+        content_type: meta.content_type.clone(),
+        size: meta.size,
+        b64_identity: response.b64_identity.clone(),
+        id: response.id.clone(),
+        satellite_managed: response.satellite_managed,
+        metadata: response.metadata.clone(),
+        extras: (!extras.is_empty()).then_some(extras),
+        url,
+        timestamp: meta.received_at.clone(),
+    }
+}
+
+/// Publishes a dead letter, retrying until the DLQ takes it (the offset is not committed before).
+async fn send_dead_letter(state: &AppState, message: &ReceivedMessage, reason: &str, detail: &str) {
+    let topic = state
+        .bus_config
+        .topic(&state.bus_config.topics.validation_dlq);
+    let letter = dead_letter(&topic, message, reason, detail);
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match state.bus.publish(letter.clone()).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, %topic, "dead-letter topic unavailable; not committing until it is");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    state
+        .metrics
+        .dead_letters
+        .with_label_values(&[reason])
+        .inc();
+}

@@ -1,0 +1,110 @@
+//! The command line. Configuration is read from the environment (spec/README.md); flags only pick
+//! what to run and override a few settings where the seeds' tools had flags.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "intake",
+    version,
+    about = "Payload ingress, validation, tracking and rules, in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Everything at once on the configured engines (by default: local disk, embedded bus, SQLite):
+    /// ingress, the reference validator for every allowed service, the tracker and the pipeline.
+    Serve(ServeArgs),
+    /// The upload API and the consumer of validation responses.
+    Ingress,
+    /// The reference validating service.
+    Validator(ValidatorArgs),
+    /// The payload tracker (status ingest, REST API, web page), or `tracker mock` to send statuses.
+    Tracker {
+        #[command(subcommand)]
+        command: Option<TrackerCommand>,
+    },
+    /// The rules pipeline.
+    Pipeline(PipelineArgs),
+    /// Bus topics: create, list, tail.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Download and inspect each archive.
+    Check,
+    /// Answer success without looking (the seeds' test consumer).
+    PassAll,
+    /// Answer failure without looking.
+    FailAll,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidatorArgs {
+    /// Overrides VALIDATOR_MODE.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Overrides VALIDATOR_SERVICES (comma-separated).
+    #[arg(long)]
+    pub services: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopicsCommand {
+    /// Print a topic's messages as JSON lines (topic, partition, offset, key, headers, value).
+    Tail {
+        /// Topic name without the KAFKA_TOPIC_PREFIX.
+        topic: String,
+        /// Start at the oldest retained message instead of new ones.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Create every topic the configuration uses (idempotent).
+    Create {
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication: i16,
+        /// Services whose per-service topics to create (default: INGRESS_VALID_SERVICES).
+        #[arg(long)]
+        services: Option<String>,
+    },
+    /// List the bus's topics.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrackerCommand {
+    /// Publish realistic mock payload journeys on the status topic.
+    Mock {
+        #[arg(long, default_value_t = 10)]
+        payloads: usize,
+        /// Statuses per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// The pipeline configuration (YAML); env PIPELINE_CONFIG. Without it, the built-in default.
+    #[arg(long, env = "PIPELINE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the built-in default configuration and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+}

@@ -1,0 +1,120 @@
+//! `serve`, `ingress` and `validator`: long-running components until SIGTERM/SIGINT.
+
+use intake_core::config::{ValidatorMode, ValidatorSource};
+
+use crate::cli::{Mode, ValidatorArgs};
+use crate::components::{self, Settings};
+
+/// `intake serve`: every component in one process on the configured engines.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let ingress = settings.ingress()?;
+    let bus_config = settings.bus()?;
+    let storage_config = settings.storage()?;
+    let mut validator = settings.validator()?;
+    // The all-in-one validator covers every service ingress accepts, in check mode, unless told
+    // otherwise through VALIDATOR_* variables.
+    if !settings.env.contains_key("VALIDATOR_SERVICES") {
+        validator.services = ingress.valid_services.clone();
+    }
+    if ingress.announce_mode == intake_core::config::AnnounceMode::Announce {
+        validator.source = ValidatorSource::Announce;
+    }
+    let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
+    let bus = components::open_bus(&bus_config).await?;
+    let cancel = components::cancel_on_signal();
+    let tasks = vec![
+        components::spawn_ingress(
+            &settings,
+            ingress,
+            bus_config.clone(),
+            storage,
+            bus.clone(),
+            cancel.clone(),
+        )?,
+        components::spawn_validator(validator, bus_config, bus, cancel.clone()),
+    ];
+    components::join_all(tasks, cancel).await
+}
+
+/// `intake ingress`.
+pub async fn ingress(settings: Settings) -> anyhow::Result<()> {
+    let ingress = settings.ingress()?;
+    let bus_config = settings.bus()?;
+    let storage_config = settings.storage()?;
+    let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
+    let bus = components::open_bus(&bus_config).await?;
+    let cancel = components::cancel_on_signal();
+    let task =
+        components::spawn_ingress(&settings, ingress, bus_config, storage, bus, cancel.clone())?;
+    components::join_all(vec![task], cancel).await
+}
+
+/// `intake validator`.
+pub async fn validator(settings: Settings, args: ValidatorArgs) -> anyhow::Result<()> {
+    let mut config = settings.validator()?;
+    if let Some(mode) = args.mode {
+        config.mode = match mode {
+            Mode::Check => ValidatorMode::Check,
+            Mode::PassAll => ValidatorMode::PassAll,
+            Mode::FailAll => ValidatorMode::FailAll,
+        };
+    }
+    if let Some(services) = args.services {
+        config.services = intake_core::config::units::split_list(&services);
+    }
+    let bus_config = settings.bus()?;
+    let bus = components::open_bus(&bus_config).await?;
+    let cancel = components::cancel_on_signal();
+    let task = components::spawn_validator(config, bus_config, bus, cancel.clone());
+    components::join_all(vec![task], cancel).await
+}
+
+/// `intake tracker` and `intake tracker mock`.
+pub async fn tracker(
+    settings: Settings,
+    command: Option<crate::cli::TrackerCommand>,
+) -> anyhow::Result<()> {
+    let bus_config = settings.bus()?;
+    let bus = components::open_bus(&bus_config).await?;
+    match command {
+        Some(crate::cli::TrackerCommand::Mock { payloads, rate }) => {
+            let report = intake_tracker::mock(bus, &bus_config, payloads, rate).await?;
+            println!(
+                "sent {} statuses for {} payloads in {:?}",
+                report.statuses, report.payloads, report.elapsed
+            );
+            Ok(())
+        }
+        None => {
+            let config = settings.tracker()?;
+            let cancel = components::cancel_on_signal();
+            let task =
+                components::spawn_tracker(&settings, config, bus_config, bus, cancel.clone());
+            components::join_all(vec![task], cancel).await
+        }
+    }
+}
+
+/// `intake pipeline`.
+pub async fn pipeline(settings: Settings, args: crate::cli::PipelineArgs) -> anyhow::Result<()> {
+    if args.print_default_config {
+        print!("{}", intake_pipeline::default_config_yaml());
+        return Ok(());
+    }
+    let config = settings.pipeline(args.config.as_deref())?;
+    let bus_config = settings.bus()?;
+    let bus = components::open_bus(&bus_config).await?;
+    let storage_config = settings.storage()?;
+    let public_url = settings.ingress()?.public_url;
+    let storage = components::open_storage(&storage_config, &public_url).await?;
+    let cancel = components::cancel_on_signal();
+    let task = components::spawn_pipeline(
+        &settings,
+        config,
+        bus_config,
+        bus,
+        Some(storage.store),
+        cancel.clone(),
+    );
+    components::join_all(vec![task], cancel).await
+}

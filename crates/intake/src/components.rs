@@ -1,0 +1,185 @@
+//! Wiring configuration to components: each is opened from the environment and run as a task that
+//! ends when the shared cancellation token fires.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use intake_bus::Bus;
+use intake_core::config::{
+    BusConfig, EnvMap, GeneralConfig, IngressConfig, StorageConfig, ValidatorConfig,
+};
+use intake_storage::Storage;
+use tokio_util::sync::CancellationToken;
+
+/// Everything read from the environment once at start-up.
+pub struct Settings {
+    pub env: EnvMap,
+    pub general: GeneralConfig,
+}
+
+impl Settings {
+    pub fn bus(&self) -> anyhow::Result<BusConfig> {
+        Ok(BusConfig::from_env(&self.env, &self.general.data_dir)?)
+    }
+
+    pub fn storage(&self) -> anyhow::Result<StorageConfig> {
+        Ok(StorageConfig::from_env(&self.env, &self.general.data_dir)?)
+    }
+
+    pub fn ingress(&self) -> anyhow::Result<IngressConfig> {
+        Ok(IngressConfig::from_env(&self.env)?)
+    }
+
+    pub fn tracker(&self) -> anyhow::Result<intake_core::config::TrackerConfig> {
+        Ok(intake_core::config::TrackerConfig::from_env(
+            &self.env,
+            &self.general.data_dir,
+        )?)
+    }
+
+    /// The pipeline configuration: the file named, else the built-in default.
+    pub fn pipeline(
+        &self,
+        path: Option<&std::path::Path>,
+    ) -> anyhow::Result<intake_pipeline::PipelineConfig> {
+        let loaded = match path {
+            Some(p) => intake_pipeline::load_config(p, &self.env),
+            None => {
+                let cwd = std::env::current_dir().context("current directory")?;
+                intake_pipeline::load_config_str(
+                    intake_pipeline::default_config_yaml(),
+                    &cwd,
+                    &self.env,
+                )
+            }
+        };
+        loaded.map_err(|e| anyhow::anyhow!("pipeline configuration: {e}"))
+    }
+
+    pub fn validator(&self) -> anyhow::Result<ValidatorConfig> {
+        Ok(ValidatorConfig::from_env(&self.env)?)
+    }
+}
+
+pub async fn open_bus(config: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
+    intake_bus::open(config).await.context("bus")
+}
+
+pub async fn open_storage(config: &StorageConfig, public_url: &str) -> anyhow::Result<Storage> {
+    intake_storage::open(config, public_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("storage: {e}"))
+}
+
+/// Starts ingress (HTTP + validation consumer).
+pub fn spawn_ingress(
+    settings: &Settings,
+    config: IngressConfig,
+    bus_config: BusConfig,
+    storage: Storage,
+    bus: Arc<dyn Bus>,
+    cancel: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let state = intake_ingress::AppState::new(intake_ingress::Parts {
+        config,
+        bus_config,
+        identity_required: settings.general.identity_required,
+        store: storage.store,
+        downloads: storage.downloads,
+        bus,
+        shutting_down: CancellationToken::new(),
+    })?;
+    let options = intake_ingress::ServeOptions {
+        grace: settings.general.shutdown_grace,
+    };
+    Ok(tokio::spawn(async move {
+        intake_ingress::run(state, options, cancel)
+            .await
+            .context("ingress")
+    }))
+}
+
+/// Starts the reference validator.
+pub fn spawn_validator(
+    config: ValidatorConfig,
+    bus_config: BusConfig,
+    bus: Arc<dyn Bus>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        intake_validator::run(config, &bus_config, bus, cancel)
+            .await
+            .context("validator")
+    })
+}
+
+/// Starts the payload tracker.
+pub fn spawn_tracker(
+    settings: &Settings,
+    config: intake_core::config::TrackerConfig,
+    bus_config: BusConfig,
+    bus: Arc<dyn Bus>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let general = settings.general.clone();
+    tokio::spawn(async move {
+        intake_tracker::run(config, &general, &bus_config, bus, cancel)
+            .await
+            .context("tracker")
+    })
+}
+
+/// Starts the rules pipeline.
+pub fn spawn_pipeline(
+    settings: &Settings,
+    config: intake_pipeline::PipelineConfig,
+    bus_config: BusConfig,
+    bus: Arc<dyn Bus>,
+    store: Option<Arc<dyn intake_storage::PayloadStore>>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let grace = settings.general.shutdown_grace;
+    tokio::spawn(async move {
+        intake_pipeline::run_with_grace(config, &bus_config, bus, store, cancel, grace)
+            .await
+            .map_err(|e| anyhow::anyhow!("pipeline: {e}"))
+    })
+}
+
+/// Waits for SIGTERM/SIGINT and fires `cancel`.
+pub fn cancel_on_signal() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        intake_http::serve::shutdown_signal().await;
+        tracing::info!("shutdown requested; draining");
+        c.cancel();
+    });
+    cancel
+}
+
+/// Waits for every task; the first failure cancels the others and is returned after they end.
+pub async fn join_all(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut pending: futures::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+    let mut first_error: Option<anyhow::Error> = None;
+    while let Some(joined) = pending.next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "a component stopped; shutting down the others"
+            );
+            cancel.cancel();
+            first_error.get_or_insert(e);
+        } else if !cancel.is_cancelled() {
+            // A component ending on its own means the process can no longer do its job.
+            tracing::warn!("a component ended; shutting down the others");
+            cancel.cancel();
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

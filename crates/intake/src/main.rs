@@ -1,0 +1,81 @@
+//! # intake
+//!
+//! One binary for the whole payload platform. The path of a payload through intake:
+//!
+//! ```text
+//!  client ──POST multipart──▶ ingress ──stream──▶ [quarantine bucket]
+//!                               │ announce (acked before the 202)
+//!                               ▼
+//!            platform.upload.<service> / platform.upload.announce ──▶ validator
+//!                                                                      │ verdict
+//!                               ┌──────────── platform.upload.validation ◀┘
+//!                               ▼
+//!                  ingress (validation consumer)
+//!        success: quarantine → perm, then platform.upload.available ──▶ rules pipeline ──▶ reports
+//!        failure: quarantine → reject
+//!  every step ──▶ platform.payload-status ──▶ tracker (SQL) ──▶ REST API + web page
+//! ```
+//!
+//! Each part runs alone (`intake ingress`, `intake validator`, …) or all together (`intake serve`).
+//! Components never call each other directly: they talk over the bus or HTTP, exactly as they would
+//! in separate processes, so `serve` is only composition. Configuration comes from the environment
+//! (see README.md).
+
+mod cli;
+mod commands;
+mod components;
+mod logging;
+
+use clap::Parser;
+use intake_core::config::{process_env, GeneralConfig};
+
+use crate::cli::{Cli, Command};
+use crate::components::Settings;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let env = process_env();
+    let general = match GeneralConfig::from_env(&env) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("intake: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    logging::init(&general);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("intake: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let settings = Settings { env, general };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => commands::run::serve(settings).await,
+            Command::Ingress => commands::run::ingress(settings).await,
+            Command::Validator(args) => commands::run::validator(settings, args).await,
+            Command::Tracker { command } => commands::run::tracker(settings, command).await,
+            Command::Pipeline(args) => commands::run::pipeline(settings, args).await,
+            Command::Topics { command } => commands::topics::run(settings, command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "intake stopped");
+            eprintln!("intake: {e:#}");
+            if e.downcast_ref::<intake_core::config::ConfigError>()
+                .is_some()
+            {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
