@@ -1,0 +1,218 @@
+//! Black-box: `intake serve` on the embedded default, driven over HTTP exactly as the seed's curl
+//! example does, through the real binary.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use intake_testkit::poll;
+use serde_json::Value;
+
+const IDENTITY: &str = "eyJpZGVudGl0eSI6IHsiYWNjb3VudF9udW1iZXIiOiAiMTIzNDUiLCAiaW50ZXJuYWwiOiB7Im9yZ19pZCI6ICI1NDMyMSJ9fX0=";
+
+struct Serve {
+    child: Child,
+    ingress: String,
+    tracker: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(data: &std::path::Path) -> Serve {
+    let (ip, tp) = (free_port(), free_port());
+    let ingress = format!("http://127.0.0.1:{ip}");
+    let tracker = format!("http://127.0.0.1:{tp}");
+    let child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("serve")
+        .current_dir(data)
+        .env("INTAKE_DATA_DIR", data.join("data"))
+        .env("INGRESS_LISTEN", format!("127.0.0.1:{ip}"))
+        .env("INGRESS_PUBLIC_URL", &ingress)
+        .env("TRACKER_LISTEN", format!("127.0.0.1:{tp}"))
+        .env("INGRESS_TRACKER_URL", format!("{tracker}/api/v1/payloads/"))
+        .env("STORAGE_URL_SIGNING_KEY", "test-key")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Serve {
+        child,
+        ingress,
+        tracker,
+    }
+}
+
+async fn upload(
+    client: &reqwest::Client,
+    base: &str,
+    request_id: &str,
+    archive: Vec<u8>,
+) -> reqwest::Response {
+    let part = reqwest::multipart::Part::bytes(archive)
+        .file_name("archive.tar.gz")
+        .mime_str("application/vnd.redhat.testareno.something+tgz")
+        .unwrap();
+    client
+        .post(format!("{base}/api/ingress/v1/upload"))
+        .header("x-rh-identity", IDENTITY)
+        .header("x-rh-insights-request-id", request_id)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ready(client: &reqwest::Client, serve: &Serve) {
+    poll::until_true(
+        Duration::from_secs(60),
+        "intake serve to become ready",
+        || async {
+            let ingress = client.get(format!("{}/readyz", serve.ingress)).send().await;
+            let tracker = client
+                .get(format!("{}/api/v1/health", serve.tracker))
+                .send()
+                .await;
+            matches!((ingress, tracker), (Ok(a), Ok(b)) if a.status() == 200 && b.status() == 200)
+        },
+    )
+    .await;
+}
+
+/// The tracker's statuses of a payload, as (service, status) pairs.
+async fn statuses(client: &reqwest::Client, serve: &Serve, id: &str) -> Vec<(String, String)> {
+    let Ok(r) = client
+        .get(format!(
+            "{}/api/v1/payloads/{id}?sort_dir=asc",
+            serve.tracker
+        ))
+        .header("x-rh-identity", IDENTITY)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    body["data"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["service"].as_str().unwrap_or("").to_owned(),
+                        r["status"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_upload_is_validated_tracked_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let archive = intake_testkit::archives::gzip(&intake_testkit::archives::sample_tar());
+    let perm = dir.path().join("data/storage/insights-upload-perm-test");
+
+    let serve = start(dir.path());
+    ready(&client, &serve).await;
+    let answer = upload(&client, &serve.ingress, "52df9f748eabcfea", archive.clone()).await;
+    assert_eq!(answer.status(), 202);
+    assert_eq!(
+        answer.headers()["x-rh-insights-request-id"],
+        "52df9f748eabcfea"
+    );
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"request_id": "52df9f748eabcfea", "upload": {"account_number": "12345", "org_id": "54321"}})
+    );
+
+    poll::until_true(Duration::from_secs(20), "the payload to reach perm", || {
+        let p = perm.join("52df9f748eabcfea");
+        async move { p.exists() }
+    })
+    .await;
+    assert_eq!(
+        std::fs::read(perm.join("52df9f748eabcfea")).unwrap(),
+        archive
+    );
+    assert!(!dir
+        .path()
+        .join("data/storage/insights-upload-quarantine/52df9f748eabcfea")
+        .exists());
+
+    poll::until_true(
+        Duration::from_secs(20),
+        "ingress success in the tracker",
+        || async {
+            let s = statuses(&client, &serve, "52df9f748eabcfea").await;
+            s.contains(&("ingress".into(), "received".into()))
+                && s.contains(&("ingress".into(), "success".into()))
+        },
+    )
+    .await;
+    let tracked: Value = client
+        .get(format!(
+            "{}/api/ingress/v1/track/52df9f748eabcfea",
+            serve.ingress
+        ))
+        .header("x-rh-identity", IDENTITY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for key in ["status", "status_msg", "date", "service", "inventory_id"] {
+        assert!(tracked.get(key).is_some(), "{key} missing from {tracked}");
+    }
+
+    // A restart loses nothing and repeats nothing: the id is still taken, and a new upload flows.
+    drop(serve);
+    let serve = start(dir.path());
+    ready(&client, &serve).await;
+    assert_eq!(
+        upload(&client, &serve.ingress, "52df9f748eabcfea", archive.clone())
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(
+        upload(&client, &serve.ingress, "after-restart-1", archive.clone())
+            .await
+            .status(),
+        202
+    );
+    poll::until_true(
+        Duration::from_secs(20),
+        "the second payload to reach perm",
+        || {
+            let p = perm.join("after-restart-1");
+            async move { p.exists() }
+        },
+    )
+    .await;
+    let first = statuses(&client, &serve, "52df9f748eabcfea").await;
+    let successes = first
+        .iter()
+        .filter(|(svc, st)| svc == "ingress" && st == "success")
+        .count();
+    assert_eq!(
+        successes, 1,
+        "the first payload's verdict was applied once: {first:?}"
+    );
+}
