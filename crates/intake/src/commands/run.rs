@@ -19,9 +19,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if ingress.announce_mode == intake_core::config::AnnounceMode::Announce {
         validator.source = ValidatorSource::Announce;
     }
+    let tracker = settings.tracker()?;
+    let pipeline = settings.pipeline(None)?;
     let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
     let bus = components::open_bus(&bus_config).await?;
     let cancel = components::cancel_on_signal();
+    let store = storage.store.clone();
     let tasks = vec![
         components::spawn_ingress(
             &settings,
@@ -31,7 +34,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             bus.clone(),
             cancel.clone(),
         )?,
-        components::spawn_validator(validator, bus_config, bus, cancel.clone()),
+        components::spawn_validator(validator, bus_config.clone(), bus.clone(), cancel.clone()),
+        components::spawn_tracker(
+            &settings,
+            tracker,
+            bus_config.clone(),
+            bus.clone(),
+            cancel.clone(),
+        ),
+        components::spawn_pipeline(
+            &settings,
+            pipeline,
+            bus_config,
+            bus,
+            Some(store),
+            cancel.clone(),
+        ),
     ];
     components::join_all(tasks, cancel).await
 }
