@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 /// Why a body stopped before its end.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BodyAbort {
     #[error("file part exceeds the {limit}-byte limit for service {service:?} ({received} bytes received)")]
     TooLarge {
@@ -165,20 +165,7 @@ impl Stream for LimitedPart {
 pub fn multer_abort(e: multer::Error) -> BodyAbort {
     if let multer::Error::StreamReadFailed(inner) = &e {
         if let Some(abort) = BodyAbort::find(inner.as_ref()) {
-            return match abort {
-                BodyAbort::TooLarge {
-                    limit,
-                    service,
-                    received,
-                } => BodyAbort::TooLarge {
-                    limit: *limit,
-                    service: service.clone(),
-                    received: *received,
-                },
-                BodyAbort::Idle(d) => BodyAbort::Idle(*d),
-                BodyAbort::ClientGone(m) => BodyAbort::ClientGone(m.clone()),
-                BodyAbort::Malformed(m) => BodyAbort::Malformed(m.clone()),
-            };
+            return abort.clone();
         }
     }
     BodyAbort::Malformed(e.to_string())

@@ -196,7 +196,7 @@ impl<'a> Upload<'a> {
                 service,
             }),
             Err(StorageError::Body(io)) => match BodyAbort::find(&io) {
-                Some(abort) => Err(abort_refusal(clone_abort(abort), service)),
+                Some(abort) => Err(abort_refusal(abort.clone(), service)),
                 None => Err(Refusal { error: ApiError::bad_request(format!("reading the file part failed: {io}")), service }),
             },
             Err(e) => Err(Refusal { error: storage_unavailable(&e), service }),
@@ -296,23 +296,6 @@ impl<'a> Upload<'a> {
             response,
             service: meta.service,
         }
-    }
-}
-
-fn clone_abort(a: &BodyAbort) -> BodyAbort {
-    match a {
-        BodyAbort::TooLarge {
-            limit,
-            service,
-            received,
-        } => BodyAbort::TooLarge {
-            limit: *limit,
-            service: service.clone(),
-            received: *received,
-        },
-        BodyAbort::Idle(d) => BodyAbort::Idle(*d),
-        BodyAbort::ClientGone(m) => BodyAbort::ClientGone(m.clone()),
-        BodyAbort::Malformed(m) => BodyAbort::Malformed(m.clone()),
     }
 }
 
