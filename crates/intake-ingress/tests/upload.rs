@@ -1,0 +1,323 @@
+//! Black-box HTTP tests of `POST /upload` on the real router with the embedded bus and localdisk
+//! storage (both real drivers), plus a fault-injecting bus wrapper.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::Request;
+use http_body_util::BodyExt;
+use intake_bus::faults::{FaultyBus, PublishFault};
+use intake_core::config::{BusConfig, EnvMap, IngressConfig, StorageConfig};
+use intake_core::Identity;
+use serde_json::Value;
+use tower::ServiceExt;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    router: axum::Router,
+    quarantine: std::path::PathBuf,
+    faults: intake_bus::faults::FaultHandle,
+}
+
+async fn harness(extra: &[(&str, &str)]) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: EnvMap = [("INGRESS_MAX_SIZE".to_string(), "1000".to_string())].into();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let storage_config = StorageConfig::from_env(&env, dir.path()).unwrap();
+    let bus_config = BusConfig::from_env(&env, dir.path()).unwrap();
+    let storage = intake_storage::open(&storage_config, "http://localhost:8080")
+        .await
+        .unwrap();
+    let faulty = FaultyBus::new(intake_bus::open(&bus_config).await.unwrap());
+    let faults = faulty.faults();
+    let state = intake_ingress::AppState::new(intake_ingress::Parts {
+        config: IngressConfig::from_env(&env).unwrap(),
+        bus_config,
+        identity_required: true,
+        store: storage.store,
+        downloads: storage.downloads,
+        bus: Arc::new(faulty),
+        shutting_down: Default::default(),
+    })
+    .unwrap();
+    let quarantine = dir.path().join("storage/insights-upload-quarantine");
+    Harness {
+        _dir: dir,
+        router: intake_ingress::router(state),
+        quarantine,
+        faults,
+    }
+}
+
+const BOUNDARY: &str = "XyZboundary";
+
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, ct, bytes) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\n")
+                .as_bytes(),
+        );
+        if let Some(ct) = ct {
+            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+const TGZ: &str = "application/vnd.redhat.testareno.something+tgz";
+
+async fn send(h: &Harness, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+    let mut req = Request::post("/api/ingress/v1/upload").header(
+        "content-type",
+        format!("multipart/form-data; boundary={BOUNDARY}"),
+    );
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = h
+        .router
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn identity() -> String {
+    Identity::encode("12345", "54321")
+}
+
+fn quarantine_is_empty(h: &Harness) -> bool {
+    std::fs::read_dir(&h.quarantine)
+        .unwrap()
+        .filter_map(Result::ok)
+        .all(|e| e.file_name() == ".tmp")
+}
+
+#[tokio::test]
+async fn accepted_upload_answers_202_and_is_kept() {
+    let h = harness(&[]).await;
+    let id = identity();
+    let (code, body) = send(
+        &h,
+        &[
+            ("x-rh-identity", &id),
+            ("x-rh-insights-request-id", "abc123"),
+        ],
+        multipart(&[("file", Some(TGZ), b"payload")]),
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["request_id"], "abc123");
+    assert_eq!(body["upload"]["org_id"], "54321");
+    assert_eq!(
+        std::fs::read(h.quarantine.join("abc123")).unwrap(),
+        b"payload"
+    );
+    // The same id again is a conflict; the stored payload is untouched.
+    let (code, body) = send(
+        &h,
+        &[
+            ("x-rh-identity", &id),
+            ("x-rh-insights-request-id", "abc123"),
+        ],
+        multipart(&[("file", Some(TGZ), b"other")]),
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        std::fs::read(h.quarantine.join("abc123")).unwrap(),
+        b"payload"
+    );
+}
+
+#[tokio::test]
+async fn identity_and_request_id_checks() {
+    let h = harness(&[("INGRESS_DENY_ORG_IDS", "54321")]).await;
+    let file = || multipart(&[("file", Some(TGZ), b"x")]);
+    assert_eq!(send(&h, &[], file()).await.0, 401);
+    assert_eq!(send(&h, &[("x-rh-identity", "%%%")], file()).await.0, 400);
+    let (code, body) = send(&h, &[("x-rh-identity", &identity())], file()).await;
+    assert_eq!(code, 403);
+    assert_eq!(body["status"], 403);
+    assert_eq!(body["title"], "Forbidden");
+    let ok_org = Identity::encode("1", "777");
+    assert_eq!(
+        send(
+            &h,
+            &[
+                ("x-rh-identity", &ok_org),
+                ("x-rh-insights-request-id", "../x")
+            ],
+            file()
+        )
+        .await
+        .0,
+        400
+    );
+    let long = "a".repeat(65);
+    assert_eq!(
+        send(
+            &h,
+            &[
+                ("x-rh-identity", &ok_org),
+                ("x-rh-insights-request-id", &long)
+            ],
+            file()
+        )
+        .await
+        .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn parts_types_and_sizes() {
+    let h = harness(&[]).await;
+    let id = identity();
+    let hdr = [("x-rh-identity", id.as_str())];
+    // 415 for the spec's examples.
+    for ct in [
+        "application/vnd.redhat.compliance+tgz",
+        "application/vnd.redhat.my_app.x+zip",
+        "application/json",
+    ] {
+        let (code, body) = send(&h, &hdr, multipart(&[("file", Some(ct), b"x")])).await;
+        assert_eq!(code, 415, "{ct}: {body}");
+    }
+    // Exactly the limit passes; one byte more is 413 naming limit and size.
+    assert_eq!(
+        send(&h, &hdr, multipart(&[("file", Some(TGZ), &[b'a'; 1000])]))
+            .await
+            .0,
+        202
+    );
+    let (code, body) = send(&h, &hdr, multipart(&[("file", Some(TGZ), &[b'a'; 1001])])).await;
+    assert_eq!(code, 413);
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains("1000") && msg.contains("1001") && msg.contains("testareno"),
+        "{msg}"
+    );
+    // No file part, two file parts, bad metadata after the file: 400 and nothing kept.
+    let before = std::fs::read_dir(&h.quarantine).unwrap().count();
+    assert_eq!(
+        send(&h, &hdr, multipart(&[("other", None, b"x")])).await.0,
+        400
+    );
+    assert_eq!(
+        send(
+            &h,
+            &hdr,
+            multipart(&[("file", Some(TGZ), b"x"), ("upload", Some(TGZ), b"y")])
+        )
+        .await
+        .0,
+        400
+    );
+    let (code, body) = send(
+        &h,
+        &hdr,
+        multipart(&[("file", Some(TGZ), b"x"), ("metadata", None, b"[1]")]),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(body["message"], "metadata is not a JSON object");
+    assert_eq!(std::fs::read_dir(&h.quarantine).unwrap().count(), before);
+}
+
+#[tokio::test]
+async fn bus_down_answers_503_and_keeps_nothing() {
+    let h = harness(&[]).await;
+    h.faults.fail_publish(PublishFault::Unavailable);
+    let (code, body) = send(
+        &h,
+        &[("x-rh-identity", &identity())],
+        multipart(&[("file", Some(TGZ), b"x")]),
+    )
+    .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(quarantine_is_empty(&h));
+    h.faults.heal_publish();
+    let (code, _) = send(
+        &h,
+        &[("x-rh-identity", &identity())],
+        multipart(&[("file", Some(TGZ), b"x")]),
+    )
+    .await;
+    assert_eq!(code, 202);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_json() {
+    let h = harness(&[]).await;
+    let r = h
+        .router
+        .clone()
+        .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let r = h
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/api/ingress/v1/upload")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(
+        r.headers()["allow"].to_str().unwrap().contains("POST"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(r.headers()["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn openapi_paths_are_all_routed() {
+    let h = harness(&[]).await;
+    let doc = intake_ingress::openapi::document();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path.replace("{request_id}", "abc");
+            for prefix in intake_ingress::openapi::PREFIXES {
+                let p = concrete.replacen(intake_ingress::openapi::PREFIXES[0], prefix, 1);
+                let req = Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&p)
+                    .body(Body::empty())
+                    .unwrap();
+                let code = h
+                    .router
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                assert!(
+                    code != 404 && code != 405 || p.starts_with("/download"),
+                    "{method} {p} answered {code}"
+                );
+            }
+        }
+    }
+}
