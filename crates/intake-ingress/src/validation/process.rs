@@ -225,21 +225,33 @@ fn step(what: String) -> impl FnOnce(StorageError) -> Failure {
     move |e| Failure::Step(format!("{what}: {e}"))
 }
 
+/// The first half of a move: copy from quarantine to `dst` (idempotent) and read back the stored
+/// metadata, which is the tenant of record.
+async fn copy_out(
+    state: &AppState,
+    response: &ValidationResponse,
+    dst: Bucket,
+) -> Result<ObjectMeta, Failure> {
+    let id = &response.request_id;
+    let name = state.store.bucket_name(dst).to_owned();
+    state
+        .store
+        .copy(Bucket::Quarantine, dst, id)
+        .await
+        .map_err(step(format!("moving to {name} failed")))?;
+    let meta = state
+        .store
+        .head(dst, id)
+        .await
+        .map_err(step(format!("reading {name} metadata failed")))?;
+    note_tenant_mismatch(state, response, &meta);
+    Ok(meta)
+}
+
 /// Success: copy to perm, announce on available (acknowledged), delete from quarantine, status.
 async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
     let id = &response.request_id;
-    let perm = state.store.bucket_name(Bucket::Perm).to_owned();
-    state
-        .store
-        .copy(Bucket::Quarantine, Bucket::Perm, id)
-        .await
-        .map_err(step(format!("moving to {perm} failed")))?;
-    let meta = state
-        .store
-        .head(Bucket::Perm, id)
-        .await
-        .map_err(step(format!("reading {perm} metadata failed")))?;
-    note_tenant_mismatch(state, response, &meta);
+    let meta = copy_out(state, response, Bucket::Perm).await?;
     let url = state
         .store
         .url(Bucket::Perm, id)
@@ -294,17 +306,7 @@ async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdi
 async fn reject(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
     let id = &response.request_id;
     let reject = state.store.bucket_name(Bucket::Reject).to_owned();
-    state
-        .store
-        .copy(Bucket::Quarantine, Bucket::Reject, id)
-        .await
-        .map_err(step(format!("moving to {reject} failed")))?;
-    let meta = state
-        .store
-        .head(Bucket::Reject, id)
-        .await
-        .map_err(step(format!("reading {reject} metadata failed")))?;
-    note_tenant_mismatch(state, response, &meta);
+    let meta = copy_out(state, response, Bucket::Reject).await?;
     let quarantine = state.store.bucket_name(Bucket::Quarantine).to_owned();
     state
         .store
