@@ -1,50 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs what is missing, starts the real servers the
-# integration tests talk to (each script in scripts/servers/ starts one and exports its address),
-# runs lint and every test, and stops everything it started, by process id, on exit or failure.
+# The whole test suite on a fresh machine: lint, then every test with the real servers running
+# (scripts/with-servers.sh installs and starts them, and stops them afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-export INTAKE_TEST_RUN_DIR="${INTAKE_TEST_RUN_DIR:-$(mktemp -d /tmp/intake-test.XXXXXX)}"
-HARNESS_PIDS=()
-
-stop_servers() {
-  local pid
-  for pid in "${HARNESS_PIDS[@]:-}"; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${HARNESS_PIDS[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-  done
-}
-trap stop_servers EXIT INT TERM
-
-# Picks a free loopback TCP port.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Waits until a TCP port accepts connections, or fails naming the server.
-wait_port() {
-  local port=$1 name=$2 log=$3 i
-  for i in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "harness: $name did not start on port $port; its log follows" >&2
-  cat "$log" >&2 || true
-  exit 1
-}
-
-for server in scripts/servers/*.sh; do
-  [ -e "$server" ] || continue
-  # shellcheck source=/dev/null
-  source "$server"
-done
-
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked --no-fail-fast "$@"
+exec scripts/with-servers.sh cargo test --workspace --locked --no-fail-fast "$@"
