@@ -71,6 +71,35 @@ pub async fn open_storage(config: &StorageConfig, public_url: &str) -> anyhow::R
         .map_err(|e| anyhow::anyhow!("storage: {e}"))
 }
 
+/// With `BUS_CREATE_TOPICS=true`, creates the topics a component uses before it starts, exactly as
+/// `intake topics create` would (idempotent: existing topics are left as they are). Partition and
+/// replication counts are the broker's defaults.
+pub async fn create_topics_at_start(
+    bus: &dyn Bus,
+    bus_config: &BusConfig,
+    topics: Vec<String>,
+) -> anyhow::Result<()> {
+    if !bus_config.create_topics || topics.is_empty() {
+        return Ok(());
+    }
+    let specs: Vec<intake_bus::TopicSpec> = topics
+        .into_iter()
+        .map(|name| intake_bus::TopicSpec {
+            name,
+            partitions: BROKER_DEFAULT,
+            replication: BROKER_DEFAULT as i16,
+        })
+        .collect();
+    bus.create_topics(&specs)
+        .await
+        .context("creating topics at start-up (BUS_CREATE_TOPICS)")?;
+    tracing::info!(topics = specs.len(), "topics present (BUS_CREATE_TOPICS)");
+    Ok(())
+}
+
+/// A partition or replication count of -1 asks the broker for its configured default.
+const BROKER_DEFAULT: i32 = -1;
+
 /// Starts ingress (HTTP + validation consumer).
 pub fn spawn_ingress(
     settings: &Settings,

@@ -23,6 +23,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let pipeline = settings.pipeline(None)?;
     let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
     let bus = components::open_bus(&bus_config).await?;
+    let mut services = ingress.valid_services.clone();
+    services.extend(validator.services.iter().cloned());
+    let topics = intake_bus::topics::topic_names(&bus_config, &services);
+    components::create_topics_at_start(bus.as_ref(), &bus_config, topics).await?;
     let cancel = components::cancel_on_signal();
     let store = storage.store.clone();
     let tasks = vec![
@@ -61,6 +65,8 @@ pub async fn ingress(settings: Settings) -> anyhow::Result<()> {
     let storage_config = settings.storage()?;
     let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
     let bus = components::open_bus(&bus_config).await?;
+    let topics = intake_bus::topics::topic_names(&bus_config, &ingress.valid_services);
+    components::create_topics_at_start(bus.as_ref(), &bus_config, topics).await?;
     let cancel = components::cancel_on_signal();
     let task =
         components::spawn_ingress(&settings, ingress, bus_config, storage, bus, cancel.clone())?;
@@ -82,6 +88,10 @@ pub async fn validator(settings: Settings, args: ValidatorArgs) -> anyhow::Resul
     }
     let bus_config = settings.bus()?;
     let bus = components::open_bus(&bus_config).await?;
+    let mut topics = intake_validator::source_topics(&config, &bus_config);
+    topics.push(bus_config.topic(&bus_config.topics.validation));
+    topics.push(bus_config.topic(&bus_config.topics.payload_status));
+    components::create_topics_at_start(bus.as_ref(), &bus_config, topics).await?;
     let cancel = components::cancel_on_signal();
     let task = components::spawn_validator(config, bus_config, bus, cancel.clone());
     components::join_all(vec![task], cancel).await
@@ -94,6 +104,11 @@ pub async fn tracker(
 ) -> anyhow::Result<()> {
     let bus_config = settings.bus()?;
     let bus = components::open_bus(&bus_config).await?;
+    let mut topics = vec![bus_config.topic(&bus_config.topics.payload_status)];
+    if command.is_none() {
+        topics.push(bus_config.topic(&bus_config.topics.payload_status_dlq));
+    }
+    components::create_topics_at_start(bus.as_ref(), &bus_config, topics).await?;
     match command {
         Some(crate::cli::TrackerCommand::Mock { payloads, rate }) => {
             let report = intake_tracker::mock(bus, &bus_config, payloads, rate).await?;
