@@ -22,7 +22,10 @@ use crate::watchers::{StatusSubject, Watchers};
 /// Everything the workers share.
 pub struct Shared {
     pub config: PipelineConfig,
-    pub bus: Arc<dyn Bus>,
+    /// The publisher section's bus (the shared one unless it sets `brokers`/`kafka`).
+    pub output_bus: Arc<dyn Bus>,
+    /// The dead_letter section's bus.
+    pub dlq_bus: Arc<dyn Bus>,
     pub downloader: Downloader,
     pub engine: Arc<Engine>,
     pub watchers: Watchers,
@@ -119,7 +122,7 @@ impl Shared {
         let m = crate::metrics::get();
         tracing::warn!(stage = err.stage.as_str(), reason = err.reason, class = err.class.as_str(), detail = %err.detail, "dead-lettering");
         let record = crate::dead_letter::record(&self.dlq_topic, msg, &err);
-        if publish_until_acked(self.bus.as_ref(), record, cancel)
+        if publish_until_acked(self.dlq_bus.as_ref(), record, cancel)
             .await
             .is_err()
         {
@@ -351,7 +354,7 @@ impl Shared {
             }
         }
         let started = Instant::now();
-        if publish_until_acked(self.bus.as_ref(), message, cancel)
+        if publish_until_acked(self.output_bus.as_ref(), message, cancel)
             .await
             .is_err()
         {

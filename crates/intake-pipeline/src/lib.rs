@@ -14,6 +14,7 @@
 pub mod config;
 pub mod dead_letter;
 pub mod decode;
+pub mod describe;
 pub mod download;
 pub mod engine;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod publish;
 pub mod replay;
 pub mod runner;
+pub mod section_bus;
 pub mod watchers;
 
 use std::path::Path;
@@ -40,6 +42,7 @@ pub use config::{
 };
 pub use error::{PipelineError, Stage, StageError};
 pub use replay::{ReplayOptions, Replayed};
+pub use section_bus::{SectionBus, SectionBuses};
 
 /// How long in-flight messages get at shutdown (`SHUTDOWN_GRACE`, default 30 s).
 pub fn shutdown_grace(env: &intake_core::config::EnvMap) -> Duration {
@@ -52,6 +55,20 @@ pub fn shutdown_grace(env: &intake_core::config::EnvMap) -> Duration {
 /// and returns the component graph as text (`intake pipeline check`).
 pub fn check(config: &PipelineConfig) -> Result<String, PipelineError> {
     Ok(engine::Engine::build(config)?.describe())
+}
+
+/// [`check`], plus the sections' buses derived over `bus_config`; the text starts with the
+/// message flow (topics, downloader, engine, publisher, dead letters, watchers, buses).
+pub fn check_with_bus(
+    config: &PipelineConfig,
+    bus_config: &BusConfig,
+) -> Result<String, PipelineError> {
+    let buses = SectionBuses::derive(config, bus_config)?;
+    let graph = check(config)?;
+    Ok(format!(
+        "{}\n{graph}",
+        describe::flow(config, bus_config, &buses)
+    ))
 }
 
 /// Runs the pipeline until `cancel` fires; in-flight messages then get `SHUTDOWN_GRACE` (30 s)
@@ -79,33 +96,31 @@ pub async fn run_with_grace(
     let topic = |t: &str| bus_config.topic(t);
     let engine = Arc::new(engine::Engine::build(&config)?);
     let downloader = download::Downloader::new(&config.downloader, store)?;
+    let buses = SectionBuses::derive(&config, bus_config)?;
+    let consumer_bus = buses.consumer.open(&bus, bus_config)?;
+    let output_bus = buses.publisher.open(&bus, bus_config)?;
+    let dlq_bus = buses.dead_letter.open(&bus, bus_config)?;
     let watchers = watchers::Watchers::new(&config.watchers, bus.clone(), topic);
     let output_topic = topic(&config.publisher.topic);
     let dlq_topic = topic(&config.dead_letter.topic);
-    let mut topics: Vec<String> = config.consumer.topics.iter().map(|t| topic(t)).collect();
-    topics.extend([output_topic.clone(), dlq_topic.clone()]);
+    let inputs: Vec<String> = config.consumer.topics.iter().map(|t| topic(t)).collect();
+    let mut statuses = Vec::new();
     for w in &config.watchers {
         if let config::WatcherConfig::PayloadStatus { topic: t, .. } = w {
-            topics.push(topic(t));
+            statuses.push(topic(t));
         }
     }
-    let specs: Vec<intake_bus::TopicSpec> = topics
-        .iter()
-        .map(|name| intake_bus::TopicSpec {
-            name: name.clone(),
-            partitions: 1,
-            replication: 1,
-        })
-        .collect();
-    if let Err(e) = bus.create_topics(&specs).await {
-        tracing::warn!(error = %e, "cannot create the pipeline's topics");
-    }
+    create_topics(consumer_bus.as_ref(), &inputs).await;
+    create_topics(output_bus.as_ref(), std::slice::from_ref(&output_topic)).await;
+    create_topics(dlq_bus.as_ref(), std::slice::from_ref(&dlq_topic)).await;
+    create_topics(bus.as_ref(), &statuses).await;
     if let Some(listen) = watchers.prometheus {
         spawn_metrics_listener(listen, bus.clone(), cancel.clone()).await?;
     }
     let shared = Arc::new(flow::Shared {
         config,
-        bus: bus.clone(),
+        output_bus,
+        dlq_bus,
         downloader,
         engine,
         watchers,
@@ -114,8 +129,27 @@ pub async fn run_with_grace(
     });
     let subscription = runner::subscription(&shared, topic);
     tracing::info!(topics = ?subscription.topics, group = %subscription.group, "pipeline consuming");
-    let consumer = bus.subscribe(subscription).await?;
+    let consumer = consumer_bus.subscribe(subscription).await?;
     runner::consume(shared, consumer, cancel, grace).await
+}
+
+/// Creates `names` (wire names) with one partition; a failure is only logged (the topics may
+/// exist already, or be managed elsewhere).
+async fn create_topics(bus: &dyn Bus, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let specs: Vec<intake_bus::TopicSpec> = names
+        .iter()
+        .map(|name| intake_bus::TopicSpec {
+            name: name.clone(),
+            partitions: 1,
+            replication: 1,
+        })
+        .collect();
+    if let Err(e) = bus.create_topics(&specs).await {
+        tracing::warn!(error = %e, topics = ?names, "cannot create the pipeline's topics");
+    }
 }
 
 async fn spawn_metrics_listener(
@@ -240,12 +274,22 @@ pub async fn process_file(
     }
 }
 
-/// Replays dead letters of the configured DLQ (`intake pipeline replay`).
+/// Replays dead letters of the configured DLQ (`intake pipeline replay`): read on the
+/// dead_letter section's bus, produced again on the consumer section's bus.
 pub async fn replay(
     config: &PipelineConfig,
     bus_config: &BusConfig,
     bus: Arc<dyn Bus>,
     options: &ReplayOptions,
 ) -> Result<Vec<Replayed>, PipelineError> {
-    replay::replay(bus, &bus_config.topic(&config.dead_letter.topic), options).await
+    let buses = SectionBuses::derive(config, bus_config)?;
+    let from = buses.dead_letter.open(&bus, bus_config)?;
+    let to = buses.consumer.open(&bus, bus_config)?;
+    replay::replay_between(
+        from,
+        to,
+        &bus_config.topic(&config.dead_letter.topic),
+        options,
+    )
+    .await
 }

@@ -1,5 +1,6 @@
 //! The pipeline's metrics (spec pipeline.md §10), registered once in the process's default
-//! Prometheus registry (served by the `prometheus` watcher, or by `intake serve`'s `/metrics`).
+//! Prometheus registry (served by the `prometheus` watcher) and, with [`register_into`], in another
+//! registry too (`intake serve` adds them to its `/metrics`).
 //!
 //! Labels, all bounded: `archive` ∈ ocp|hypershift|other|unknown; `stage`, `reason` the codes of
 //! §11; `reason` of filtered records ∈ service|too_old|no_cluster_id; `type` ∈ rule|pass|info|
@@ -7,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+use prometheus::core::Collector;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -73,6 +75,46 @@ fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|_| unreachable!("static metric definition"));
     let _ = reg.register(Box::new(g.clone()));
     g
+}
+
+impl Metrics {
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.received.clone()),
+            Box::new(self.filtered.clone()),
+            Box::new(self.not_handled.clone()),
+            Box::new(self.downloaded.clone()),
+            Box::new(self.archive_size.clone()),
+            Box::new(self.extracted.clone()),
+            Box::new(self.processed.clone()),
+            Box::new(self.published.clone()),
+            Box::new(self.timeouts.clone()),
+            Box::new(self.failures.clone()),
+            Box::new(self.download_duration.clone()),
+            Box::new(self.extract_duration.clone()),
+            Box::new(self.rules_duration.clone()),
+            Box::new(self.process_duration.clone()),
+            Box::new(self.publish_duration.clone()),
+            Box::new(self.remote_config_version.clone()),
+            Box::new(self.dead_letters.clone()),
+            Box::new(self.retries.clone()),
+            Box::new(self.results.clone()),
+            Box::new(self.component_failures.clone()),
+            Box::new(self.watcher_errors.clone()),
+            Box::new(self.status_failures.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.abandoned_threads.clone()),
+        ]
+    }
+}
+
+/// Registers every pipeline metric in `registry` as well; the values are the same ones the
+/// default registry shows. Fails if `registry` already holds a metric of the same name.
+pub fn register_into(registry: &Registry) -> Result<(), prometheus::Error> {
+    for c in get().collectors() {
+        registry.register(c)?;
+    }
+    Ok(())
 }
 
 /// The metrics, registered on first use.
@@ -217,4 +259,32 @@ pub fn get() -> &'static Metrics {
             ),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_registry_shows_the_same_values() {
+        let registry = Registry::new();
+        register_into(&registry).unwrap();
+        get().received.inc();
+        let families = registry.gather();
+        let value = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .map(|f| f.get_metric()[0].get_counter().get_value())
+        };
+        // Other tests of this process may count too: at least the one above.
+        assert!(value("ccx_consumer_received_total").unwrap() >= 1.0);
+        assert!(families
+            .iter()
+            .any(|f| f.name() == "intake_pipeline_in_flight"));
+        assert!(
+            register_into(&registry).is_err(),
+            "names are registered once"
+        );
+    }
 }

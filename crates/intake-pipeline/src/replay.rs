@@ -63,14 +63,24 @@ pub fn replay_message(dl: &ReceivedMessage) -> Option<OutgoingMessage> {
     })
 }
 
-/// Replays the dead letters of `dlq_topic` (a wire name).
+/// Replays the dead letters of `dlq_topic` (a wire name) on the same bus.
 pub async fn replay(
     bus: Arc<dyn Bus>,
     dlq_topic: &str,
     options: &ReplayOptions,
 ) -> Result<Vec<Replayed>, PipelineError> {
+    replay_between(bus.clone(), bus, dlq_topic, options).await
+}
+
+/// Replays the dead letters of `dlq_topic`, read from `from`, onto `to`.
+pub async fn replay_between(
+    from: Arc<dyn Bus>,
+    to: Arc<dyn Bus>,
+    dlq_topic: &str,
+    options: &ReplayOptions,
+) -> Result<Vec<Replayed>, PipelineError> {
     let group = format!("intake-pipeline-replay-{}", uuid::Uuid::new_v4().simple());
-    let mut consumer = bus
+    let mut consumer = from
         .subscribe(Subscription {
             group,
             topics: vec![dlq_topic.to_owned()],
@@ -125,7 +135,7 @@ pub async fn replay(
             offset: dl.offset,
         };
         if !options.dry_run {
-            bus.publish(message).await?;
+            to.publish(message).await?;
         }
         out.push(item);
     }
