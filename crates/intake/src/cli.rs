@@ -99,12 +99,57 @@ pub enum TrackerCommand {
     },
 }
 
+/// `intake pipeline [check|process|replay]` (spec pipeline.md §2): without a subcommand, runs the
+/// pipeline until SIGTERM/SIGINT.
 #[derive(Args, Debug)]
 pub struct PipelineArgs {
+    #[command(subcommand)]
+    pub command: Option<PipelineCommand>,
     /// The pipeline configuration (YAML); env PIPELINE_CONFIG. Without it, the built-in default.
-    #[arg(long, env = "PIPELINE_CONFIG")]
+    #[arg(long, env = "PIPELINE_CONFIG", global = true)]
     pub config: Option<std::path::PathBuf>,
     /// Print the built-in default configuration and exit.
     #[arg(long)]
     pub print_default_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PipelineCommand {
+    /// Validate the configuration and rule files and print the component graph (exit 0, or 2).
+    Check,
+    /// Extraction and rules on a local archive, no bus; prints the result as JSON.
+    Process {
+        /// The archive (tar, optionally gzip/xz/bzip2, or zip).
+        archive: std::path::PathBuf,
+        /// The org id the output names (`ccx` needs a decimal in 1..=4294967295).
+        #[arg(long, default_value = "1")]
+        org_id: String,
+        /// `report`: the report itself; `ccx`: the message the `ccx` publisher would send.
+        #[arg(long, value_enum, default_value_t = ProcessFormat::Report)]
+        format: ProcessFormat,
+    },
+    /// Produce dead letters again to their source topic (spec pipeline.md §11).
+    Replay {
+        /// Only dead letters with this reason code (`intake-error-reason`).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only dead letters of this class (`permanent`, `transient`).
+        #[arg(long)]
+        class: Option<String>,
+        /// Only dead letters written at or after this RFC3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Replay at most this many.
+        #[arg(long, alias = "count")]
+        limit: Option<usize>,
+        /// List what would be replayed without producing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessFormat {
+    Report,
+    Ccx,
 }

@@ -100,7 +100,9 @@ pub async fn create_topics_at_start(
 /// A partition or replication count of -1 asks the broker for its configured default.
 const BROKER_DEFAULT: i32 = -1;
 
-/// Starts ingress (HTTP + validation consumer).
+/// Starts ingress (HTTP + validation consumer). With `pipeline_metrics` (the pipeline runs in the
+/// same process, `intake serve`), ingress's `/metrics` shows the pipeline's metrics too (spec
+/// pipeline.md §3.3).
 pub fn spawn_ingress(
     settings: &Settings,
     config: IngressConfig,
@@ -108,6 +110,7 @@ pub fn spawn_ingress(
     storage: Storage,
     bus: Arc<dyn Bus>,
     cancel: CancellationToken,
+    pipeline_metrics: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let state = intake_ingress::AppState::new(intake_ingress::Parts {
         config,
@@ -118,6 +121,10 @@ pub fn spawn_ingress(
         bus,
         shutting_down: CancellationToken::new(),
     })?;
+    if pipeline_metrics {
+        intake_pipeline::metrics::register_into(&state.inner.metrics.registry)
+            .context("registering the pipeline's metrics")?;
+    }
     let options = intake_ingress::ServeOptions {
         grace: settings.general.shutdown_grace,
     };

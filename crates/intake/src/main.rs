@@ -60,7 +60,7 @@ fn main() -> std::process::ExitCode {
             Command::Ingress => commands::run::ingress(settings).await,
             Command::Validator(args) => commands::run::validator(settings, args).await,
             Command::Tracker { command } => commands::run::tracker(settings, command).await,
-            Command::Pipeline(args) => commands::run::pipeline(settings, args).await,
+            Command::Pipeline(args) => commands::pipeline::run(settings, args).await,
             Command::Topics { command } => commands::topics::run(settings, command).await,
         }
     });
@@ -71,6 +71,7 @@ fn main() -> std::process::ExitCode {
             eprintln!("intake: {e:#}");
             if e.downcast_ref::<intake_core::config::ConfigError>()
                 .is_some()
+                || commands::pipeline::exit_code(&e) == Some(2)
             {
                 std::process::ExitCode::from(2)
             } else {

@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
+pub mod pipeline;
 pub mod run;
 pub mod topics;

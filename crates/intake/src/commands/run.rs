@@ -37,6 +37,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             storage,
             bus.clone(),
             cancel.clone(),
+            true,
         )?,
         components::spawn_validator(validator, bus_config.clone(), bus.clone(), cancel.clone()),
         components::spawn_tracker(
@@ -68,8 +69,15 @@ pub async fn ingress(settings: Settings) -> anyhow::Result<()> {
     let topics = intake_bus::topics::topic_names(&bus_config, &ingress.valid_services);
     components::create_topics_at_start(bus.as_ref(), &bus_config, topics).await?;
     let cancel = components::cancel_on_signal();
-    let task =
-        components::spawn_ingress(&settings, ingress, bus_config, storage, bus, cancel.clone())?;
+    let task = components::spawn_ingress(
+        &settings,
+        ingress,
+        bus_config,
+        storage,
+        bus,
+        cancel.clone(),
+        false,
+    )?;
     components::join_all(vec![task], cancel).await
 }
 
@@ -126,28 +134,4 @@ pub async fn tracker(
             components::join_all(vec![task], cancel).await
         }
     }
-}
-
-/// `intake pipeline`.
-pub async fn pipeline(settings: Settings, args: crate::cli::PipelineArgs) -> anyhow::Result<()> {
-    if args.print_default_config {
-        print!("{}", intake_pipeline::default_config_yaml());
-        return Ok(());
-    }
-    let config = settings.pipeline(args.config.as_deref())?;
-    let bus_config = settings.bus()?;
-    let bus = components::open_bus(&bus_config).await?;
-    let storage_config = settings.storage()?;
-    let public_url = settings.ingress()?.public_url;
-    let storage = components::open_storage(&storage_config, &public_url).await?;
-    let cancel = components::cancel_on_signal();
-    let task = components::spawn_pipeline(
-        &settings,
-        config,
-        bus_config,
-        bus,
-        Some(storage.store),
-        cancel.clone(),
-    );
-    components::join_all(vec![task], cancel).await
 }
