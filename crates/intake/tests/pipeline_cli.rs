@@ -363,3 +363,119 @@ async fn replay_lists_filters_and_produces_dead_letters_again() {
         assert_eq!(r.header_str(gone), None, "{gone} should be stripped");
     }
 }
+
+/// Serves `body` to every request on a loopback port (a stand-in for a presigned URL).
+fn serve_bytes(body: Vec<u8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The archive server: ends with the test process.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match std::io::Read::read(&mut stream, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/gzip\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, head.as_bytes())
+                .and_then(|_| std::io::Write::write_all(&mut stream, &body));
+        }
+    });
+    port
+}
+
+/// `intake pipeline --config F` with a `prometheus` watcher: the service processes an
+/// announcement from the bus, its metrics appear on the watcher's listener, and SIGTERM ends it
+/// with exit 0 (spec §2, §10).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_serves_its_metrics_on_the_prometheus_watcher_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive_port = serve_bytes(cluster_archive());
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "plugins:\n  packages: [intake_ocp]\nservice:\n  consumer: {{max_record_age: 0}}\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z0-9-]+']\n  watchers:\n    - {{kind: cluster_id}}\n    - {{kind: prometheus, listen: '127.0.0.1:{metrics_port}'}}\n",
+            tmp = dir.path().join("tmp").display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(["pipeline", "--config", &config])
+        .current_dir(dir.path())
+        .env("INTAKE_DATA_DIR", dir.path().join("data"))
+        .env("STORAGE_URL_SIGNING_KEY", "test-key")
+        .env("LOG_LEVEL", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("KAFKAMQ")
+        .env_remove("BUS_DRIVER")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let bus_config = bus_config(dir.path());
+    let bus = intake_bus::open(&bus_config).await.unwrap();
+    let body = json!({"request_id": "req-standalone", "org_id": "54321",
+        "url": format!("http://127.0.0.1:{archive_port}/archives/cluster"),
+        "timestamp": "2024-05-02T09:30:12.123456Z"});
+    bus.publish(
+        OutgoingMessage::new(
+            bus_config.topic("platform.upload.available"),
+            body.to_string(),
+        )
+        .key("req-standalone"),
+    )
+    .await
+    .unwrap();
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let metrics = intake_testkit::poll::until(
+        Duration::from_secs(60),
+        "the result counted on /metrics",
+        || async {
+            let text = client.get(&url).send().await.ok()?.text().await.ok()?;
+            text.contains("ccx_published_total{archive=\"ocp\"} 1")
+                .then_some(text)
+        },
+    )
+    .await;
+    for line in [
+        "ccx_consumer_received_total 1",
+        "ccx_engine_processed_total{archive=\"ocp\"} 1",
+        "intake_pipeline_results_total{type=\"info\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
+    let ready = client
+        .get(format!("http://127.0.0.1:{metrics_port}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let results = read_all(bus.as_ref(), &bus_config.topic("ccx.ocp.results")).await;
+    assert_eq!(results.len(), 1);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status =
+        intake_testkit::poll::until(Duration::from_secs(30), "the pipeline to exit", || {
+            let done = child.try_wait().unwrap();
+            async move { done }
+        })
+        .await;
+    assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
+}
