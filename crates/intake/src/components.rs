@@ -53,7 +53,10 @@ impl Settings {
                 )
             }
         };
-        loaded.map_err(|e| anyhow::anyhow!("pipeline configuration: {e}"))
+        // Typed, so that a bad pipeline configuration exits 2 (spec pipeline.md §2).
+        loaded
+            .map_err(intake_pipeline::PipelineError::from)
+            .context("pipeline configuration")
     }
 
     pub fn validator(&self) -> anyhow::Result<ValidatorConfig> {
