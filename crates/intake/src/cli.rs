@@ -35,6 +35,12 @@ pub enum Command {
         #[command(subcommand)]
         command: TopicsCommand,
     },
+    /// Upload one file to a running ingress, as a customer's machine does; optionally wait for its
+    /// verdict. Exit codes are listed in `intake upload --help`.
+    Upload(crate::commands::upload::UploadArgs),
+    /// Send uploads to a running ingress as fast as it takes them and report throughput, latency
+    /// and answers.
+    Load(crate::commands::load::LoadArgs),
 }
 
 #[derive(Args, Debug, Default)]

@@ -62,11 +62,18 @@ fn main() -> std::process::ExitCode {
             Command::Tracker { command } => commands::run::tracker(settings, command).await,
             Command::Pipeline(args) => commands::pipeline::run(settings, args).await,
             Command::Topics { command } => commands::topics::run(settings, command).await,
+            Command::Upload(args) => commands::upload::run(args).await,
+            Command::Load(args) => commands::load::run(args).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // The client commands end with exit codes of their own, documented in their --help.
+            if let Some(exit) = e.downcast_ref::<commands::upload::Exit>() {
+                eprintln!("intake: {exit}");
+                return std::process::ExitCode::from(exit.code);
+            }
             tracing::error!(error = format!("{e:#}"), "intake stopped");
             eprintln!("intake: {e:#}");
             if e.downcast_ref::<intake_core::config::ConfigError>()

@@ -3,3 +3,5 @@
 pub mod pipeline;
 pub mod run;
 pub mod topics;
+pub mod upload;
+pub mod load;

@@ -1,0 +1,232 @@
+//! One file to `POST /api/ingress/v1/upload`: streamed from disk inside a multipart body with a known
+//! `Content-Length` (so an oversized file is refused before it is sent), retried on 503 and on
+//! connection errors, under a request id chosen before the first attempt.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+pub use indicatif::ProgressBar;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use serde_json::Value;
+use tokio_util::io::ReaderStream;
+
+use crate::error::{describe, ClientError, ServerRefusal};
+use crate::multipart::{random_boundary, Framing};
+use crate::retry;
+
+/// The request-id header.
+pub const REQUEST_ID_HEADER: &str = "x-rh-insights-request-id";
+
+/// What to upload, and how.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    /// Base URL of the ingress.
+    pub url: url::Url,
+    pub file: PathBuf,
+    /// The file part's content type; it picks the service.
+    pub content_type: String,
+    /// The `x-rh-identity` header value, when one is sent.
+    pub identity: Option<String>,
+    /// A JSON object's text (see [`check_metadata`]).
+    pub metadata: Option<String>,
+    /// Sent on every attempt, so a retry after a lost answer meets its own upload (409).
+    pub request_id: String,
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+}
+
+/// A stored upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub request_id: String,
+    /// 202, 201 (legacy mode), or 409 when a retry found the upload already stored.
+    pub status: u16,
+    /// The answer's JSON body (for a 409 after a retry, the refusal body).
+    pub body: Value,
+    pub attempts: u32,
+}
+
+/// Checks that `text` is a JSON object, as ingress requires of the metadata part, and returns it
+/// compacted.
+pub fn check_metadata(text: &str) -> Result<String, ClientError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v.to_string()),
+        Ok(_) => Err(ClientError::BadArgument(
+            "metadata is not a JSON object".into(),
+        )),
+        Err(e) => Err(ClientError::BadArgument(format!(
+            "metadata is not JSON: {e}"
+        ))),
+    }
+}
+
+/// The content type for a service and category, e.g. `application/vnd.redhat.advisor.payload+tgz`.
+/// The suffix follows the file's extension (`+zip`, `+tar`, `+xz`, `+bz2`, else `+tgz`).
+pub fn content_type_for(service: &str, category: &str, file: &std::path::Path) -> String {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let suffix = if name.ends_with(".zip") {
+        "zip"
+    } else if name.ends_with(".tar") {
+        "tar"
+    } else if name.ends_with(".tar.xz") || name.ends_with(".txz") || name.ends_with(".xz") {
+        "xz"
+    } else if name.ends_with(".tar.bz2") || name.ends_with(".bz2") {
+        "bz2"
+    } else {
+        "tgz"
+    };
+    format!("application/vnd.redhat.{service}.{category}+{suffix}")
+}
+
+/// Uploads the file, retrying as the module doc says. `progress`, when given, advances with the
+/// bytes read from the file (and is reset on a retry).
+pub async fn upload(
+    client: &reqwest::Client,
+    req: &UploadRequest,
+    progress: Option<&ProgressBar>,
+) -> Result<Accepted, ClientError> {
+    let url = crate::route(&req.url, crate::UPLOAD_PATH)?;
+    let name = req
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "upload".into());
+    let framing = Framing::new(
+        &random_boundary(),
+        &req.content_type,
+        &name,
+        req.metadata.as_deref(),
+    );
+    let max_attempts = req.max_attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (body, len) = file_body(req, &framing, progress).await?;
+        let mut call = client
+            .post(url.clone())
+            .header(CONTENT_TYPE, framing.content_type())
+            .header(CONTENT_LENGTH, len)
+            .header(REQUEST_ID_HEADER, &req.request_id)
+            .body(body);
+        if let Some(identity) = &req.identity {
+            call = call.header(intake_core::identity::HEADER, identity);
+        }
+        let (wait, last) = match call.send().await {
+            Ok(answer) => {
+                let status = answer.status();
+                let retry_after = retry::retry_after(answer.headers());
+                let body = answer.bytes().await.unwrap_or_default();
+                if status.is_success() {
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    return Ok(Accepted {
+                        request_id: req.request_id.clone(),
+                        status: status.as_u16(),
+                        body,
+                        attempts: attempt,
+                    });
+                }
+                let refusal = ServerRefusal::from_body(status, &body);
+                if status == reqwest::StatusCode::CONFLICT && attempt > 1 {
+                    // An earlier attempt was stored but its answer was lost: the upload is done.
+                    return Ok(Accepted {
+                        request_id: req.request_id.clone(),
+                        status: status.as_u16(),
+                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                        attempts: attempt,
+                    });
+                }
+                if !retry::is_retryable_status(status) {
+                    return Err(if status.is_client_error() {
+                        ClientError::Refused(refusal)
+                    } else {
+                        ClientError::ServerFailed(refusal)
+                    });
+                }
+                (
+                    retry_after.unwrap_or_else(|| retry::backoff(attempt)),
+                    refusal.to_string(),
+                )
+            }
+            Err(e) if retry::is_retryable_error(&e) => (retry::backoff(attempt), describe(&e)),
+            Err(e) => {
+                return Err(ClientError::GaveUp {
+                    attempts: attempt,
+                    last: describe(&e),
+                })
+            }
+        };
+        if attempt >= max_attempts {
+            return Err(ClientError::GaveUp {
+                attempts: attempt,
+                last,
+            });
+        }
+        tracing::warn!(attempt, wait = ?wait, problem = %last, "upload not accepted; trying again");
+        if let Some(bar) = progress {
+            bar.set_position(0);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The multipart body around a fresh read of the file, and its length.
+async fn file_body(
+    req: &UploadRequest,
+    framing: &Framing,
+    progress: Option<&ProgressBar>,
+) -> Result<(reqwest::Body, u64), ClientError> {
+    let file_error = |source| ClientError::File {
+        path: req.file.display().to_string(),
+        source,
+    };
+    let file = tokio::fs::File::open(&req.file).await.map_err(file_error)?;
+    let file_len = file.metadata().await.map_err(file_error)?.len();
+    let bar = progress.cloned();
+    let content = ReaderStream::with_capacity(file, 64 * 1024).inspect_ok(move |chunk: &Bytes| {
+        if let Some(bar) = &bar {
+            bar.inc(chunk.len() as u64);
+        }
+    });
+    let head = futures::stream::once(futures::future::ready(Ok(framing.head.clone())));
+    let tail = futures::stream::once(futures::future::ready(Ok(framing.tail.clone())));
+    let stream = head.chain(content).chain(tail);
+    Ok((
+        reqwest::Body::wrap_stream(stream),
+        framing.body_len(file_len),
+    ))
+}
+
+/// Used by callers that want the default attempt count documented in one place.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// A client suited to uploads: bounded connect time, a read timeout per chunk of the answer, no
+/// total timeout (a large file over a slow link takes what it takes).
+pub fn http_client(
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .read_timeout(read_timeout)
+        .build()
+        .map_err(ClientError::HttpClient)
+}
+
+/// Files at least this big get a progress bar (when the caller shows one at all).
+pub const PROGRESS_THRESHOLD: u64 = 4 * 1024 * 1024;
+
+/// A progress bar over `len` bytes, with bytes per second and time left, drawn on stderr.
+pub fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,89 @@
+//! `intake load`: a bounded load run against a running ingress, summed up for people or, with
+//! `--json`, for benchmark scripts.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use intake_client::load::{LoadPlan, Stop};
+use intake_client::size::SizeSpec;
+
+/// Run length when neither `--count` nor `--duration` is given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+The run stops by itself: after --count uploads, or when --duration has passed (default 10s; \
+uploads in flight then finish). Exit status: 0 when the run completed and at least one upload \
+was accepted, 1 when none was (the summary is printed all the same), 2 for bad flags.")]
+pub struct LoadArgs {
+    /// Base URL of the ingress.
+    #[arg(long, default_value = intake_client::DEFAULT_URL)]
+    pub url: intake_client::Url,
+    /// Uploads in flight at once (one pooled connection each).
+    #[arg(long, short = 'c', default_value_t = 16)]
+    pub concurrency: usize,
+    /// File-part size: fixed (`10KiB`, `1MiB`, `2048`) or uniform over a range (`1KiB..1MiB`).
+    #[arg(long, default_value = "10KiB")]
+    pub size: SizeSpec,
+    /// Stop starting uploads after this long (`500ms`, `30s`, `5m`).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "count")]
+    pub duration: Option<Duration>,
+    /// Stop after this many uploads.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Services the uploads cycle through (content type application/vnd.redhat.<service>.load+tgz).
+    #[arg(long, value_delimiter = ',', default_value = "testareno")]
+    pub services: Vec<String>,
+    /// Org id of the identity sent with each upload.
+    #[arg(long, default_value = "54321")]
+    pub org_id: String,
+    /// Account number of that identity (none by default: an org-only tenant).
+    #[arg(long, default_value = "")]
+    pub account: String,
+    /// A ready-made `x-rh-identity` header value instead of --org-id/--account.
+    #[arg(long, conflicts_with_all = ["org_id", "account"])]
+    pub identity: Option<String>,
+    /// Timeout of each upload, from connect to the end of the answer.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    intake_core::config::units::parse_duration(text)
+}
+
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let stop = match (args.count, args.duration) {
+        (Some(n), _) => Stop::Count(n),
+        (None, Some(d)) => Stop::Duration(d),
+        (None, None) => Stop::Duration(DEFAULT_DURATION),
+    };
+    let identity = args
+        .identity
+        .unwrap_or_else(|| intake_core::identity::Identity::encode(&args.account, &args.org_id));
+    let plan = LoadPlan {
+        url: args.url,
+        concurrency: args.concurrency,
+        size: args.size,
+        stop,
+        services: args.services,
+        identity,
+        request_timeout: args.timeout,
+    };
+    let report = intake_client::load::run(&plan)
+        .await
+        .context("load run failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{report}");
+    }
+    if report.accepted == 0 && report.requests > 0 {
+        anyhow::bail!("no upload was accepted");
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Black-box: `intake load` against `intake serve`, through the real binaries.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use intake_testkit::poll;
+use serde_json::Value;
+
+struct Serve {
+    child: Child,
+    ingress: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(data: &std::path::Path) -> Serve {
+    let (ip, tp) = (free_port(), free_port());
+    let ingress = format!("http://127.0.0.1:{ip}");
+    let child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("serve")
+        .current_dir(data)
+        .env("INTAKE_DATA_DIR", data.join("data"))
+        .env("INGRESS_LISTEN", format!("127.0.0.1:{ip}"))
+        .env("INGRESS_PUBLIC_URL", &ingress)
+        .env("TRACKER_LISTEN", format!("127.0.0.1:{tp}"))
+        .env(
+            "INGRESS_TRACKER_URL",
+            format!("http://127.0.0.1:{tp}/api/v1/payloads/"),
+        )
+        .env("STORAGE_URL_SIGNING_KEY", "test-key")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Serve { child, ingress }
+}
+
+async fn ready(serve: &Serve) {
+    let client = reqwest::Client::new();
+    poll::until_true(
+        Duration::from_secs(60),
+        "intake serve to become ready",
+        || async {
+            let answer = client.get(format!("{}/readyz", serve.ingress)).send().await;
+            matches!(answer, Ok(a) if a.status() == 200)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_counted_run_reports_every_upload_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path());
+    ready(&serve).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(["load", "--url", &serve.ingress, "--count", "50"])
+        .args(["--concurrency", "4", "--size", "1KiB..64KiB", "--json"])
+        .args(["--services", "testareno,advisor"])
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "intake load failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["requests"], 50, "{report}");
+    assert_eq!(report["answered"], 50, "{report}");
+    assert_eq!(report["accepted"], 50, "{report}");
+    assert_eq!(report["by_status"], serde_json::json!({"202": 50}));
+    assert_eq!(report["errors_by_kind"], serde_json::json!({}));
+    assert_eq!(report["concurrency"], 4);
+    let bytes = report["accepted_bytes"].as_u64().unwrap();
+    assert!((50 * 1024..=50 * 64 * 1024).contains(&bytes), "{report}");
+    let latency = &report["latency_ms"];
+    for key in ["p50", "p95", "p99", "max"] {
+        assert!(latency[key].as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert!(latency["p50"].as_f64() <= latency["p99"].as_f64());
+    assert!(latency["p99"].as_f64() <= latency["max"].as_f64());
+    let secs = report["elapsed_seconds"].as_f64().unwrap();
+    let rate = report["accepted_per_second"].as_f64().unwrap();
+    assert!((rate - 50.0 / secs).abs() < 0.05 * rate + 0.01, "{report}");
+
+    // Every accepted upload was stored: 50 objects in quarantine or perm (or rejected by the
+    // validator, since load payloads are random bytes).
+    let storage = dir.path().join("data/storage");
+    poll::until_true(Duration::from_secs(30), "50 stored objects", || {
+        let storage = storage.clone();
+        async move {
+            let count: usize = std::fs::read_dir(&storage)
+                .map(|buckets| {
+                    buckets
+                        .flatten()
+                        .filter(|b| b.path().is_dir())
+                        .map(|b| {
+                            // Objects only: keys hold no '.', sidecars and `.tmp/` do.
+                            std::fs::read_dir(b.path())
+                                .map(|d| {
+                                    d.flatten()
+                                        .filter(|e| !e.file_name().to_string_lossy().contains('.'))
+                                        .count()
+                                })
+                                .unwrap_or(0)
+                        })
+                        .sum()
+                })
+                .unwrap_or(0);
+            count == 50
+        }
+    })
+    .await;
+}
+
+#[test]
+fn a_refused_run_exits_non_zero_with_its_summary() {
+    // Nothing listens on this port: every upload fails to connect.
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(["load", "--url", &format!("http://127.0.0.1:{port}")])
+        .args(["--count", "3", "--concurrency", "1", "--json"])
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["requests"], 3);
+    assert_eq!(report["accepted"], 0);
+    assert_eq!(report["errors_by_kind"]["connect"], 3);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no upload was accepted"));
+}
