@@ -257,11 +257,81 @@ async fn client_gone_after_the_file_part_was_stored_deletes_it() {
     drop(stream);
     poll::until_true(
         Duration::from_secs(20),
-        "the stored part to be deleted",
-        || async { h.keys(Bucket::Quarantine).is_empty() },
+        "the stored part and its metadata to be deleted",
+        || async { h.everything_in(Bucket::Quarantine).is_empty() },
     )
     .await;
     assert!(h.store_faults.calls(Operation::Delete) >= 1);
+    h.assert_bucket_empty(Bucket::Quarantine);
+    assert_nothing_published(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_uploads_with_one_id_store_exactly_one() {
+    let h = harness::start(&[]).await;
+    let addr = h.serve().await;
+    let (a, b) = (payload(900), vec![b'b'; 800]);
+    let bodies = [
+        multipart(&[("file", Some(TGZ), &a)]),
+        multipart(&[("file", Some(TGZ), &b)]),
+    ];
+    let cut = part_head("file", Some(TGZ)).len() + 100;
+    let mut streams = Vec::new();
+    for body in &bodies {
+        streams.push(send_part_of(&addr, "same-id", body, cut).await);
+    }
+    // Both passed check 7 (the id was free) and are streaming into quarantine.
+    poll::until_true(
+        Duration::from_secs(20),
+        "both uploads to be streaming",
+        || async { h.state.metrics.in_flight.get() == 2 },
+    )
+    .await;
+    for (stream, body) in streams.iter_mut().zip(&bodies) {
+        stream.write_all(&body[cut..]).await.unwrap();
+    }
+    let mut answers = Vec::new();
+    for stream in &mut streams {
+        answers.push(raw_http::read_response(stream).await);
+    }
+    let codes: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    let winner = match codes.as_slice() {
+        [202, 409] => &a,
+        [409, 202] => &b,
+        other => panic!("expected one 202 and one 409, got {other:?}"),
+    };
+    let conflict = answers.iter().find(|r| r.status == 409).unwrap();
+    assert_eq!(conflict.json()["request_id"], "same-id");
+    assert!(conflict.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("same-id"));
+
+    // The create-only write kept the winner's bytes, announced once.
+    assert_eq!(h.keys(Bucket::Quarantine), ["same-id"]);
+    assert_eq!(&h.read(Bucket::Quarantine, "same-id").unwrap(), winner);
+    assert!(h.tmp_files(Bucket::Quarantine).is_empty());
+    let announces = h.messages(&h.service_topic()).await;
+    assert_eq!(announces.len(), 1);
+    let announce: Value = serde_json::from_slice(&announces[0].value).unwrap();
+    assert_eq!(announce["size"], winner.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_body_is_aborted_with_408_and_nothing_kept() {
+    let h = harness::start(&[("INGRESS_BODY_IDLE_TIMEOUT", "300ms")]).await;
+    let addr = h.serve().await;
+    let body = multipart(&[("file", Some(TGZ), &payload(900))]);
+    let cut = part_head("file", Some(TGZ)).len() + 400;
+    // The client sends part of the file, then nothing; the server gives up after the idle timeout.
+    let mut stream = send_part_of(&addr, "stalled", &body, cut).await;
+    let responses = raw_http::parse(&raw_http::read_until_closed(&mut stream).await);
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    let r = &responses[0];
+    assert_eq!(r.status, 408);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.json()["status"], 408);
+    assert_eq!(r.json()["request_id"], "stalled");
     h.assert_bucket_empty(Bucket::Quarantine);
     assert_nothing_published(&h).await;
 }

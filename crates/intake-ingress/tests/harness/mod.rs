@@ -251,17 +251,26 @@ impl Ingress {
         }
     }
 
-    /// Nothing in `bucket`: no object, no sidecar, no temporary file.
-    pub fn assert_bucket_empty(&self, bucket: Bucket) {
-        let all: Vec<String> = std::fs::read_dir(self.bucket_dir(bucket))
+    /// Everything in `bucket`: objects, sidecars and temporary files.
+    pub fn everything_in(&self, bucket: Bucket) -> Vec<String> {
+        let mut all: Vec<String> = std::fs::read_dir(self.bucket_dir(bucket))
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n != ".tmp")
             .collect();
+        all.extend(
+            self.tmp_files(bucket)
+                .into_iter()
+                .map(|n| format!(".tmp/{n}")),
+        );
+        all
+    }
+
+    /// Nothing in `bucket`: no object, no sidecar, no temporary file.
+    pub fn assert_bucket_empty(&self, bucket: Bucket) {
+        let all = self.everything_in(bucket);
         assert!(all.is_empty(), "{bucket:?} holds {all:?}");
-        let tmp = self.tmp_files(bucket);
-        assert!(tmp.is_empty(), "{bucket:?}/.tmp holds {tmp:?}");
     }
 
     /// The bytes of `key` in `bucket`, if it is there.

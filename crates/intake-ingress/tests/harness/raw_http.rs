@@ -84,6 +84,36 @@ pub async fn read_until(mut reader: impl AsyncRead + Unpin, needle: &[u8]) -> Ve
     out
 }
 
+/// Reads one final response (interim 1xx ones skipped) whose body length is given by
+/// `Content-Length`, leaving the connection open.
+pub async fn read_response(mut reader: impl AsyncRead + Unpin) -> RawResponse {
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let read = async {
+        loop {
+            let complete = parse(&bytes).into_iter().find(|r| {
+                r.status >= 200
+                    && r.header("content-length")
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .is_some_and(|len| r.body.len() == len)
+            });
+            if let Some(response) = complete {
+                return response;
+            }
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => panic!(
+                    "the connection ended before a full response: {:?}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the server did not answer")
+}
+
 /// Splits what a server sent into responses (interim 1xx ones included), using `Content-Length`.
 pub fn parse(mut bytes: &[u8]) -> Vec<RawResponse> {
     let mut out = Vec::new();
