@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use intake_client::load::{LoadPlan, Stop};
 use intake_client::size::SizeSpec;
@@ -74,9 +73,14 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         identity,
         request_timeout: args.timeout,
     };
-    let report = intake_client::load::run(&plan)
-        .await
-        .context("load run failed")?;
+    let report = intake_client::load::run(&plan).await.map_err(|e| match e {
+        intake_client::ClientError::BadArgument(m) => super::upload::Exit {
+            code: super::upload::code::USAGE,
+            message: m,
+        }
+        .into(),
+        other => anyhow::Error::new(other).context("load run failed"),
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -62,7 +62,7 @@ drawn on stderr for files over 4 MiB when stderr is a terminal.
 Exit codes:
   0  uploaded (with --wait: the payload reached success)
   1  not uploaded: network or server failure after --max-attempts, unreadable file
-  2  bad flags or arguments (metadata not a JSON object, bad request id or service)
+  2  bad flags or arguments (no such file, metadata not a JSON object, bad request id or service)
   3  refused by ingress (4xx); the server's message is printed
   4  --wait: the payload was rejected
   5  --wait: processing ended in error
