@@ -208,3 +208,23 @@ async fn storage_failing_is_503() {
     assert_error(&answer, 503, "Service Unavailable");
     assert_eq!(answer.header("retry-after"), Some("30"));
 }
+
+#[tokio::test]
+async fn other_methods_are_405_naming_get_and_head() {
+    let h = harness::start(&[]).await;
+    let path = signed(&h, Bucket::Quarantine, "dl-405", now() + 60);
+    for method in ["POST", "PUT", "DELETE"] {
+        let answer = h
+            .call(
+                Request::builder()
+                    .method(method)
+                    .uri(&path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_error(&answer, 405, "Method Not Allowed");
+        let allow = answer.header("allow").unwrap_or_default();
+        assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
+    }
+}

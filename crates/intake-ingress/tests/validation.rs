@@ -334,3 +334,65 @@ async fn a_handoff_leaves_the_payload_for_a_later_verdict() {
     assert_eq!(available(&h).await.len(), 1);
     assert_eq!(statuses(&h, "hand-1", "success").await.len(), 1);
 }
+
+#[tokio::test]
+async fn an_accepted_upload_reports_received_then_processing() {
+    let h = consuming().await;
+    h.upload_ok("st-1", &payload(10), None).await;
+    let announce = value(&h.messages(&h.service_topic()).await[0]);
+    // Sent in the background after the answer.
+    let both = intake_testkit::poll::until(
+        std::time::Duration::from_secs(20),
+        "the received and processing statuses",
+        || async {
+            let got: Vec<PayloadStatus> = h
+                .statuses()
+                .await
+                .into_iter()
+                .filter(|s| s.request_id == "st-1")
+                .collect();
+            (got.len() >= 2).then_some(got)
+        },
+    )
+    .await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    let (received, processing) = (&both[0], &both[1]);
+    assert_eq!(received.status, "received");
+    assert_eq!(
+        received.status_msg.as_deref(),
+        Some("payload received by ingress")
+    );
+    assert_eq!(received.date, announce["timestamp"].as_str().unwrap());
+    assert_eq!(processing.status, "processing");
+    assert_eq!(
+        processing.status_msg.as_deref(),
+        Some("announced to testareno")
+    );
+    rfc3339(&processing.date);
+    for s in &both {
+        assert_eq!(s.service, "ingress");
+        assert_eq!(s.org_id.as_deref(), Some(ORG_ID));
+        assert_eq!(s.account.as_deref(), Some(ACCOUNT));
+    }
+    // Keyed by the request id.
+    let topic = h.topic(&h.bus_config.topics.payload_status);
+    for m in h.messages(&topic).await {
+        assert_eq!(m.key_str(), Some("st-1"));
+    }
+}
+
+#[tokio::test]
+async fn request_id_wins_over_a_different_payload_id() {
+    let h = consuming().await;
+    h.upload_ok("both-ids", &payload(10), None).await;
+    let response = json!({
+        "request_id": "both-ids", "payload_id": "someone-else", "service": SERVICE,
+        "validation": "success",
+    });
+    h.respond(response.to_string().as_bytes(), "both-ids").await;
+    h.wait_verdicts("success", 1).await;
+    assert_eq!(h.keys(Bucket::Perm), ["both-ids"]);
+    let messages = available(&h).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(value(&messages[0])["payload_id"], "both-ids");
+}
