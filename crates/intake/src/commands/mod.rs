@@ -1,7 +1,7 @@
 //! One module per subcommand.
 
+pub mod load;
 pub mod pipeline;
 pub mod run;
 pub mod topics;
 pub mod upload;
-pub mod load;
