@@ -211,6 +211,9 @@ struct Mock {
     attempts: AtomicUsize,
     /// Answer 503 with `Retry-After: 1` to this many attempts first.
     unavailable_for: usize,
+    /// Answer 409 after the first attempt, as ingress does when that attempt was stored but its
+    /// answer never reached the client.
+    conflict_after_first: bool,
     /// What /track answers, in turn (the last one repeats); empty means 404.
     track: Vec<&'static str>,
     track_calls: AtomicUsize,
@@ -235,6 +238,14 @@ async fn mock_upload(
         .lock()
         .unwrap()
         .push((id.clone(), header("content-length"), body.to_vec()));
+    if mock.conflict_after_first && n > 1 {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"status": 409, "title": "Conflict",
+                "message": format!("request id {id} is already taken"), "request_id": id})),
+        )
+            .into_response();
+    }
     if n <= mock.unavailable_for {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -462,4 +473,29 @@ async fn bad_arguments_exit_2_before_anything_is_sent() {
         intake_upload(&["/no/such/file", "--url", &url, "--service", "advisor"]).await;
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(state.attempts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_409_on_a_retry_means_an_earlier_attempt_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sample(dir.path());
+    let (url, state) = mock(Mock {
+        unavailable_for: 1,
+        conflict_after_first: true,
+        ..Mock::default()
+    })
+    .await;
+    let (code, stdout, stderr) = intake_upload(&[
+        &file,
+        "--url",
+        &url,
+        "--service",
+        "advisor",
+        "--request-id",
+        "lost-answer-1",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "lost-answer-1\n");
+    assert_eq!(state.attempts.load(Ordering::SeqCst), 2);
 }
