@@ -15,6 +15,7 @@ use intake_core::{Identity, RequestId};
 use intake_storage::Bucket;
 use intake_testkit::poll;
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
 
 const SIGNING_KEY: &str = "restart-test-key";
 const TGZ: &str = "application/vnd.redhat.testareno.something+tgz";
@@ -314,4 +315,64 @@ async fn kills_between_the_steps_of_a_verdict_replay_without_doing_anything_twic
         std::fs::read(bucket_dir(dir, "insights-upload-perm-test").join("restart-2")).unwrap(),
         bytes
     );
+}
+
+fn tmp_files(dir: &Path) -> Vec<std::fs::DirEntry> {
+    std::fs::read_dir(bucket_dir(dir, "insights-upload-quarantine").join(".tmp"))
+        .map(|d| d.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_during_an_upload_leaves_nothing_and_the_id_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bytes = archive();
+
+    // A client that sends half of its file part, then waits.
+    let first = start(dir).await;
+    let boundary = "XyZboundary";
+    let part_head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\nContent-Type: {TGZ}\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let addr = first.base.strip_prefix("http://").unwrap().to_owned();
+    let head = format!(
+        "POST /api/ingress/v1/upload HTTP/1.1\r\nHost: {addr}\r\nx-rh-identity: {}\r\n\
+         x-rh-insights-request-id: restart-3\r\ncontent-type: multipart/form-data; boundary={boundary}\r\n\
+         content-length: {}\r\n\r\n",
+        Identity::encode("12345", "54321"),
+        part_head.len() + bytes.len() + tail.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(part_head.as_bytes()).await.unwrap();
+    stream.write_all(&bytes[..bytes.len() / 2]).await.unwrap();
+    poll::until_true(
+        Duration::from_secs(30),
+        "the upload to be written into quarantine",
+        || async { !tmp_files(dir).is_empty() },
+    )
+    .await;
+    drop(first); // SIGKILL in the middle of the write
+    drop(stream);
+    assert!(
+        !tmp_files(dir).is_empty(),
+        "the killed process could not clean up"
+    );
+    assert!(!has(dir, "insights-upload-quarantine", "restart-3"));
+
+    // Start-up empties the writes in progress; the id is free and the upload goes through once.
+    let second = start(dir).await;
+    let left: Vec<_> = tmp_files(dir).iter().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "{left:?}");
+    upload(&second, "restart-3", &bytes).await;
+    assert_eq!(
+        std::fs::read(bucket_dir(dir, "insights-upload-quarantine").join("restart-3")).unwrap(),
+        bytes
+    );
+    let bus = bus(dir).await;
+    let announces = values_for(bus.as_ref(), "platform.upload.testareno", "restart-3").await;
+    assert_eq!(announces.len(), 1, "{announces:?}");
+    assert_eq!(announces[0]["size"], bytes.len());
 }
