@@ -35,6 +35,9 @@ pub struct UploadRequest {
     pub request_id: String,
     /// Attempts in all, the first included (at least 1).
     pub max_attempts: u32,
+    /// Longest time an attempt may make no progress: no body bytes taken by the connection, and
+    /// once the body is sent, no answer. A stalled attempt counts as a connection failure.
+    pub idle_timeout: Duration,
 }
 
 /// A stored upload.
@@ -106,7 +109,8 @@ pub async fn upload(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (body, len) = file_body(req, &framing, progress).await?;
+        let activity = Activity::default();
+        let (body, len) = file_body(req, &framing, progress, activity.clone()).await?;
         let mut call = client
             .post(url.clone())
             .header(CONTENT_TYPE, framing.content_type())
@@ -116,49 +120,52 @@ pub async fn upload(
         if let Some(identity) = &req.identity {
             call = call.header(intake_core::identity::HEADER, identity);
         }
-        let (wait, last) = match call.send().await {
-            Ok(answer) => {
-                let status = answer.status();
-                let retry_after = retry::retry_after(answer.headers());
-                let body = answer.bytes().await.unwrap_or_default();
-                if status.is_success() {
-                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    return Ok(Accepted {
-                        request_id: req.request_id.clone(),
-                        status: status.as_u16(),
-                        body,
+        let (wait, last) = match activity.watch(call.send(), req.idle_timeout).await {
+            Err(stalled) => (retry::backoff(attempt), stalled),
+            Ok(sent) => match sent {
+                Ok(answer) => {
+                    let status = answer.status();
+                    let retry_after = retry::retry_after(answer.headers());
+                    let body = answer.bytes().await.unwrap_or_default();
+                    if status.is_success() {
+                        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        return Ok(Accepted {
+                            request_id: req.request_id.clone(),
+                            status: status.as_u16(),
+                            body,
+                            attempts: attempt,
+                        });
+                    }
+                    let refusal = ServerRefusal::from_body(status, &body);
+                    if status == reqwest::StatusCode::CONFLICT && attempt > 1 {
+                        // An earlier attempt was stored but its answer was lost: the upload is done.
+                        return Ok(Accepted {
+                            request_id: req.request_id.clone(),
+                            status: status.as_u16(),
+                            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                            attempts: attempt,
+                        });
+                    }
+                    if !retry::is_retryable_status(status) {
+                        return Err(if status.is_client_error() {
+                            ClientError::Refused(refusal)
+                        } else {
+                            ClientError::ServerFailed(refusal)
+                        });
+                    }
+                    (
+                        retry_after.unwrap_or_else(|| retry::backoff(attempt)),
+                        refusal.to_string(),
+                    )
+                }
+                Err(e) if retry::is_retryable_error(&e) => (retry::backoff(attempt), describe(&e)),
+                Err(e) => {
+                    return Err(ClientError::GaveUp {
                         attempts: attempt,
-                    });
+                        last: describe(&e),
+                    })
                 }
-                let refusal = ServerRefusal::from_body(status, &body);
-                if status == reqwest::StatusCode::CONFLICT && attempt > 1 {
-                    // An earlier attempt was stored but its answer was lost: the upload is done.
-                    return Ok(Accepted {
-                        request_id: req.request_id.clone(),
-                        status: status.as_u16(),
-                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                        attempts: attempt,
-                    });
-                }
-                if !retry::is_retryable_status(status) {
-                    return Err(if status.is_client_error() {
-                        ClientError::Refused(refusal)
-                    } else {
-                        ClientError::ServerFailed(refusal)
-                    });
-                }
-                (
-                    retry_after.unwrap_or_else(|| retry::backoff(attempt)),
-                    refusal.to_string(),
-                )
-            }
-            Err(e) if retry::is_retryable_error(&e) => (retry::backoff(attempt), describe(&e)),
-            Err(e) => {
-                return Err(ClientError::GaveUp {
-                    attempts: attempt,
-                    last: describe(&e),
-                })
-            }
+            },
         };
         if attempt >= max_attempts {
             return Err(ClientError::GaveUp {
@@ -179,6 +186,7 @@ async fn file_body(
     req: &UploadRequest,
     framing: &Framing,
     progress: Option<&ProgressBar>,
+    activity: Activity,
 ) -> Result<(reqwest::Body, u64), ClientError> {
     let file_error = |source| ClientError::File {
         path: req.file.display().to_string(),
@@ -188,6 +196,7 @@ async fn file_body(
     let file_len = file.metadata().await.map_err(file_error)?.len();
     let bar = progress.cloned();
     let content = ReaderStream::with_capacity(file, 64 * 1024).inspect_ok(move |chunk: &Bytes| {
+        activity.touch();
         if let Some(bar) = &bar {
             bar.inc(chunk.len() as u64);
         }
@@ -204,17 +213,65 @@ async fn file_body(
 /// Used by callers that want the default attempt count documented in one place.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
-/// A client suited to uploads: bounded connect time, a read timeout per chunk of the answer, no
-/// total timeout (a large file over a slow link takes what it takes).
-pub fn http_client(
-    connect_timeout: Duration,
-    read_timeout: Duration,
-) -> Result<reqwest::Client, ClientError> {
+/// A client suited to uploads: bounded connect time and no total timeout (a large file over a slow
+/// link takes what it takes); stalls are caught by [`UploadRequest::idle_timeout`] instead, because
+/// reqwest's read timeout runs from the start of the request, body upload included.
+pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
-        .read_timeout(read_timeout)
         .build()
         .map_err(ClientError::HttpClient)
+}
+
+/// When an attempt last made progress (the connection took a chunk of the body).
+#[derive(Debug, Clone)]
+struct Activity {
+    start: std::time::Instant,
+    last_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            last_ms: Default::default(),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+
+    /// Drives `send` to its end, or gives up once nothing has moved for `idle`.
+    async fn watch<F: std::future::Future>(
+        &self,
+        send: F,
+        idle: Duration,
+    ) -> Result<F::Output, String> {
+        tokio::pin!(send);
+        loop {
+            let check = idle
+                .saturating_sub(self.idle())
+                .max(Duration::from_millis(10));
+            tokio::select! {
+                out = &mut send => return Ok(out),
+                () = tokio::time::sleep(check) => {
+                    if self.idle() >= idle {
+                        return Err(format!("no progress for {idle:?}"));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Files at least this big get a progress bar (when the caller shows one at all).

@@ -214,6 +214,8 @@ struct Mock {
     /// Answer 409 after the first attempt, as ingress does when that attempt was stored but its
     /// answer never reached the client.
     conflict_after_first: bool,
+    /// Take the body, then never answer.
+    hang: bool,
     /// What /track answers, in turn (the last one repeats); empty means 404.
     track: Vec<&'static str>,
     track_calls: AtomicUsize,
@@ -238,6 +240,9 @@ async fn mock_upload(
         .lock()
         .unwrap()
         .push((id.clone(), header("content-length"), body.to_vec()));
+    if mock.hang {
+        std::future::pending::<()>().await;
+    }
     if mock.conflict_after_first && n > 1 {
         return (
             StatusCode::CONFLICT,
@@ -497,5 +502,32 @@ async fn a_409_on_a_retry_means_an_earlier_attempt_was_stored() {
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "lost-answer-1\n");
+    assert_eq!(state.attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingress_that_never_answers_is_abandoned_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sample(dir.path());
+    let (url, state) = mock(Mock {
+        hang: true,
+        ..Mock::default()
+    })
+    .await;
+    let (code, stdout, stderr) = intake_upload(&[
+        &file,
+        "--url",
+        &url,
+        "--service",
+        "advisor",
+        "--idle-timeout",
+        "300ms",
+        "--max-attempts",
+        "2",
+    ])
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("no progress for 300ms"), "{stderr}");
     assert_eq!(state.attempts.load(Ordering::SeqCst), 2);
 }

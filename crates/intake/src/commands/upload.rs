@@ -122,15 +122,16 @@ pub struct UploadArgs {
     /// Time allowed to connect to the ingress.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: Duration,
-    /// Longest silence from the ingress while waiting for its answer.
+    /// Longest time without progress (no body bytes taken, or no answer once the body is sent)
+    /// before the attempt is abandoned and retried.
     #[arg(long, value_parser = parse_duration, default_value = "120s")]
-    pub read_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
     let request = request(&args)?;
-    let client = upload::http_client(args.connect_timeout, args.read_timeout)
-        .map_err(|e| exit(code::FAILED, e.to_string()))?;
+    let client =
+        upload::http_client(args.connect_timeout).map_err(|e| exit(code::FAILED, e.to_string()))?;
     let bar = progress(&args);
     let outcome = upload::upload(&client, &request, bar.as_ref()).await;
     if let Some(bar) = &bar {
@@ -253,6 +254,7 @@ fn request(args: &UploadArgs) -> anyhow::Result<UploadRequest> {
         metadata,
         request_id,
         max_attempts: args.max_attempts,
+        idle_timeout: args.idle_timeout,
     })
 }
 
