@@ -1,80 +1,18 @@
 //! Black-box HTTP tests of `POST /upload` on the real router with the embedded bus and localdisk
-//! storage (both real drivers), plus a fault-injecting bus wrapper.
+//! storage (both real drivers, from the shared harness), plus a fault-injecting bus wrapper.
 
-use std::sync::Arc;
+mod harness;
 
 use axum::body::Body;
+use harness::{identity, multipart, Ingress, BOUNDARY, TGZ};
 use http::Request;
-use http_body_util::BodyExt;
-use intake_bus::faults::{FaultyBus, PublishFault};
-use intake_core::config::{BusConfig, EnvMap, IngressConfig, StorageConfig};
+use intake_bus::faults::PublishFault;
 use intake_core::Identity;
+use intake_storage::Bucket;
 use serde_json::Value;
 use tower::ServiceExt;
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    router: axum::Router,
-    quarantine: std::path::PathBuf,
-    faults: intake_bus::faults::FaultHandle,
-}
-
-async fn harness(extra: &[(&str, &str)]) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let mut env: EnvMap = [("INGRESS_MAX_SIZE".to_string(), "1000".to_string())].into();
-    for (k, v) in extra {
-        env.insert(k.to_string(), v.to_string());
-    }
-    let storage_config = StorageConfig::from_env(&env, dir.path()).unwrap();
-    let bus_config = BusConfig::from_env(&env, dir.path()).unwrap();
-    let storage = intake_storage::open(&storage_config, "http://localhost:8080")
-        .await
-        .unwrap();
-    let faulty = FaultyBus::new(intake_bus::open(&bus_config).await.unwrap());
-    let faults = faulty.faults();
-    let state = intake_ingress::AppState::new(intake_ingress::Parts {
-        config: IngressConfig::from_env(&env).unwrap(),
-        bus_config,
-        identity_required: true,
-        store: storage.store,
-        downloads: storage.downloads,
-        bus: Arc::new(faulty),
-        shutting_down: Default::default(),
-    })
-    .unwrap();
-    let quarantine = dir.path().join("storage/insights-upload-quarantine");
-    Harness {
-        _dir: dir,
-        router: intake_ingress::router(state),
-        quarantine,
-        faults,
-    }
-}
-
-const BOUNDARY: &str = "XyZboundary";
-
-fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, ct, bytes) in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-        body.extend_from_slice(
-            format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\n")
-                .as_bytes(),
-        );
-        if let Some(ct) = ct {
-            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-        }
-        body.extend_from_slice(b"\r\n");
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-const TGZ: &str = "application/vnd.redhat.testareno.something+tgz";
-
-async fn send(h: &Harness, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+async fn send(h: &Ingress, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
     let mut req = Request::post("/api/ingress/v1/upload").header(
         "content-type",
         format!("multipart/form-data; boundary={BOUNDARY}"),
@@ -82,34 +20,13 @@ async fn send(h: &Harness, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Val
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let response = h
-        .router
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-fn identity() -> String {
-    Identity::encode("12345", "54321")
-}
-
-fn quarantine_is_empty(h: &Harness) -> bool {
-    std::fs::read_dir(&h.quarantine)
-        .unwrap()
-        .filter_map(Result::ok)
-        .all(|e| e.file_name() == ".tmp")
+    let answer = h.call(req.body(Body::from(body)).unwrap()).await;
+    (answer.status.as_u16(), answer.json())
 }
 
 #[tokio::test]
 async fn accepted_upload_answers_202_and_is_kept() {
-    let h = harness(&[]).await;
+    let h = harness::start(&[]).await;
     let id = identity();
     let (code, body) = send(
         &h,
@@ -123,10 +40,7 @@ async fn accepted_upload_answers_202_and_is_kept() {
     assert_eq!(code, 202, "{body}");
     assert_eq!(body["request_id"], "abc123");
     assert_eq!(body["upload"]["org_id"], "54321");
-    assert_eq!(
-        std::fs::read(h.quarantine.join("abc123")).unwrap(),
-        b"payload"
-    );
+    assert_eq!(h.read(Bucket::Quarantine, "abc123").unwrap(), b"payload");
     // The same id again is a conflict; the stored payload is untouched.
     let (code, body) = send(
         &h,
@@ -138,15 +52,12 @@ async fn accepted_upload_answers_202_and_is_kept() {
     )
     .await;
     assert_eq!(code, 409, "{body}");
-    assert_eq!(
-        std::fs::read(h.quarantine.join("abc123")).unwrap(),
-        b"payload"
-    );
+    assert_eq!(h.read(Bucket::Quarantine, "abc123").unwrap(), b"payload");
 }
 
 #[tokio::test]
 async fn identity_and_request_id_checks() {
-    let h = harness(&[("INGRESS_DENY_ORG_IDS", "54321")]).await;
+    let h = harness::start(&[("INGRESS_DENY_ORG_IDS", "54321")]).await;
     let file = || multipart(&[("file", Some(TGZ), b"x")]);
     assert_eq!(send(&h, &[], file()).await.0, 401);
     assert_eq!(send(&h, &[("x-rh-identity", "%%%")], file()).await.0, 400);
@@ -186,7 +97,7 @@ async fn identity_and_request_id_checks() {
 
 #[tokio::test]
 async fn parts_types_and_sizes() {
-    let h = harness(&[]).await;
+    let h = harness::start(&[]).await;
     let id = identity();
     let hdr = [("x-rh-identity", id.as_str())];
     // 415 for the spec's examples.
@@ -213,7 +124,7 @@ async fn parts_types_and_sizes() {
         "{msg}"
     );
     // No file part, two file parts, bad metadata after the file: 400 and nothing kept.
-    let before = std::fs::read_dir(&h.quarantine).unwrap().count();
+    let before = h.everything_in(Bucket::Quarantine).len();
     assert_eq!(
         send(&h, &hdr, multipart(&[("other", None, b"x")])).await.0,
         400
@@ -236,13 +147,13 @@ async fn parts_types_and_sizes() {
     .await;
     assert_eq!(code, 400);
     assert_eq!(body["message"], "metadata is not a JSON object");
-    assert_eq!(std::fs::read_dir(&h.quarantine).unwrap().count(), before);
+    assert_eq!(h.everything_in(Bucket::Quarantine).len(), before);
 }
 
 #[tokio::test]
 async fn bus_down_answers_503_and_keeps_nothing() {
-    let h = harness(&[]).await;
-    h.faults.fail_publish(PublishFault::Unavailable);
+    let h = harness::start(&[]).await;
+    h.bus_faults.fail_publish(PublishFault::Unavailable);
     let (code, body) = send(
         &h,
         &[("x-rh-identity", &identity())],
@@ -250,8 +161,8 @@ async fn bus_down_answers_503_and_keeps_nothing() {
     )
     .await;
     assert_eq!(code, 503, "{body}");
-    assert!(quarantine_is_empty(&h));
-    h.faults.heal_publish();
+    h.assert_bucket_empty(Bucket::Quarantine);
+    h.bus_faults.heal_publish();
     let (code, _) = send(
         &h,
         &[("x-rh-identity", &identity())],
@@ -263,7 +174,7 @@ async fn bus_down_answers_503_and_keeps_nothing() {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_json() {
-    let h = harness(&[]).await;
+    let h = harness::start(&[]).await;
     let r = h
         .router
         .clone()
@@ -293,7 +204,7 @@ async fn unknown_paths_and_methods_answer_json() {
 
 #[tokio::test]
 async fn openapi_paths_are_all_routed() {
-    let h = harness(&[]).await;
+    let h = harness::start(&[]).await;
     let doc = intake_ingress::openapi::document();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
