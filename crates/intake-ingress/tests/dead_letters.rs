@@ -14,6 +14,7 @@ use intake_storage::Bucket;
 use intake_testkit::poll;
 use serde_json::json;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 async fn consuming(extra: &[(&str, &str)]) -> Ingress {
     let h = harness::start(extra).await;
@@ -339,4 +340,84 @@ async fn an_unwritable_dlq_holds_the_message_until_it_takes_it() {
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].value, b"{not json");
     assert_eq!(header(&letters[0], "dlq_reason"), "invalid_json");
+}
+
+/// Runs a validation consumer that stops when the returned token fires.
+fn stoppable_consumer(
+    h: &Ingress,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), intake_bus::BusError>>,
+) {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(intake_ingress::validation::run(
+        h.state.clone(),
+        stop.clone(),
+    ));
+    (stop, task)
+}
+
+/// Shutdown ends the consumer promptly even while it waits, and commits nothing unfinished.
+async fn stop_promptly(
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), intake_bus::BusError>>,
+) {
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the consumer did not stop within 5 s of shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_during_an_outage_stops_the_consumer_without_committing() {
+    let h = harness::start(&[("INGRESS_VALIDATION_RETRIES", "1")]).await;
+    h.upload_ok("stop-1", &payload(12), None).await;
+    for op in [Operation::Head, Operation::Copy, Operation::Check] {
+        h.store_faults.set(op, Fault::Always);
+    }
+    let (stop, task) = stoppable_consumer(&h);
+    h.respond(&verdict("stop-1", "success"), "stop-1").await;
+    poll::until_true(
+        Duration::from_secs(20),
+        "the consumer to wait for storage",
+        || async { h.store_faults.calls(Operation::Check) >= 3 },
+    )
+    .await;
+    stop_promptly(stop, task).await;
+    assert_nothing_counted(&h);
+
+    // The response was not committed: the next consumer applies it once storage is back.
+    h.store_faults.clear_all();
+    h.start_consumer();
+    h.wait_verdicts("success", 1).await;
+    assert_eq!(h.keys(Bucket::Perm), ["stop-1"]);
+    assert_eq!(available(&h).await.len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_while_the_dlq_is_unwritable_stops_without_losing_the_message() {
+    let h = harness::start(&[]).await;
+    let dlq = h.topic(&h.bus_config.topics.validation_dlq);
+    let target = dlq.clone();
+    h.bus_faults
+        .fail_publish_where(PublishFault::Unavailable, move |t| t == target);
+    let (stop, task) = stoppable_consumer(&h);
+    h.respond(b"{not json", "bad").await;
+    poll::until_true(
+        Duration::from_secs(20),
+        "the dead letter to be retried",
+        || async { h.bus_faults.injected_publish_failures() >= 2 },
+    )
+    .await;
+    stop_promptly(stop, task).await;
+
+    // Not committed: the next consumer dead-letters it once the DLQ takes messages again.
+    h.bus_faults.heal();
+    h.start_consumer();
+    h.wait_verdicts("dead_letter", 1).await;
+    let letters = h.messages(&dlq).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].value, b"{not json");
 }

@@ -56,10 +56,20 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
                 continue;
             }
         };
-        // A message is fully processed (or dead-lettered) before its offset is committed; the
-        // processing itself is not interrupted by shutdown, so a verdict is never left half done.
-        process::handle(&state, &message).await;
-        commit(&mut *consumer, &message, &cancel).await;
+        // A message is fully processed (or dead-lettered) before its offset is committed; a step in
+        // progress is not interrupted by shutdown, so a verdict is never left half done. Shutdown
+        // does end a wait (outage, retry backoff, unwritable DLQ): the message stays uncommitted
+        // and is delivered again, which is safe because every step is idempotent.
+        match process::handle(&state, &message, &cancel).await {
+            process::Handled::Done => commit(&mut *consumer, &message, &cancel).await,
+            process::Handled::Interrupted => {
+                tracing::info!(
+                    offset = message.offset,
+                    "shutdown while a validation response waited; it will be delivered again"
+                );
+                break;
+            }
+        }
     }
     Ok(())
 }
@@ -91,21 +101,25 @@ async fn commit(
     );
 }
 
-/// Waits until storage and the bus both answer (as `/readyz` sees them).
-pub(crate) async fn wait_until_healthy(state: &AppState) {
+/// Waits until storage and the bus both answer (as `/readyz` sees them): true then, false if
+/// `cancel` fired first.
+pub(crate) async fn wait_until_healthy(state: &AppState, cancel: &CancellationToken) -> bool {
     let mut wait = Duration::from_secs(1);
     loop {
         let storage = state.store.check().await;
         let bus = state.bus.check().await;
         if storage.is_ok() && bus.is_ok() {
-            return;
+            return true;
         }
         tracing::warn!(
             storage = ?storage.err().map(|e| e.to_string()),
             bus = ?bus.err().map(|e| e.to_string()),
             "storage or bus unavailable; validation processing paused"
         );
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(wait) => {}
+        }
         wait = (wait * 2).min(OUTAGE_BACKOFF_MAX);
     }
 }

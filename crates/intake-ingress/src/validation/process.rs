@@ -10,6 +10,7 @@ use intake_core::messages::{
 use intake_core::{status, time};
 use intake_storage::{Bucket, ObjectMeta, StorageError};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::dlq::dead_letter;
@@ -52,12 +53,29 @@ enum Failure {
 /// Longest pause between retries of one message.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(16);
 
-pub(super) async fn handle(state: &AppState, message: &ReceivedMessage) {
+/// How handling one message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Handled {
+    /// Applied or dead-lettered: the offset may be committed.
+    Done,
+    /// Shutdown came while the message waited (an outage, a retry, an unwritable DLQ). Nothing may
+    /// be committed: every step is idempotent, so the message is simply delivered again.
+    Interrupted,
+}
+
+/// Handles one message. Only waits end early on `cancel`; a step in progress always finishes.
+pub(super) async fn handle(
+    state: &AppState,
+    message: &ReceivedMessage,
+    cancel: &CancellationToken,
+) -> Handled {
     let verdict = match ValidationResponse::parse(&message.value) {
         Err(e) => {
             let (id, service) = ValidationResponse::salvage_ids(&message.value);
             tracing::warn!(offset = message.offset, reason = e.reason_code(), error = %e, "invalid validation response");
-            send_dead_letter(state, message, e.reason_code(), &e.to_string()).await;
+            if !send_dead_letter(state, message, e.reason_code(), &e.to_string(), cancel).await {
+                return Handled::Interrupted;
+            }
             if let Some(id) = id {
                 let msg = format!(
                     "invalid validation response from {}: {}",
@@ -82,9 +100,13 @@ pub(super) async fn handle(state: &AppState, message: &ReceivedMessage) {
         }
         Ok(response) => {
             let span = tracing::info_span!("validation", request_id = %response.request_id, service = %response.service);
-            process_with_retries(state, message, &response)
+            let processed = process_with_retries(state, message, &response, cancel)
                 .instrument(span)
-                .await
+                .await;
+            match processed {
+                Some(verdict) => verdict,
+                None => return Handled::Interrupted,
+            }
         }
     };
     state
@@ -92,13 +114,16 @@ pub(super) async fn handle(state: &AppState, message: &ReceivedMessage) {
         .validation_messages
         .with_label_values(&[verdict.as_str()])
         .inc();
+    Handled::Done
 }
 
+/// Applies a response, retrying failed steps; `None` when shutdown interrupted a wait.
 async fn process_with_retries(
     state: &AppState,
     message: &ReceivedMessage,
     response: &ValidationResponse,
-) -> Verdict {
+    cancel: &CancellationToken,
+) -> Option<Verdict> {
     if response.payload_id_mismatch {
         tracing::warn!(request_id = %response.request_id, "request_id and payload_id differ; request_id wins");
     }
@@ -106,10 +131,12 @@ async fn process_with_retries(
     let mut backoff = Duration::from_secs(1);
     loop {
         match apply(state, response).await {
-            Ok(v) => return v,
+            Ok(v) => return Some(v),
             Err(Failure::UnknownId) => {
                 let detail = format!("no bucket holds request id {}", response.request_id);
-                send_dead_letter(state, message, "unknown_request_id", &detail).await;
+                if !send_dead_letter(state, message, "unknown_request_id", &detail, cancel).await {
+                    return None;
+                }
                 let msg = format!(
                     "invalid validation response from {}: unknown_request_id",
                     response.service
@@ -127,18 +154,22 @@ async fn process_with_retries(
                         time::now_string(),
                     ))
                     .await;
-                return Verdict::DeadLetter;
+                return Some(Verdict::DeadLetter);
             }
             Err(Failure::Step(what)) => {
                 if state.store.check().await.is_err() || state.bus.check().await.is_err() {
                     // An outage is not this message's fault: wait, and do not count the attempt.
-                    super::wait_until_healthy(state).await;
+                    if !super::wait_until_healthy(state, cancel).await {
+                        return None;
+                    }
                     continue;
                 }
                 attempts += 1;
                 tracing::warn!(request_id = %response.request_id, attempts, error = %what, "validation step failed");
                 if attempts >= state.config.validation_retries.max(1) {
-                    send_dead_letter(state, message, "processing_failed", &what).await;
+                    if !send_dead_letter(state, message, "processing_failed", &what, cancel).await {
+                        return None;
+                    }
                     let subject = subject_from_store(state, response).await;
                     state
                         .statuses
@@ -149,9 +180,12 @@ async fn process_with_retries(
                             time::now_string(),
                         ))
                         .await;
-                    return Verdict::Error;
+                    return Some(Verdict::Error);
                 }
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
         }
@@ -376,7 +410,14 @@ pub fn available_message(
 }
 
 /// Publishes a dead letter, retrying until the DLQ takes it (the offset is not committed before).
-async fn send_dead_letter(state: &AppState, message: &ReceivedMessage, reason: &str, detail: &str) {
+/// Returns false when shutdown came first; the message is then left uncommitted.
+async fn send_dead_letter(
+    state: &AppState,
+    message: &ReceivedMessage,
+    reason: &str,
+    detail: &str,
+    cancel: &CancellationToken,
+) -> bool {
     let topic = state
         .bus_config
         .topic(&state.bus_config.topics.validation_dlq);
@@ -387,7 +428,10 @@ async fn send_dead_letter(state: &AppState, message: &ReceivedMessage, reason: &
             Ok(_) => break,
             Err(e) => {
                 tracing::error!(error = %e, %topic, "dead-letter topic unavailable; not committing until it is");
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return false,
+                    _ = tokio::time::sleep(wait) => {}
+                }
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }
@@ -397,4 +441,5 @@ async fn send_dead_letter(state: &AppState, message: &ReceivedMessage, reason: &
         .dead_letters
         .with_label_values(&[reason])
         .inc();
+    true
 }
