@@ -7,6 +7,7 @@
 #   INTAKE_TEST_KAFKA_TLS_BROKERS    127.0.0.1:PORT, TLS without SASL, client certificate required
 #                                    (socat terminates TLS in front of a third, in-memory tansu)
 #   INTAKE_TEST_KAFKA_TLS_CA, _CERT, _KEY   the CA (PEM) and a client certificate and key it signed
+#   INTAKE_TEST_TANSU_BIN            the tansu binary, for tests that run (and stop) a broker of their own
 # Topics are never auto-created: tests create theirs. Uses helpers from test.sh: free_port,
 # wait_port, HARNESS_PIDS, INTAKE_TEST_RUN_DIR.
 
@@ -74,6 +75,7 @@ if [ -z "$kafka_ready" ]; then
 fi
 
 export INTAKE_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+export INTAKE_TEST_TANSU_BIN="$TANSU_BIN"
 echo "harness: tansu (Kafka protocol) listening at $INTAKE_TEST_KAFKA_BROKERS" >&2
 
 # The SASL broker. tansu cannot add the first user to a broker that already requires

@@ -1,0 +1,91 @@
+//! An S3 client of the test's own (aws-sdk-s3 directly) to look into the buckets intake writes.
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::Client;
+
+/// Path-style client for the test S3 server.
+#[derive(Clone)]
+pub struct S3 {
+    client: Client,
+}
+
+impl std::fmt::Debug for S3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("S3")
+    }
+}
+
+impl S3 {
+    pub fn new(endpoint: &str, access_key: &str, secret_key: &str) -> Self {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+            .force_path_style(true)
+            .build();
+        Self {
+            client: Client::from_conf(config),
+        }
+    }
+
+    /// The object's user metadata (`x-amz-meta-*`), or `None` when the key is absent.
+    pub async fn metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Option<std::collections::HashMap<String, String>> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Some(head.metadata().cloned().unwrap_or_default()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => None,
+            Err(e) => panic!("HEAD {bucket}/{key}: {e:?}"),
+        }
+    }
+
+    pub async fn exists(&self, bucket: &str, key: &str) -> bool {
+        self.metadata(bucket, key).await.is_some()
+    }
+
+    /// The object's bytes.
+    pub async fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
+        object.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// Every key in `bucket` (an absent bucket holds none).
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_owned)),
+                ),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => break,
+                Err(e) => panic!("listing {bucket}: {e:?}"),
+            }
+        }
+        keys
+    }
+}
