@@ -43,6 +43,28 @@ fn code_of(error: &KafkaError) -> Option<RDKafkaErrorCode> {
     }
 }
 
+/// Whether a failed publish means the producer itself is unusable: librdkafka raised a fatal error,
+/// or the broker no longer accepts the producer's id (a broker that lost its producer state, e.g.
+/// on a restart, answers `UnknownProducerId` or `ProducerFenced` to every later message). Only a
+/// new producer, with a new id, recovers from these.
+pub(crate) fn producer_identity_lost(
+    error: &KafkaError,
+    fatal: Option<(RDKafkaErrorCode, String)>,
+) -> bool {
+    fatal.is_some()
+        || matches!(
+            code_of(error),
+            Some(
+                RDKafkaErrorCode::Fatal
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::InvalidProducerIdMapping
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            )
+        )
+}
+
 /// A failed publish to `topic`.
 pub(crate) fn publish_error(topic: &str, error: &KafkaError, timeout: Duration) -> BusError {
     match code_of(error) {
