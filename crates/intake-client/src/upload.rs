@@ -287,3 +287,53 @@ pub fn progress_bar(len: u64) -> ProgressBar {
     }
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_must_be_a_json_object() {
+        assert_eq!(
+            check_metadata(r#"{ "a" : [1, 2] }"#).unwrap(),
+            r#"{"a":[1,2]}"#
+        );
+        for bad in ["[1]", "\"text\"", "3", "{oops"] {
+            assert!(
+                matches!(check_metadata(bad), Err(ClientError::BadArgument(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_type_suffix_follows_the_file() {
+        let ct = |name: &str| content_type_for("advisor", "payload", std::path::Path::new(name));
+        assert_eq!(
+            ct("/tmp/a.tar.gz"),
+            "application/vnd.redhat.advisor.payload+tgz"
+        );
+        assert_eq!(ct("a.ZIP"), "application/vnd.redhat.advisor.payload+zip");
+        assert_eq!(ct("a.tar"), "application/vnd.redhat.advisor.payload+tar");
+        assert_eq!(ct("a.tar.xz"), "application/vnd.redhat.advisor.payload+xz");
+        assert_eq!(
+            ct("a.tar.bz2"),
+            "application/vnd.redhat.advisor.payload+bz2"
+        );
+        assert_eq!(ct("archive"), "application/vnd.redhat.advisor.payload+tgz");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_attempt_is_given_up_after_the_idle_time() {
+        let activity = Activity::default();
+        let out = activity
+            .watch(std::future::pending::<()>(), Duration::from_millis(50))
+            .await;
+        assert_eq!(out, Err("no progress for 50ms".to_owned()));
+        let activity = Activity::default();
+        assert_eq!(
+            activity.watch(async { 7 }, Duration::from_millis(50)).await,
+            Ok(7)
+        );
+    }
+}
