@@ -3,10 +3,11 @@
 //! processes a response": a crash at any step replays safely). The test plays the validator by
 //! publishing responses on the embedded bus opened on the same directory, as a second process would.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use intake_bus::{Bus, OutgoingMessage, ReceivedMessage, StartFrom, Subscription};
@@ -30,6 +31,14 @@ const END_MARKER_HEADER: &str = "x-test-end-of-read";
 struct Ingress {
     child: Child,
     base: String,
+    /// What it has written to stderr so far (also passed on to the test's stderr).
+    log: Arc<Mutex<String>>,
+}
+
+impl Ingress {
+    fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().contains(text)
+    }
 }
 
 impl Drop for Ingress {
@@ -73,10 +82,22 @@ async fn start(dir: &Path) -> Ingress {
         .env("STORAGE_URL_SIGNING_KEY", SIGNING_KEY)
         .env("LOG_LEVEL", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ingress = Ingress { child, base };
+    let mut child = child;
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let ingress = Ingress { child, base, log };
     let client = reqwest::Client::new();
     poll::until_true(
         Duration::from_secs(60),
@@ -375,4 +396,51 @@ async fn a_kill_during_an_upload_leaves_nothing_and_the_id_free() {
     let announces = values_for(bus.as_ref(), "platform.upload.testareno", "restart-3").await;
     assert_eq!(announces.len(), 1, "{announces:?}");
     assert_eq!(announces[0]["size"], bytes.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_consumed_but_not_committed_when_killed_is_applied_once_after_the_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bytes = archive();
+
+    let first = start(dir).await;
+    upload(&first, "restart-4", &bytes).await;
+    // Perm goes away: the response is consumed, its first step fails, and the consumer waits for
+    // storage with the offset uncommitted.
+    let perm = bucket_dir(dir, "insights-upload-perm-test");
+    let moved = data_dir(dir).join("perm-elsewhere");
+    std::fs::rename(&perm, &moved).unwrap();
+    let bus = bus(dir).await;
+    respond(bus.as_ref(), "restart-4", "success").await;
+    poll::until_true(
+        Duration::from_secs(30),
+        "the consumer to hold the response while storage is down",
+        || async { first.logged("validation processing paused") },
+    )
+    .await;
+    drop(first); // SIGKILL with the response consumed but not committed
+    std::fs::rename(&moved, &perm).unwrap();
+    assert!(has(dir, "insights-upload-quarantine", "restart-4"));
+
+    // The restarted process receives it again and applies it once.
+    let _second = start(dir).await;
+    poll::until_true(
+        Duration::from_secs(60),
+        "the payload to leave quarantine",
+        || async { !has(dir, "insights-upload-quarantine", "restart-4") },
+    )
+    .await;
+    assert_eq!(std::fs::read(perm.join("restart-4")).unwrap(), bytes);
+    assert_eq!(
+        values_for(bus.as_ref(), AVAILABLE, "restart-4").await.len(),
+        1
+    );
+    poll::until_true(Duration::from_secs(30), "the success status", || async {
+        statuses(bus.as_ref(), "restart-4", "success").await == 1
+    })
+    .await;
+    assert!(values_for(bus.as_ref(), VALIDATION_DLQ, "restart-4")
+        .await
+        .is_empty());
 }
