@@ -5,9 +5,10 @@
 mod admin;
 mod consumer;
 mod errors;
+mod producer;
 mod settings;
 
-use std::sync::RwLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,11 +30,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// A Kafka cluster as a [`Bus`]. Cheap to share behind an `Arc`; consumers get their own client.
 pub struct KafkaBus {
     settings: ClientSettings,
-    /// The producer and its generation. Replaced when it can no longer deliver: its producer id is
-    /// refused (see [`errors::producer_identity_lost`]), or a publish times out while the cluster
-    /// answers. librdkafka never recovers such a producer itself, so without this every publish
-    /// would fail until the process restarts (e.g. after a broker lost its producer state).
-    producer: RwLock<(u64, FutureProducer)>,
+    /// Replaced when it can no longer deliver (see [`producer`]).
+    producer: Arc<producer::ProducerSlot>,
     admin: AdminClient<DefaultClientContext>,
     publish_timeout: Duration,
 }
@@ -61,14 +59,14 @@ impl KafkaBus {
         settings: ClientSettings,
         publish_timeout: Duration,
     ) -> Result<Self, BusError> {
-        let producer = create_producer(&settings, publish_timeout)?;
+        let producer = producer::ProducerSlot::new(settings.clone(), publish_timeout)?;
         let admin: AdminClient<DefaultClientContext> = settings
             .client_config(&[])
             .create()
             .map_err(|e| BusError::Config(format!("creating the Kafka admin client: {e}")))?;
         Ok(Self {
             settings,
-            producer: RwLock::new((0, producer)),
+            producer,
             admin,
             publish_timeout,
         })
@@ -79,65 +77,10 @@ impl KafkaBus {
         &self.settings
     }
 
-    /// The current producer and its generation (cheap: a reference-counted handle).
-    fn current(&self) -> (u64, FutureProducer) {
-        match self.producer.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
+    /// The current producer.
     fn producer(&self) -> FutureProducer {
-        self.current().1
+        self.producer.current().1
     }
-
-    /// Replaces the producer of `generation` with a fresh one (a new producer id), unless another
-    /// failed publish has already done so.
-    fn replace_producer(&self, generation: u64, error: &str) {
-        let mut current = match self.producer.write() {
-            Ok(p) => p,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if current.0 != generation {
-            return;
-        }
-        match create_producer(&self.settings, self.publish_timeout) {
-            Ok(fresh) => {
-                tracing::warn!(%error, "the Kafka producer can no longer deliver; replaced it");
-                *current = (generation + 1, fresh);
-            }
-            Err(e) => {
-                tracing::error!(%error, replacement_error = %e, "the Kafka producer can no longer deliver and cannot be replaced")
-            }
-        }
-    }
-}
-
-/// The idempotent, acks=all producer every publish goes through.
-fn create_producer(
-    settings: &ClientSettings,
-    publish_timeout: Duration,
-) -> Result<FutureProducer, BusError> {
-    let timeout_ms = publish_timeout
-        .as_millis()
-        .clamp(1, i32::MAX as u128)
-        .to_string();
-    // librdkafka waits this long for a topic to appear before failing its messages as unknown;
-    // kept below the publish timeout so a missing topic reads as UnknownTopic, not Timeout.
-    let propagation_ms = (publish_timeout.as_millis() / 2)
-        .clamp(1, 5_000)
-        .to_string();
-    settings
-        .client_config(&[
-            ("acks", "all".into()),
-            ("enable.idempotence", "true".into()),
-            ("message.timeout.ms", timeout_ms),
-            ("linger.ms", "5".into()),
-            ("allow.auto.create.topics", "false".into()),
-            ("topic.metadata.propagation.max.ms", propagation_ms),
-        ])
-        .create()
-        .map_err(|e| BusError::Config(format!("creating the Kafka producer: {e}")))
 }
 
 #[async_trait]
@@ -158,7 +101,7 @@ impl Bus for KafkaBus {
             timestamp: None,
             headers: Some(headers),
         };
-        let (generation, producer) = self.current();
+        let (generation, producer) = self.producer.current();
         let send = producer.send(record, Timeout::After(self.publish_timeout));
         // message.timeout.ms bounds the delivery; this bounds the queueing and any slack.
         let result = match tokio::time::timeout(self.publish_timeout, send).await {
@@ -171,7 +114,7 @@ impl Bus for KafkaBus {
             }
             Ok(Err((error, _))) => {
                 if errors::producer_identity_lost(&error, producer.client().fatal_error()) {
-                    self.replace_producer(generation, &error.to_string());
+                    self.producer.replace(generation, &error.to_string());
                 }
                 Err(errors::publish_error(
                     &message.topic,
@@ -180,13 +123,9 @@ impl Bus for KafkaBus {
                 ))
             }
         };
-        // librdkafka retries a message whose producer id the broker refuses until it times out, so
-        // a timeout while the cluster answers metadata means this producer is stuck, not the
-        // cluster: replace it (a broker that lost its producer state never accepts it again).
         if let Err(e @ BusError::Timeout { .. }) = &result {
-            if admin::list_topics(&producer, CHECK_TIMEOUT).await.is_ok() {
-                self.replace_producer(generation, &e.to_string());
-            }
+            self.producer
+                .probe_after_timeout(generation, producer, e.to_string());
         }
         result
     }
