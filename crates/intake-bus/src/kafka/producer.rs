@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
+use tracing::Instrument;
 
 use super::{admin, ClientSettings, CHECK_TIMEOUT};
 use crate::BusError;
@@ -78,12 +79,13 @@ impl ProducerSlot {
             return;
         }
         let slot = Arc::clone(self);
-        tokio::spawn(async move {
+        let probe = async move {
             if admin::list_topics(&producer, CHECK_TIMEOUT).await.is_ok() {
                 slot.replace(generation, &reason);
             }
             slot.probing.store(false, Ordering::Release);
-        });
+        };
+        tokio::spawn(probe.instrument(tracing::info_span!("bus.kafka.producer_probe")));
     }
 }
 
