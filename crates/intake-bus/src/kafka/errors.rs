@@ -127,6 +127,27 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_producer_id_or_a_fatal_error_means_a_new_producer_is_needed() {
+        for code in [
+            RDKafkaErrorCode::UnknownProducerId,
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+        ] {
+            assert!(
+                producer_identity_lost(&KafkaError::MessageProduction(code), None),
+                "{code}"
+            );
+        }
+        let down = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
+        assert!(!producer_identity_lost(&down, None));
+        let fatal = Some((
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            "fatal".to_owned(),
+        ));
+        assert!(producer_identity_lost(&down, fatal));
+    }
+
+    #[test]
     fn an_unanswered_admin_operation_means_the_bus_is_unavailable() {
         let admin = KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut);
         assert!(matches!(

@@ -115,3 +115,27 @@ fn create_producer(
         .create()
         .map_err(|e| BusError::Config(format!("creating the Kafka producer: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intake_core::config::KafkaConfig;
+
+    #[test]
+    fn one_replacement_per_generation_however_many_publishes_failed() {
+        let config = KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            ..KafkaConfig::default()
+        };
+        let settings = ClientSettings::from_config(&config).unwrap();
+        let slot = ProducerSlot::new(settings, Duration::from_secs(1)).unwrap();
+        assert_eq!(slot.current().0, 0);
+        slot.replace(0, "refused");
+        assert_eq!(slot.current().0, 1);
+        // A second publish of the old generation failing too changes nothing.
+        slot.replace(0, "refused");
+        assert_eq!(slot.current().0, 1);
+        slot.replace(1, "refused");
+        assert_eq!(slot.current().0, 2);
+    }
+}
