@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::engines::Engines;
-use common::kafka::{Reader, Record, Writer};
+use common::kafka::{self, Reader, Record, Writer};
 use common::process::{self, Intake};
 use common::upload::{self, CONTENT_TYPE, IDENTITY};
 use intake_testkit::poll;
@@ -403,4 +403,70 @@ async fn validator_check_mode_on_kafka_and_s3() {
     .await;
     assert!(!s3.exists(&engines.reject, good).await);
     assert!(!s3.exists(&engines.perm, junk).await);
+}
+
+/// `BUS_CREATE_TOPICS=true`: each component creates the topics it uses at start-up, on a broker
+/// (prefix) where none exist yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn bus_create_topics_makes_each_component_create_its_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let engines = Engines::harness("createtopics");
+    let ours = |all: Vec<String>| -> BTreeSet<String> {
+        all.into_iter()
+            .filter(|t| t.starts_with(&engines.prefix))
+            .collect()
+    };
+    assert!(ours(kafka::topics(&engines.brokers).await).is_empty());
+    let group = format!("{}validator", engines.prefix);
+    let tracker_port = process::free_port().to_string();
+    let tracker_listen = format!("127.0.0.1:{tracker_port}");
+    let _validator = Intake::start(
+        &["validator", "--services", "testareno"],
+        &engines,
+        dir.path(),
+        &[
+            ("BUS_CREATE_TOPICS", "true"),
+            ("VALIDATOR_CONSUMER_GROUP", group.as_str()),
+        ],
+    );
+    let _tracker = Intake::start(
+        &["tracker"],
+        &engines,
+        dir.path(),
+        &[
+            ("BUS_CREATE_TOPICS", "true"),
+            ("TRACKER_LISTEN", tracker_listen.as_str()),
+            ("TRACKER_CONSUMER_GROUP", group.as_str()),
+        ],
+    );
+    let expected: BTreeSet<String> = [
+        "platform.upload.testareno",
+        "platform.upload.validation",
+        "platform.payload-status",
+        "platform.payload-status.dlq",
+    ]
+    .iter()
+    .map(|t| engines.topic(t))
+    .collect();
+    poll::until_true(WAIT, "the validator's and the tracker's topics", || {
+        let brokers = engines.brokers.clone();
+        let expected = expected.clone();
+        async move { expected.is_subset(&ours(kafka::topics(&brokers).await)) }
+    })
+    .await;
+    // Ingress creates the rest; a second start over existing topics is fine (idempotent).
+    let extra = [
+        ("BUS_CREATE_TOPICS", "true"),
+        ("INGRESS_VALID_SERVICES", "testareno"),
+    ];
+    let _ingress = Intake::ingress(&engines, dir.path(), &extra).await;
+    let _again = Intake::ingress(&engines, dir.path(), &extra).await;
+    let all = ours(kafka::topics(&engines.brokers).await);
+    for t in [
+        "platform.upload.announce",
+        "platform.upload.validation.dlq",
+        "platform.upload.available",
+    ] {
+        assert!(all.contains(&engines.topic(t)), "{t} missing from {all:?}");
+    }
 }

@@ -190,3 +190,19 @@ pub async fn answers(brokers: &str) -> bool {
         .await
         .unwrap_or(false)
 }
+
+/// Every topic in the cluster's metadata (empty when the broker does not answer).
+pub async fn topics(brokers: &str) -> Vec<String> {
+    let client: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        client
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap()
+}
