@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{store, Shared};
+use super::{store, writer, Shared};
 use crate::{BusError, Consumer, ReceivedMessage, StartFrom, Subscription};
 
 /// Messages read from the database in one query.
@@ -28,6 +28,8 @@ struct TopicState {
 
 pub(crate) struct EmbeddedConsumer {
     shared: Arc<Shared>,
+    /// Commits go through the bus's writer, in the same transactions as publishes.
+    writer: mpsc::Sender<writer::Pending>,
     group: String,
     member: String,
     start: StartFrom,
@@ -45,6 +47,7 @@ impl EmbeddedConsumer {
     /// starts the heartbeat.
     pub(crate) async fn join(
         shared: Arc<Shared>,
+        writer: mpsc::Sender<writer::Pending>,
         subscription: Subscription,
     ) -> Result<Self, BusError> {
         let mut names = subscription.topics;
@@ -66,6 +69,7 @@ impl EmbeddedConsumer {
         );
         let mut consumer = Self {
             shared,
+            writer,
             group: subscription.group,
             member,
             start: subscription.start,
@@ -197,12 +201,17 @@ impl Consumer for EmbeddedConsumer {
     /// Stores `offset + 1` for the group. A member that has lost its lease does not overwrite the
     /// new holder's progress: its commit is ignored (logged) and the new holder redelivers.
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError> {
-        let stored = store::commit(
-            &self.shared.pool,
-            &self.group,
-            &message.topic,
-            &self.member,
-            message.offset + 1,
+        let (reply, answer) = oneshot::channel();
+        let commit = store::OffsetCommit {
+            group: self.group.clone(),
+            topic: message.topic.clone(),
+            holder: self.member.clone(),
+            next: message.offset + 1,
+        };
+        let stored = writer::submit(
+            &self.writer,
+            writer::Pending::Commit { commit, reply },
+            answer,
         )
         .await?;
         if !stored {

@@ -79,7 +79,7 @@ pub(crate) struct Shared {
 pub struct EmbeddedBus {
     shared: Arc<Shared>,
     dir: PathBuf,
-    writer: mpsc::Sender<writer::PendingPublish>,
+    writer: mpsc::Sender<writer::Pending>,
     /// Dropping it stops the retention sweeper.
     _sweeper_stop: oneshot::Sender<()>,
 }
@@ -160,15 +160,11 @@ impl Bus for EmbeddedBus {
         let timeout = self.shared.options.publish_timeout;
         let topic = message.topic.clone();
         let (reply, answer) = oneshot::channel();
-        let hand_off = async {
-            self.writer
-                .send(writer::PendingPublish { message, reply })
-                .await
-                .map_err(|_| BusError::Unavailable("the embedded bus writer has stopped".into()))?;
-            answer
-                .await
-                .map_err(|_| BusError::Unavailable("the embedded bus writer has stopped".into()))?
-        };
+        let hand_off = writer::submit(
+            &self.writer,
+            writer::Pending::Publish { message, reply },
+            answer,
+        );
         match tokio::time::timeout(timeout, hand_off).await {
             Ok(result) => result,
             Err(_) => Err(BusError::Timeout {
@@ -187,7 +183,12 @@ impl Bus for EmbeddedBus {
                 "a consumer group id must not be empty".into(),
             ));
         }
-        let consumer = consumer::EmbeddedConsumer::join(self.shared.clone(), subscription).await?;
+        let consumer = consumer::EmbeddedConsumer::join(
+            self.shared.clone(),
+            self.writer.clone(),
+            subscription,
+        )
+        .await?;
         Ok(Box::new(consumer))
     }
 

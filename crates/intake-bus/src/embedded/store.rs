@@ -1,6 +1,7 @@
 //! Every SQL statement of the embedded bus: schema, topics, the message log, group offsets, leases
 //! and retention.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -162,29 +163,81 @@ pub(crate) async fn list_topics(pool: &SqlitePool) -> Result<Vec<String>, BusErr
         .map_err(|e| db_error("listing topics", e))
 }
 
+/// A consumer's commit, applied by the writer.
+pub(crate) struct OffsetCommit {
+    pub(crate) group: String,
+    pub(crate) topic: String,
+    pub(crate) holder: String,
+    pub(crate) next: i64,
+}
+
+/// Messages per multi-row INSERT (6 parameters each). Binding a numbered parameter walks the
+/// statement's parameter list, so small statements keep binding cheap.
+const ROWS_PER_INSERT: usize = 32;
+
+/// Appends messages and stores offset commits in one transaction (one fsync), creating missing
+/// topics. Returns each message's delivery and, for each commit, whether it was stored.
+pub(crate) async fn write(
+    pool: &SqlitePool,
+    messages: &[&OutgoingMessage],
+    commits: &[&OffsetCommit],
+) -> Result<(Vec<Delivery>, Vec<bool>), BusError> {
+    let fail = |e| db_error("writing", e);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+    let deliveries = append_in(&mut tx, messages).await?;
+    let mut stored = Vec::with_capacity(commits.len());
+    for commit in commits {
+        stored.push(commit_in(&mut tx, commit).await?);
+    }
+    tx.commit().await.map_err(fail)?;
+    Ok((deliveries, stored))
+}
+
 /// Appends messages in one transaction (one fsync), creating missing topics.
+#[cfg(test)]
 pub(crate) async fn append(
     pool: &SqlitePool,
     messages: &[&OutgoingMessage],
 ) -> Result<Vec<Delivery>, BusError> {
+    write(pool, messages, &[])
+        .await
+        .map(|(deliveries, _)| deliveries)
+}
+
+/// Takes a range of offsets per topic (one statement per topic), then inserts the messages in
+/// multi-row statements.
+async fn append_in(
+    tx: &mut sqlx::SqliteConnection,
+    messages: &[&OutgoingMessage],
+) -> Result<Vec<Delivery>, BusError> {
     let fail = |e| db_error("publishing", e);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-    let mut deliveries = Vec::with_capacity(messages.len());
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
     let timestamp = now_ms();
+    let mut counts: Vec<(&str, i64)> = Vec::new();
     for m in messages {
-        let headers = codec::encode_headers(&m.headers)?;
-        let taken: Option<i64> = sqlx::query_scalar(
-            "UPDATE topics SET next_pos = next_pos + 1 WHERE name = ?1 RETURNING next_pos - 1",
+        match counts.iter_mut().find(|(topic, _)| *topic == m.topic) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&m.topic, 1)),
+        }
+    }
+    let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
+    for (topic, n) in counts {
+        let first: Option<i64> = sqlx::query_scalar(
+            "UPDATE topics SET next_pos = next_pos + ?2 WHERE name = ?1 RETURNING next_pos - ?2",
         )
-        .bind(&m.topic)
+        .bind(topic)
+        .bind(n)
         .fetch_optional(&mut *tx)
         .await
         .map_err(fail)?;
-        let pos = match taken {
-            Some(pos) => pos,
+        let first = match first {
+            Some(first) => first,
             None => {
-                sqlx::query("INSERT INTO topics (name, partitions, next_pos, created_ms) VALUES (?1, 1, 1, ?2)")
-                    .bind(&m.topic)
+                sqlx::query("INSERT INTO topics (name, partitions, next_pos, created_ms) VALUES (?1, 1, ?2, ?3)")
+                    .bind(topic)
+                    .bind(n)
                     .bind(timestamp)
                     .execute(&mut *tx)
                     .await
@@ -192,24 +245,38 @@ pub(crate) async fn append(
                 0
             }
         };
-        sqlx::query(
-            "INSERT INTO messages (topic, pos, key, headers, value, timestamp_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&m.topic)
-        .bind(pos)
-        .bind(m.key.as_deref())
-        .bind(headers)
-        .bind(&m.value)
-        .bind(timestamp)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
+        next.insert(topic, first);
+    }
+    let mut deliveries = Vec::with_capacity(messages.len());
+    for m in messages {
+        let pos = next.get_mut(m.topic.as_str()).ok_or(BusError::Closed)?;
         deliveries.push(Delivery {
             partition: 0,
-            offset: pos,
+            offset: *pos,
         });
+        *pos += 1;
     }
-    tx.commit().await.map_err(fail)?;
+    for (chunk, offsets) in messages
+        .chunks(ROWS_PER_INSERT)
+        .zip(deliveries.chunks(ROWS_PER_INSERT))
+    {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (m, delivery) in chunk.iter().zip(offsets) {
+            rows.push((*m, delivery.offset, codec::encode_headers(&m.headers)?));
+        }
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO messages (topic, pos, key, headers, value, timestamp_ms) ",
+        );
+        insert.push_values(rows, |mut row, (m, pos, headers)| {
+            row.push_bind(m.topic.as_str())
+                .push_bind(pos)
+                .push_bind(m.key.as_deref())
+                .push_bind(headers)
+                .push_bind(m.value.as_slice())
+                .push_bind(timestamp);
+        });
+        insert.build().execute(&mut *tx).await.map_err(fail)?;
+    }
     Ok(deliveries)
 }
 
@@ -271,25 +338,22 @@ pub(crate) async fn committed(
         .map_err(|e| db_error("reading a committed offset", e))
 }
 
-/// Stores `next` as the group's offset on `topic`, only while `holder` holds the lease. Returns
-/// whether it was stored.
-pub(crate) async fn commit(
-    pool: &SqlitePool,
-    group: &str,
-    topic: &str,
-    holder: &str,
-    next: i64,
+/// Stores `commit.next` as the group's offset on the topic, only while `commit.holder` holds the
+/// lease. Returns whether it was stored.
+async fn commit_in(
+    tx: &mut sqlx::SqliteConnection,
+    commit: &OffsetCommit,
 ) -> Result<bool, BusError> {
     let done = sqlx::query(
         "INSERT INTO group_offsets (grp, topic, next_pos)
          SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM leases WHERE grp = ?1 AND topic = ?2 AND holder = ?4)
          ON CONFLICT (grp, topic) DO UPDATE SET next_pos = excluded.next_pos",
     )
-    .bind(group)
-    .bind(topic)
-    .bind(next)
-    .bind(holder)
-    .execute(pool)
+    .bind(&commit.group)
+    .bind(&commit.topic)
+    .bind(commit.next)
+    .bind(&commit.holder)
+    .execute(&mut *tx)
     .await
     .map_err(|e| db_error("committing an offset", e))?;
     Ok(done.rows_affected() == 1)

@@ -1,5 +1,7 @@
-//! The single writer of a bus instance: it takes the publishes waiting in its queue and commits them
-//! together in one transaction (group commit), so concurrent publishers share one fsync.
+//! The single writer of a bus instance: it takes the writes waiting in its queue (publishes and
+//! consumer commits) and applies them together in one transaction (group commit), so concurrent
+//! publishers and consumers share one fsync and never wait on each other's SQLite write lock (a
+//! lock SQLite's busy handler would retry with sleeps of up to 100 ms).
 
 use std::sync::Arc;
 
@@ -9,45 +11,89 @@ use tracing::Instrument;
 use super::{store, Shared};
 use crate::{BusError, Delivery, OutgoingMessage};
 
-/// Publishes queued before the writer blocks publishers (backpressure).
+/// Writes queued before the writer blocks their senders (backpressure).
 const QUEUE: usize = 1024;
-/// Most messages committed in one transaction.
+/// Most writes applied in one transaction.
 const MAX_BATCH: usize = 256;
 
-pub(crate) struct PendingPublish {
-    pub(crate) message: OutgoingMessage,
-    pub(crate) reply: oneshot::Sender<Result<Delivery, BusError>>,
+/// One write waiting for the writer, with where its outcome goes.
+pub(crate) enum Pending {
+    Publish {
+        message: OutgoingMessage,
+        reply: oneshot::Sender<Result<Delivery, BusError>>,
+    },
+    /// Stores `commit.next` as the group's offset while `commit.holder` holds the lease; the reply
+    /// says whether it was stored.
+    Commit {
+        commit: store::OffsetCommit,
+        reply: oneshot::Sender<Result<bool, BusError>>,
+    },
 }
 
-/// Starts the writer; it ends when every sender is dropped (the bus is dropped).
-pub(crate) fn spawn(shared: Arc<Shared>) -> mpsc::Sender<PendingPublish> {
+/// Starts the writer; it ends when every sender is dropped (the bus and its consumers are dropped).
+pub(crate) fn spawn(shared: Arc<Shared>) -> mpsc::Sender<Pending> {
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(run(shared, rx).instrument(tracing::info_span!("bus.embedded.writer")));
     tx
 }
 
-async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<PendingPublish>) {
+async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A publisher that gave up (timed out) still gets its message written: like a broker, the
         // bus cannot take back what it was handed.
-        let messages: Vec<&OutgoingMessage> = batch.iter().map(|p| &p.message).collect();
-        let result = store::append(&shared.pool, &messages).await;
-        match result {
-            Ok(deliveries) => {
-                for (pending, delivery) in batch.drain(..).zip(deliveries) {
-                    let _ = pending.reply.send(Ok(delivery));
+        let mut messages = Vec::new();
+        let mut commits = Vec::new();
+        for pending in &batch {
+            match pending {
+                Pending::Publish { message, .. } => messages.push(message),
+                Pending::Commit { commit, .. } => commits.push(commit),
+            }
+        }
+        let published = !messages.is_empty();
+        match store::write(&shared.pool, &messages, &commits).await {
+            Ok((deliveries, stored)) => {
+                let (mut deliveries, mut stored) = (deliveries.into_iter(), stored.into_iter());
+                for pending in batch.drain(..) {
+                    match pending {
+                        Pending::Publish { reply, .. } => {
+                            let _ = reply.send(deliveries.next().ok_or(BusError::Closed));
+                        }
+                        Pending::Commit { reply, .. } => {
+                            let _ = reply.send(stored.next().ok_or(BusError::Closed));
+                        }
+                    }
                 }
-                shared.notify.notify_waiters();
+                if published {
+                    shared.notify.notify_waiters();
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, messages = batch.len(), "embedded bus publish failed");
+                tracing::warn!(error = %e, writes = batch.len(), "embedded bus write failed");
                 for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(copy_error(&e)));
+                    match pending {
+                        Pending::Publish { reply, .. } => {
+                            let _ = reply.send(Err(copy_error(&e)));
+                        }
+                        Pending::Commit { reply, .. } => {
+                            let _ = reply.send(Err(copy_error(&e)));
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// Hands `pending` to the writer and waits for its outcome.
+pub(crate) async fn submit<T>(
+    writer: &mpsc::Sender<Pending>,
+    pending: Pending,
+    answer: oneshot::Receiver<Result<T, BusError>>,
+) -> Result<T, BusError> {
+    let stopped = || BusError::Unavailable("the embedded bus writer has stopped".into());
+    writer.send(pending).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
 }
 
 /// `BusError` is not `Clone` (it is part of the seam); every waiting publisher gets the same error.

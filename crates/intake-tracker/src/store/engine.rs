@@ -1,5 +1,6 @@
 // The statements both drivers run, included by `sqlite.rs` and `postgres.rs`, each of which defines
-// `Db`, `Row`, `bind(query, &Arg)`, `get_time(&Row, index)` and `get_opt_time(&Row, index)` first.
+// `Db`, `Row`, `bind(query, &Arg)`, `get_time(&Row, index)`, `get_opt_time(&Row, index)` and
+// `ROWS_PER_STATEMENT` (rows per multi-row statement) first.
 // (An included file cannot carry an inner doc comment; the including modules document it.)
 
 use std::collections::HashMap;
@@ -121,8 +122,6 @@ impl PayloadState {
     }
 }
 
-/// Rows per multi-row statement (8 parameters each, far below both engines' limits).
-const ROWS_PER_STATEMENT: usize = 500;
 
 /// `($1, $2, …), ($n, …)` for `rows` rows of `width` parameters.
 fn values_list(rows: usize, width: usize) -> String {
