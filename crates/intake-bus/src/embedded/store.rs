@@ -58,9 +58,13 @@ pub(crate) async fn connect(
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(options.busy_timeout);
+        .busy_timeout(options.busy_timeout)
+        // Checkpoints run in the background (`checkpoint`), not inside whichever commit crosses
+        // the threshold: one there stalls every publish waiting on that commit.
+        .pragma("wal_autocheckpoint", "0");
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        // One connection is the writer's for good; the rest serve consumers' reads and leases.
+        .max_connections(8)
         .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
         .connect_with(connect)
         .await
@@ -178,12 +182,14 @@ const ROWS_PER_INSERT: usize = 32;
 /// Appends messages and stores offset commits in one transaction (one fsync), creating missing
 /// topics. Returns each message's delivery and, for each commit, whether it was stored.
 pub(crate) async fn write(
-    pool: &SqlitePool,
+    conn: &mut sqlx::SqliteConnection,
     messages: &[&OutgoingMessage],
     commits: &[&OffsetCommit],
 ) -> Result<(Vec<Delivery>, Vec<bool>), BusError> {
     let fail = |e| db_error("writing", e);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
+        .await
+        .map_err(fail)?;
     let deliveries = append_in(&mut tx, messages).await?;
     let mut stored = Vec::with_capacity(commits.len());
     for commit in commits {
@@ -199,7 +205,8 @@ pub(crate) async fn append(
     pool: &SqlitePool,
     messages: &[&OutgoingMessage],
 ) -> Result<Vec<Delivery>, BusError> {
-    write(pool, messages, &[])
+    let mut conn = pool.acquire().await.map_err(|e| db_error("writing", e))?;
+    write(&mut conn, messages, &[])
         .await
         .map(|(deliveries, _)| deliveries)
 }
@@ -419,6 +426,17 @@ pub(crate) async fn release_leases(
         .await
         .map_err(|e| db_error("releasing group leases", e))?;
     Ok(())
+}
+
+/// Copies committed WAL frames into the database without waiting for readers or writers
+/// (`PASSIVE`); returns the WAL's size and how much of it is now checkpointed, in pages.
+pub(crate) async fn checkpoint(pool: &SqlitePool) -> Result<(i64, i64), BusError> {
+    let (_busy, log, checkpointed): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| db_error("checkpointing", e))?;
+    Ok((log, checkpointed))
 }
 
 /// Rows deleted per retention statement, so the write lock is held briefly and publishes in other

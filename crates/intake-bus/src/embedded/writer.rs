@@ -38,6 +38,14 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> mpsc::Sender<Pending> {
 }
 
 async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
+    // The checkpointer lives as long as the writer: it stops when `_stop_checkpoints` is dropped.
+    let (_stop_checkpoints, stopped) = oneshot::channel::<()>();
+    tokio::spawn(
+        checkpoint_periodically(shared.clone(), stopped)
+            .instrument(tracing::info_span!("bus.embedded.checkpoint")),
+    );
+    // The writer keeps one connection, so no reader can leave it waiting for the pool.
+    let mut conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A publisher that gave up (timed out) still gets its message written: like a broker, the
@@ -51,7 +59,16 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
             }
         }
         let published = !messages.is_empty();
-        match store::write(&shared.pool, &messages, &commits).await {
+        let written = match &mut conn {
+            Some(c) => store::write(c, &messages, &commits).await,
+            None => match shared.pool.acquire().await {
+                Ok(c) => store::write(conn.insert(c), &messages, &commits).await,
+                Err(e) => Err(BusError::Unavailable(format!(
+                    "no connection to the embedded bus database: {e}"
+                ))),
+            },
+        };
+        match written {
             Ok((deliveries, stored)) => {
                 let (mut deliveries, mut stored) = (deliveries.into_iter(), stored.into_iter());
                 for pending in batch.drain(..) {
@@ -70,6 +87,8 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, writes = batch.len(), "embedded bus write failed");
+                // A fresh connection for the next batch, in case this one is what broke.
+                conn = None;
                 for pending in batch.drain(..) {
                     match pending {
                         Pending::Publish { reply, .. } => {
@@ -81,6 +100,23 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// How often committed WAL frames are copied into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Checkpoints the WAL in the background, so that commits never do it themselves.
+async fn checkpoint_periodically(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        }
+        match store::checkpoint(&shared.pool).await {
+            Ok((log, done)) => tracing::trace!(log, done, "embedded bus checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "embedded bus checkpoint failed"),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! layout: bucket folders, emptying `.tmp/`, removing orphan sidecars, the one-file-system check.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use intake_core::config::BucketNames;
 
+use super::group_sync::GroupSync;
 use crate::{Bucket, StorageError};
 
 /// Writes in progress live here, inside each bucket folder.
@@ -17,6 +19,8 @@ pub(crate) const SIDECAR_SUFFIX: &str = ".meta.json";
 pub(crate) struct Layout {
     root: PathBuf,
     names: BucketNames,
+    /// Folder fsyncs, shared by concurrent changes to the same bucket.
+    syncs: [Arc<GroupSync>; 3],
 }
 
 impl Layout {
@@ -24,7 +28,17 @@ impl Layout {
         Self {
             root: root.to_path_buf(),
             names: names.clone(),
+            syncs: Default::default(),
         }
+    }
+
+    pub(crate) fn group_sync(&self, bucket: Bucket) -> Arc<GroupSync> {
+        let i = match bucket {
+            Bucket::Quarantine => 0,
+            Bucket::Perm => 1,
+            Bucket::Reject => 2,
+        };
+        self.syncs[i].clone()
     }
 
     pub(crate) fn name(&self, bucket: Bucket) -> &str {

@@ -1,6 +1,7 @@
 //! The `localdisk` driver: one folder per bucket under `STORAGE_DIR`, a JSON sidecar per object, and
 //! HMAC-signed `/download` URLs that ingress serves (storage.md).
 
+mod group_sync;
 mod layout;
 mod write;
 
@@ -171,7 +172,7 @@ impl PayloadStore for LocalDiskStore {
                 Err(e) => return Err(StorageError::io(format!("removing {}", path.display()), e)),
             }
         }
-        write::sync_dir(self.layout.dir(bucket)).await
+        write::sync_dir(&self.layout, bucket).await
     }
 
     async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {

@@ -39,6 +39,10 @@ impl Drop for TmpFiles {
     }
 }
 
+/// Bodies up to this size are gathered in memory and written in one trip to the blocking pool;
+/// larger ones are streamed to disk as they arrive.
+const INLINE_MAX: usize = 256 * 1024;
+
 /// Streams `body` into `bucket` under `key`, create-only, and returns the stored metadata.
 pub(super) async fn put_new(
     layout: &Layout,
@@ -51,25 +55,114 @@ pub(super) async fn put_new(
     if exists(&final_data).await? {
         return Err(already_exists(layout, bucket, key));
     }
-    let tmp = TmpFiles::new(&layout.tmp(bucket), key);
     let (mut body, digest) = digesting(body);
+    let mut head = Vec::new();
+    let mut buffered = 0;
+    let ended = loop {
+        match body.next().await {
+            None => break true,
+            Some(chunk) => {
+                let chunk = chunk.map_err(StorageError::Body)?;
+                buffered += chunk.len();
+                head.push(chunk);
+                if buffered > INLINE_MAX {
+                    break false;
+                }
+            }
+        }
+    };
+    let tmp = TmpFiles::new(&layout.tmp(bucket), key);
+    if ended {
+        let (size, sha256) = digest.finish();
+        meta.size = size;
+        meta.sha256 = sha256;
+        let sidecar = sidecar_json(&meta.to_map())?;
+        let (layout, key) = (layout.clone(), key.to_owned());
+        // One trip to the blocking pool instead of one per file operation. If the caller goes
+        // away meanwhile, the write still completes or cleans up after itself.
+        return tokio::task::spawn_blocking(move || {
+            write_small(&layout, bucket, &key, &tmp, &head, &sidecar)
+        })
+        .await
+        .map_err(|e| StorageError::backend("writing a payload", e))?
+        .map(|()| meta);
+    }
     let mut file = tokio::fs::File::create_new(&tmp.data)
         .await
         .map_err(|e| StorageError::io(format!("creating {}", tmp.data.display()), e))?;
     let write_err = |e| StorageError::io(format!("writing {}", tmp.data.display()), e);
+    for chunk in head {
+        file.write_all(&chunk).await.map_err(write_err)?;
+    }
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(StorageError::Body)?;
         file.write_all(&chunk).await.map_err(write_err)?;
     }
     file.flush().await.map_err(write_err)?;
-    file.sync_all().await.map_err(write_err)?;
-    drop(file);
     let (size, sha256) = digest.finish();
     meta.size = size;
     meta.sha256 = sha256;
-    write_sidecar(&tmp.sidecar, &meta.to_map()).await?;
+    let sidecar = sidecar_json(&meta.to_map())?;
+    // The data file's fsync and the sidecar's write and fsync run at the same time.
+    let sync_data = async { file.sync_all().await.map_err(write_err) };
+    let (synced, written) = tokio::join!(sync_data, write_sidecar(&tmp.sidecar, &sidecar));
+    synced?;
+    written?;
+    drop(file);
     commit(layout, bucket, key, &tmp.sidecar, &tmp.data).await?;
     Ok(meta)
+}
+
+/// The whole create-only write of a small body, on the blocking pool: data and sidecar written and
+/// fsync'd in `.tmp/`, linked (sidecar, then data), then the folder fsync'd with its neighbours.
+fn write_small(
+    layout: &Layout,
+    bucket: Bucket,
+    key: &str,
+    tmp: &TmpFiles,
+    chunks: &[bytes::Bytes],
+    sidecar: &[u8],
+) -> Result<(), StorageError> {
+    use std::io::Write;
+    let create = |path: &Path, parts: &[&[u8]]| -> Result<(), StorageError> {
+        let err = |e| StorageError::io(format!("writing {}", path.display()), e);
+        let mut file = std::fs::File::create_new(path).map_err(err)?;
+        for part in parts {
+            file.write_all(part).map_err(err)?;
+        }
+        file.sync_all().map_err(err)
+    };
+    let parts: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
+    create(&tmp.data, &parts)?;
+    create(&tmp.sidecar, &[sidecar])?;
+    let final_sidecar = layout.sidecar(bucket, key);
+    let final_data = layout.data(bucket, key);
+    if let Err(e) = std::fs::hard_link(&tmp.sidecar, &final_sidecar) {
+        return Err(link_error(layout, bucket, key, &final_sidecar, e));
+    }
+    if let Err(e) = std::fs::hard_link(&tmp.data, &final_data) {
+        let _ = std::fs::remove_file(&final_sidecar);
+        return Err(link_error(layout, bucket, key, &final_data, e));
+    }
+    sync_dir_blocking(layout, bucket)
+}
+
+/// A failed `link()` to a final name, as the seam's error.
+fn link_error(
+    layout: &Layout,
+    bucket: Bucket,
+    key: &str,
+    target: &Path,
+    e: std::io::Error,
+) -> StorageError {
+    match e.kind() {
+        ErrorKind::AlreadyExists => already_exists(layout, bucket, key),
+        ErrorKind::NotFound => StorageError::NotFound {
+            bucket: layout.name(bucket).to_owned(),
+            key: key.to_owned(),
+        },
+        _ => StorageError::io(format!("linking {}", target.display()), e),
+    }
 }
 
 /// Copies `key` from `src` to `dst` as a hard link plus a copy of the sidecar, create-only in `dst`.
@@ -82,7 +175,7 @@ pub(super) async fn link_copy(
     meta: &ObjectMeta,
 ) -> Result<(), StorageError> {
     let tmp = TmpFiles::new(&layout.tmp(dst), key);
-    write_sidecar(&tmp.sidecar, &meta.to_map()).await?;
+    write_sidecar(&tmp.sidecar, &sidecar_json(&meta.to_map())?).await?;
     commit(layout, dst, key, &tmp.sidecar, &layout.data(src, key)).await
 }
 
@@ -96,53 +189,47 @@ async fn commit(
 ) -> Result<(), StorageError> {
     let final_sidecar = layout.sidecar(bucket, key);
     let final_data = layout.data(bucket, key);
-    match tokio::fs::hard_link(sidecar, &final_sidecar).await {
-        Ok(()) => {}
+    if let Err(e) = tokio::fs::hard_link(sidecar, &final_sidecar).await {
         // Either the object exists or another write of the same key is between its two links.
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            return Err(already_exists(layout, bucket, key))
-        }
-        Err(e) => {
-            return Err(StorageError::io(
-                format!("linking {}", final_sidecar.display()),
-                e,
-            ))
-        }
+        return Err(link_error(layout, bucket, key, &final_sidecar, e));
     }
     if let Err(e) = tokio::fs::hard_link(data, &final_data).await {
         // The sidecar linked above is ours: take it back so that nothing half-written stays.
         let _ = tokio::fs::remove_file(&final_sidecar).await;
-        return Err(match e.kind() {
-            ErrorKind::AlreadyExists => already_exists(layout, bucket, key),
-            ErrorKind::NotFound => StorageError::NotFound {
-                bucket: layout.name(bucket).to_owned(),
-                key: key.to_owned(),
-            },
-            _ => StorageError::io(format!("linking {}", final_data.display()), e),
-        });
+        return Err(link_error(layout, bucket, key, &final_data, e));
     }
-    sync_dir(layout.dir(bucket)).await
+    sync_dir(layout, bucket).await
 }
 
-async fn write_sidecar(path: &Path, table: &BTreeMap<String, String>) -> Result<(), StorageError> {
+/// The sidecar's bytes: the metadata table as a JSON object.
+fn sidecar_json(table: &BTreeMap<String, String>) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec_pretty(table)
+        .map_err(|e| StorageError::backend("encoding a sidecar", std::io::Error::other(e)))
+}
+
+async fn write_sidecar(path: &Path, json: &[u8]) -> Result<(), StorageError> {
     let err = |e| StorageError::io(format!("writing {}", path.display()), e);
-    let json = serde_json::to_vec_pretty(table).map_err(|e| err(std::io::Error::other(e)))?;
     let mut file = tokio::fs::File::create_new(path).await.map_err(err)?;
-    file.write_all(&json).await.map_err(err)?;
+    file.write_all(json).await.map_err(err)?;
     file.flush().await.map_err(err)?;
     file.sync_all().await.map_err(err)
 }
 
-/// Makes the new directory entries durable.
-pub(super) async fn sync_dir(dir: PathBuf) -> Result<(), StorageError> {
-    tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| (dir, e))
-    })
-    .await
-    .map_err(|e| StorageError::backend("syncing a bucket folder", e))?
-    .map_err(|(dir, e)| StorageError::io(format!("syncing {}", dir.display()), e))
+/// Makes the bucket folder's new or removed entries durable (one fsync shared with concurrent
+/// callers).
+pub(super) async fn sync_dir(layout: &Layout, bucket: Bucket) -> Result<(), StorageError> {
+    let layout = layout.clone();
+    tokio::task::spawn_blocking(move || sync_dir_blocking(&layout, bucket))
+        .await
+        .map_err(|e| StorageError::backend("syncing a bucket folder", e))?
+}
+
+fn sync_dir_blocking(layout: &Layout, bucket: Bucket) -> Result<(), StorageError> {
+    let dir = layout.dir(bucket);
+    layout
+        .group_sync(bucket)
+        .sync(&dir)
+        .map_err(|e| StorageError::io(format!("syncing {}", dir.display()), e))
 }
 
 pub(super) async fn exists(path: &Path) -> Result<bool, StorageError> {
