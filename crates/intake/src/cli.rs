@@ -44,7 +44,11 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Default)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// The pipeline configuration (YAML) to run instead of the built-in default.
+    #[arg(long, env = "PIPELINE_CONFIG")]
+    pub pipeline_config: Option<std::path::PathBuf>,
+}
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

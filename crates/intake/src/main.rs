@@ -56,7 +56,7 @@ fn main() -> std::process::ExitCode {
     let settings = Settings { env, general };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) => commands::run::serve(settings).await,
+            Command::Serve(args) => commands::run::serve(settings, args).await,
             Command::Ingress => commands::run::ingress(settings).await,
             Command::Validator(args) => commands::run::validator(settings, args).await,
             Command::Tracker { command } => commands::run::tracker(settings, command).await,

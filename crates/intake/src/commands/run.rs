@@ -2,11 +2,11 @@
 
 use intake_core::config::{ValidatorMode, ValidatorSource};
 
-use crate::cli::{Mode, ValidatorArgs};
+use crate::cli::{Mode, ServeArgs, ValidatorArgs};
 use crate::components::{self, Settings};
 
 /// `intake serve`: every component in one process on the configured engines.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let ingress = settings.ingress()?;
     let bus_config = settings.bus()?;
     let storage_config = settings.storage()?;
@@ -20,7 +20,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         validator.source = ValidatorSource::Announce;
     }
     let tracker = settings.tracker()?;
-    let pipeline = settings.pipeline(None)?;
+    let pipeline = settings.pipeline(args.pipeline_config.as_deref())?;
     let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
     let bus = components::open_bus(&bus_config).await?;
     let mut services = ingress.valid_services.clone();

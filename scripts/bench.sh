@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Whole-system benchmarks of `intake serve` on the embedded default (local disk + embedded bus +
+# SQLite), driven by `intake load` and curl over loopback. Prints a markdown report and writes it to
+# target/bench/system.md; BENCHMARKS.md quotes it.
+#
+#   scripts/bench.sh                  # every case
+#   scripts/bench.sh small large      # some of: small large roundtrip
+#
+# Knobs: BENCH_SMALL_DURATION (30s), BENCH_SMALL_CONCURRENCY (50), BENCH_LARGE_SIZE (1GiB as bytes,
+# 1073741824), BENCH_ROUNDTRIP_COUNT (2000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CASES=("$@")
+[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip)
+
+SMALL_DURATION=${BENCH_SMALL_DURATION:-30s}
+SMALL_CONCURRENCY=${BENCH_SMALL_CONCURRENCY:-50}
+LARGE_SIZE=${BENCH_LARGE_SIZE:-1073741824}
+ROUNDTRIP_COUNT=${BENCH_ROUNDTRIP_COUNT:-2000}
+IDENTITY=$(printf '{"identity":{"account_number":"12345","org_id":"54321","internal":{"org_id":"54321"},"type":"User"}}' | base64 -w0)
+
+echo "bench: building the release binary" >&2
+cargo build --release --locked -p intake >&2
+BIN=$ROOT/target/release/intake
+
+# Work files live on the same disk as the repository (the disk under test), the large payload's
+# source in memory so that reading it costs no disk time.
+WORK=$(mktemp -d "$ROOT/target/bench-run.XXXXXX")
+SOURCE=/dev/shm/intake-bench-$$.bin
+SERVE_PID=""
+cleanup() {
+  stop_serve
+  rm -rf "$WORK" "$SOURCE" "$SOURCE.small"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Starts a fresh `intake serve` in its own data directory; sets PORT and SERVE_PID.
+start_serve() {
+  local name=$1
+  shift
+  local dir=$WORK/$name
+  mkdir -p "$dir"
+  PORT=$(free_port)
+  env INTAKE_DATA_DIR="$dir/data" INGRESS_LISTEN="127.0.0.1:$PORT" \
+    INGRESS_PUBLIC_URL="http://127.0.0.1:$PORT" TRACKER_LISTEN="127.0.0.1:$(free_port)" \
+    STORAGE_URL_SIGNING_KEY=bench LOG_LEVEL=warn "$@" \
+    "$BIN" serve >"$dir/serve.log" 2>&1 &
+  SERVE_PID=$!
+  local i
+  for i in $(seq 1 300); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: intake serve did not become ready; its log follows" >&2
+  cat "$dir/serve.log" >&2
+  exit 1
+}
+
+stop_serve() {
+  if [ -n "$SERVE_PID" ]; then
+    kill "$SERVE_PID" 2>/dev/null || true
+    wait "$SERVE_PID" 2>/dev/null || true
+    SERVE_PID=""
+  fi
+}
+
+# Peak resident set of the running server, in MiB.
+peak_rss_mib() {
+  awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$SERVE_PID/status"
+}
+
+REPORT=$WORK/report.md
+{
+  echo "Machine: $(nproc) vCPU ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(df -h "$ROOT" | awk 'NR==2 {print $1}') disk; $(uname -sr)."
+  echo "Date: $(date -u +%Y-%m-%dT%H:%MZ). Command: \`scripts/bench.sh ${CASES[*]}\`."
+  echo
+} >"$REPORT"
+
+small() {
+  start_serve small
+  "$BIN" load --url "http://127.0.0.1:$PORT" --concurrency "$SMALL_CONCURRENCY" --size 10KiB \
+    --duration "$SMALL_DURATION" --json >"$WORK/small.json"
+  local rss
+  rss=$(peak_rss_mib)
+  stop_serve
+  jq -r --arg c "$SMALL_CONCURRENCY" --arg d "$SMALL_DURATION" --arg rss "$rss" '
+    "### Small uploads: 10 KiB, \($c) concurrent clients, \($d)\n",
+    "| accepted | accepted/s | MB/s | p50 | p95 | p99 | max | answers | server peak RSS |",
+    "|---|---|---|---|---|---|---|---|---|",
+    "| \(.accepted) | **\(.accepted_per_sec | floor)** | \(.mb_per_sec * 10 | round / 10) | \(.latency_ms.p50) ms | \(.latency_ms.p95) ms | \(.latency_ms.p99) ms | \(.latency_ms.max) ms | \(.by_status | to_entries | map("\(.key)×\(.value)") | join(", ")) | \($rss) MiB |",
+    ""' "$WORK/small.json" >>"$REPORT"
+}
+
+large() {
+  echo "bench: writing a $LARGE_SIZE-byte payload to $SOURCE" >&2
+  head -c "$LARGE_SIZE" /dev/urandom >"$SOURCE"
+  # The same bytes to the same disk with dd, made durable like an upload (one fsync at the end).
+  local dd_out dd_secs
+  dd_out=$(LC_ALL=C dd if="$SOURCE" of="$WORK/dd.bin" bs=1M conv=fsync 2>&1)
+  rm -f "$WORK/dd.bin"
+  dd_secs=$(echo "$dd_out" | sed -n 's/.* copied, \([0-9.]*\) s.*/\1/p')
+  {
+    echo "### Large upload: one payload of $LARGE_SIZE bytes"
+    echo
+    echo "| case | seconds | MB/s | ratio to dd | server peak RSS |"
+    echo "|---|---|---|---|---|"
+    echo "| \`dd bs=1M conv=fsync\`, same bytes, same disk | $dd_secs | $(python3 -c "print(round($LARGE_SIZE/$dd_secs/1e6))") | 1 | |"
+  } >>"$REPORT"
+  local size label
+  for size in 67108864 "$LARGE_SIZE"; do
+    start_serve "large-$size" INGRESS_MAX_SIZE=$((LARGE_SIZE * 2)) VALIDATOR_MAX_DOWNLOAD_SIZE=$((LARGE_SIZE * 2))
+    local idle_rss out code secs
+    idle_rss=$(peak_rss_mib)
+    local file=$SOURCE
+    if [ "$size" != "$LARGE_SIZE" ]; then
+      file=$SOURCE.small
+      head -c "$size" "$SOURCE" >"$file"
+    fi
+    out=$(curl -sS -o "$WORK/large.json" -w '%{http_code} %{time_total}' \
+      -H "x-rh-identity: $IDENTITY" \
+      -F "file=@$file;filename=large.tar.gz;type=application/vnd.redhat.testareno.large+tgz" \
+      "http://127.0.0.1:$PORT/api/ingress/v1/upload")
+    rm -f "$SOURCE.small"
+    code=${out%% *}
+    secs=${out#* }
+    if [ "$code" != 202 ]; then
+      echo "bench: the large upload got $code: $(cat "$WORK/large.json")" >&2
+      exit 1
+    fi
+    label="upload of $size bytes (idle server: $idle_rss MiB)"
+    echo "| $label | $secs | $(python3 -c "print(round($size/$secs/1e6))") | $(python3 -c "print(round($dd_secs/$secs*$size/$LARGE_SIZE, 2))") | $(peak_rss_mib) MiB |" >>"$REPORT"
+    stop_serve
+  done
+  echo >>"$REPORT"
+}
+
+roundtrip() {
+  start_serve roundtrip
+  local started ended
+  started=$(date +%s.%N)
+  "$BIN" load --url "http://127.0.0.1:$PORT" --concurrency "$SMALL_CONCURRENCY" --size 10KiB \
+    --count "$ROUNDTRIP_COUNT" --json >"$WORK/roundtrip.json"
+  # Every payload announced on available (the validator downloaded and checked each one).
+  INTAKE_DATA_DIR="$WORK/roundtrip/data" LOG_LEVEL=warn timeout 600 "$BIN" topics tail \
+    platform.upload.available --from-beginning --count "$ROUNDTRIP_COUNT" >"$WORK/available.jsonl"
+  ended=$(date +%s.%N)
+  stop_serve
+  local secs
+  secs=$(python3 -c "print(round($ended - $started, 2))")
+  {
+    echo "### Validation round-trip: $ROUNDTRIP_COUNT payloads of 10 KiB, upload to available"
+    echo
+    echo "| payloads | seconds | payloads/s |"
+    echo "|---|---|---|"
+    echo "| $(wc -l <"$WORK/available.jsonl") | $secs | **$(python3 -c "print(round($ROUNDTRIP_COUNT / $secs))")** |"
+    echo
+  } >>"$REPORT"
+}
+
+for case in "${CASES[@]}"; do
+  echo "bench: $case" >&2
+  "$case"
+done
+
+mkdir -p "$ROOT/target/bench"
+cp "$REPORT" "$ROOT/target/bench/system.md"
+cat "$REPORT"
