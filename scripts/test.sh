@@ -7,5 +7,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo bench --no-run (benchmarks must build; their figures are not gated)"
+cargo bench --workspace --locked --no-run --profile dev
 echo "== cargo test"
 exec scripts/with-servers.sh cargo test --workspace --locked --no-fail-fast "$@"
