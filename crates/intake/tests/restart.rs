@@ -348,7 +348,10 @@ fn tmp_files(dir: &Path) -> Vec<std::fs::DirEntry> {
 async fn a_kill_during_an_upload_leaves_nothing_and_the_id_free() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let bytes = archive();
+    // Larger than what localdisk gathers in memory before writing (256 KiB), so that half of it
+    // is already in a file under `.tmp/` when the process is killed.
+    let mut bytes = archive();
+    bytes.extend((0..1_048_576u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
 
     // A client that sends half of its file part, then waits.
     let first = start(dir).await;
