@@ -2,8 +2,9 @@
 //! duration is reached, and the run is summed up as throughput, latency percentiles and answers.
 //!
 //! The client is kept cheap so the numbers describe the server: payload bytes are generated once
-//! and shared (a fixed size is one prebuilt body per service; a range is one random buffer sliced
-//! per request, between prebuilt framings), each worker records into its own histogram, and the
+//! and shared (a fixed size is one prebuilt body per service holding a well-formed gzipped tar, so
+//! validators accept it; a range is one random buffer sliced per request, between prebuilt
+//! framings), each worker records into its own histogram, and the
 //! connection pool holds one idle connection per worker.
 
 use std::collections::BTreeMap;
@@ -46,6 +47,7 @@ pub struct LoadPlan {
     pub url: url::Url,
     pub concurrency: usize,
     pub size: SizeSpec,
+    pub payload: PayloadKind,
     pub stop: Stop,
     /// Services the uploads are spread over, round-robin per worker.
     pub services: Vec<String>,
@@ -53,6 +55,15 @@ pub struct LoadPlan {
     pub identity: String,
     /// Timeout of each request, from connect to the end of the answer.
     pub request_timeout: Duration,
+}
+
+/// What a fixed-size file part holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// A well-formed gzipped tar of about the size: validators accept it.
+    Archive,
+    /// Random bytes: validators reject them.
+    Random,
 }
 
 /// The content type a load upload for `service` carries.
@@ -76,6 +87,9 @@ struct Shared {
     form_type: HeaderValue,
     bodies: Bodies,
     size: SizeSpec,
+    /// The file part's length for a fixed size (the archive may be a little under `size`), else
+    /// the longest a drawn size can be.
+    file_len: u64,
     stop: Stop,
     deadline: Instant,
     issued: AtomicU64,
@@ -114,7 +128,11 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport, ClientError> {
     }
     let max = usize::try_from(plan.size.max())
         .map_err(|_| ClientError::BadArgument("payload size too large".into()))?;
-    let payload = random_payload(max);
+    let payload = match (plan.size, plan.payload) {
+        (SizeSpec::Fixed(_), PayloadKind::Archive) => archive_payload(max),
+        _ => random_payload(max),
+    };
+    let file_len = payload.len() as u64;
     let framings: Vec<Framing> = plan
         .services
         .iter()
@@ -148,6 +166,7 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport, ClientError> {
         form_type,
         bodies,
         size: plan.size,
+        file_len,
         stop: plan.stop,
         deadline,
         issued: AtomicU64::new(0),
@@ -221,7 +240,7 @@ async fn worker(shared: Arc<Shared>, index: usize, latency: Histogram<u64>) -> T
                         *tally.statuses.entry(status.as_u16()).or_default() += 1;
                         if status.is_success() {
                             tally.accepted += 1;
-                            tally.accepted_bytes += size;
+                            tally.accepted_bytes += size.min(shared.file_len);
                         }
                     }
                     Err(e) => *tally.errors.entry(error_kind(&e)).or_default() += 1,
@@ -240,11 +259,52 @@ fn random_payload(len: usize) -> Bytes {
     let mut bytes = vec![0u8; len];
     loop {
         rng.fill_bytes(&mut bytes);
-        if !bytes
-            .windows(BOUNDARY.len())
-            .any(|w| w == BOUNDARY.as_bytes())
-        {
+        if !holds_boundary(&bytes) {
             return Bytes::from(bytes);
+        }
+    }
+}
+
+fn holds_boundary(bytes: &[u8]) -> bool {
+    bytes
+        .windows(BOUNDARY.len())
+        .any(|w| w == BOUNDARY.as_bytes())
+}
+
+/// A well-formed gzipped tar of at most `len` bytes (within a few hundred of it): one file of
+/// random bytes, stored uncompressed, so that validators accept it and a load run measures the
+/// whole round-trip. Sizes too small for an archive get random bytes.
+fn archive_payload(len: usize) -> Bytes {
+    // tar: a header block, the content padded to 512, two end blocks; gzip stored blocks: 18 bytes
+    // of header and trailer plus 5 per block of up to 64 KiB.
+    let overhead = 3 * 512 + 18 + 5 * len.div_ceil(65_535) + 512;
+    let Some(content) = len.checked_sub(overhead).map(|n| n / 512 * 512) else {
+        return random_payload(len);
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x001a_7a1e);
+    let mut data = vec![0u8; content];
+    loop {
+        rng.fill_bytes(&mut data);
+        let mut tar = tar::Builder::new(Vec::with_capacity(content + 2048));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        let built = tar
+            .append_data(&mut header, "load/payload.bin", data.as_slice())
+            .and_then(|()| tar.into_inner());
+        let gz = built.and_then(|tar| {
+            use std::io::Write;
+            let mut gz =
+                flate2::write::GzEncoder::new(Vec::with_capacity(len), flate2::Compression::none());
+            gz.write_all(&tar)?;
+            gz.finish()
+        });
+        match gz {
+            Ok(bytes) if !holds_boundary(&bytes) => return Bytes::from(bytes),
+            Ok(_) => continue,
+            Err(_) => return random_payload(len),
         }
     }
 }

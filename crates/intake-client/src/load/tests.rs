@@ -58,6 +58,7 @@ fn plan(url: url::Url, size: SizeSpec, stop: Stop) -> LoadPlan {
         url,
         concurrency: 4,
         size,
+        payload: PayloadKind::Archive,
         stop,
         services: vec!["advisor".into(), "testareno".into()],
         identity: intake_core::identity::Identity::encode("", "54321"),
@@ -134,4 +135,27 @@ async fn connection_failures_are_counted_by_kind() {
     assert_eq!(report.requests, 5);
     assert_eq!(report.accepted, 0);
     assert_eq!(report.errors_by_kind.get("connect"), Some(&5));
+}
+
+#[test]
+fn a_fixed_size_archive_payload_is_a_well_formed_gzipped_tar_of_about_that_size() {
+    for len in [10 * 1024, 100_000, 1 << 20] {
+        let payload = archive_payload(len);
+        assert!(payload.len() <= len, "{} > {len}", payload.len());
+        assert!(len - payload.len() < 2048, "{} for {len}", payload.len());
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(payload.as_ref()));
+        let entries: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0, "load/payload.bin");
+        assert!(!holds_boundary(&payload));
+    }
+    // Too small for an archive: random bytes of exactly that size.
+    assert_eq!(archive_payload(100).len(), 100);
 }

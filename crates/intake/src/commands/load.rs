@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use clap::Args;
-use intake_client::load::{LoadPlan, Stop};
+use clap::{Args, ValueEnum};
+use intake_client::load::{LoadPlan, PayloadKind, Stop};
 use intake_client::size::SizeSpec;
 
 /// Run length when neither `--count` nor `--duration` is given.
@@ -25,6 +25,10 @@ pub struct LoadArgs {
     /// File-part size: fixed (`10KiB`, `1MiB`, `2048`) or uniform over a range (`1KiB..1MiB`).
     #[arg(long, default_value = "10KiB")]
     pub size: SizeSpec,
+    /// What a fixed-size file part holds: a well-formed gzipped tar that validators accept (the
+    /// whole round-trip runs), or random bytes that they reject. Ranges always send random bytes.
+    #[arg(long, value_enum, default_value_t = Payload::Archive)]
+    pub payload: Payload,
     /// Stop starting uploads after this long (`500ms`, `30s`, `5m`).
     #[arg(long, value_parser = parse_duration, conflicts_with = "count")]
     pub duration: Option<Duration>,
@@ -68,6 +72,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         url: args.url,
         concurrency: args.concurrency,
         size: args.size,
+        payload: match args.payload {
+            Payload::Archive => PayloadKind::Archive,
+            Payload::Random => PayloadKind::Random,
+        },
         stop,
         services: args.services,
         identity,
@@ -90,4 +98,13 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         anyhow::bail!("no upload was accepted");
     }
     Ok(())
+}
+
+/// `--payload`: what a fixed-size file part holds.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// A well-formed gzipped tar of about the size (validators accept it).
+    Archive,
+    /// Random bytes (validators reject them).
+    Random,
 }
