@@ -1,72 +1,20 @@
 //! Black-box: `intake load` against `intake serve`, through the real binaries.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
+use common::process::free_port;
+use common::serve::{ready, start};
 use intake_testkit::poll;
 use serde_json::Value;
-
-struct Serve {
-    child: Child,
-    ingress: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(data: &std::path::Path) -> Serve {
-    let (ip, tp) = (free_port(), free_port());
-    let ingress = format!("http://127.0.0.1:{ip}");
-    let child = Command::new(env!("CARGO_BIN_EXE_intake"))
-        .arg("serve")
-        .current_dir(data)
-        .env("INTAKE_DATA_DIR", data.join("data"))
-        .env("INGRESS_LISTEN", format!("127.0.0.1:{ip}"))
-        .env("INGRESS_PUBLIC_URL", &ingress)
-        .env("TRACKER_LISTEN", format!("127.0.0.1:{tp}"))
-        .env(
-            "INGRESS_TRACKER_URL",
-            format!("http://127.0.0.1:{tp}/api/v1/payloads/"),
-        )
-        .env("STORAGE_URL_SIGNING_KEY", "test-key")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Serve { child, ingress }
-}
-
-async fn ready(serve: &Serve) {
-    let client = reqwest::Client::new();
-    poll::until_true(
-        Duration::from_secs(60),
-        "intake serve to become ready",
-        || async {
-            let answer = client.get(format!("{}/readyz", serve.ingress)).send().await;
-            matches!(answer, Ok(a) if a.status() == 200)
-        },
-    )
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_counted_run_reports_every_upload_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let serve = start(dir.path());
-    ready(&serve).await;
+    ready(&reqwest::Client::new(), &serve).await;
     let out = Command::new(env!("CARGO_BIN_EXE_intake"))
         .args(["load", "--url", &serve.ingress, "--count", "50"])
         .args(["--concurrency", "4", "--size", "1KiB..64KiB", "--json"])

@@ -3,10 +3,13 @@
 //! pipeline's `ccx` result on `ccx.ocp.results` (spec pipeline.md §9), its statuses in the
 //! tracker (§10) and its metrics on serve's own `/metrics` (§3.3).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::serve::{ready, start, Serve};
 use intake_bus::{StartFrom, Subscription};
 use intake_core::config::{BusConfig, EnvMap};
 use intake_testkit::archives::{gzip, TarBuilder};
@@ -16,72 +19,6 @@ use serde_json::{json, Value};
 const IDENTITY: &str = "eyJpZGVudGl0eSI6IHsiYWNjb3VudF9udW1iZXIiOiAiMTIzNDUiLCAiaW50ZXJuYWwiOiB7Im9yZ19pZCI6ICI1NDMyMSJ9fX0=";
 const CLUSTER: &str = "C25DA893-5BA1-4229-9432-C8EC9334C4A0";
 const REQUEST_ID: &str = "2439a2974ff44273afcd8b1d18077bf1";
-
-struct Serve {
-    child: Child,
-    ingress: String,
-    tracker: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(dir: &Path) -> Serve {
-    let (ip, tp) = (free_port(), free_port());
-    let ingress = format!("http://127.0.0.1:{ip}");
-    let tracker = format!("http://127.0.0.1:{tp}");
-    let child = Command::new(env!("CARGO_BIN_EXE_intake"))
-        .arg("serve")
-        .current_dir(dir)
-        .env("INTAKE_DATA_DIR", dir.join("data"))
-        .env("INGRESS_LISTEN", format!("127.0.0.1:{ip}"))
-        .env("INGRESS_PUBLIC_URL", &ingress)
-        .env("TRACKER_LISTEN", format!("127.0.0.1:{tp}"))
-        .env("INGRESS_TRACKER_URL", format!("{tracker}/api/v1/payloads/"))
-        .env("STORAGE_URL_SIGNING_KEY", "test-key")
-        .env("LOG_LEVEL", "warn")
-        .env_remove("PIPELINE_CONFIG")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("KAFKAMQ")
-        .env_remove("BUS_DRIVER")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Serve {
-        child,
-        ingress,
-        tracker,
-    }
-}
-
-async fn ready(client: &reqwest::Client, serve: &Serve) {
-    poll::until_true(
-        Duration::from_secs(60),
-        "intake serve to become ready",
-        || async {
-            let ingress = client.get(format!("{}/readyz", serve.ingress)).send().await;
-            let tracker = client
-                .get(format!("{}/api/v1/health", serve.tracker))
-                .send()
-                .await;
-            matches!((ingress, tracker), (Ok(a), Ok(b)) if a.status() == 200 && b.status() == 200)
-        },
-    )
-    .await;
-}
 
 fn operator(name: &str) -> Vec<u8> {
     json!({"metadata": {"name": name}, "status": {"conditions": [

@@ -1,59 +1,15 @@
 //! Black-box: `intake serve` on the embedded default, driven over HTTP exactly as the seed's curl
 //! example does, through the real binary.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
+use common::serve::{ready, start, Serve};
 use intake_testkit::poll;
 use serde_json::Value;
 
 const IDENTITY: &str = "eyJpZGVudGl0eSI6IHsiYWNjb3VudF9udW1iZXIiOiAiMTIzNDUiLCAiaW50ZXJuYWwiOiB7Im9yZ19pZCI6ICI1NDMyMSJ9fX0=";
-
-struct Serve {
-    child: Child,
-    ingress: String,
-    tracker: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(data: &std::path::Path) -> Serve {
-    let (ip, tp) = (free_port(), free_port());
-    let ingress = format!("http://127.0.0.1:{ip}");
-    let tracker = format!("http://127.0.0.1:{tp}");
-    let child = Command::new(env!("CARGO_BIN_EXE_intake"))
-        .arg("serve")
-        .current_dir(data)
-        .env("INTAKE_DATA_DIR", data.join("data"))
-        .env("INGRESS_LISTEN", format!("127.0.0.1:{ip}"))
-        .env("INGRESS_PUBLIC_URL", &ingress)
-        .env("TRACKER_LISTEN", format!("127.0.0.1:{tp}"))
-        .env("INGRESS_TRACKER_URL", format!("{tracker}/api/v1/payloads/"))
-        .env("STORAGE_URL_SIGNING_KEY", "test-key")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Serve {
-        child,
-        ingress,
-        tracker,
-    }
-}
 
 async fn upload(
     client: &reqwest::Client,
@@ -73,22 +29,6 @@ async fn upload(
         .send()
         .await
         .unwrap()
-}
-
-async fn ready(client: &reqwest::Client, serve: &Serve) {
-    poll::until_true(
-        Duration::from_secs(60),
-        "intake serve to become ready",
-        || async {
-            let ingress = client.get(format!("{}/readyz", serve.ingress)).send().await;
-            let tracker = client
-                .get(format!("{}/api/v1/health", serve.tracker))
-                .send()
-                .await;
-            matches!((ingress, tracker), (Ok(a), Ok(b)) if a.status() == 200 && b.status() == 200)
-        },
-    )
-    .await;
 }
 
 /// The tracker's statuses of a payload, as (service, status) pairs.

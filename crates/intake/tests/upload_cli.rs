@@ -1,7 +1,9 @@
 //! Black-box: `intake upload` through the real binary, against `intake serve` for the real path and
 //! against a small stand-in ingress for what a healthy one never does (503s, chosen verdicts).
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,68 +11,13 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use intake_testkit::poll;
+use common::process::free_port;
+use common::serve::{ready, start};
 use serde_json::{json, Value};
 
 const IDENTITY: &str = "eyJpZGVudGl0eSI6IHsiYWNjb3VudF9udW1iZXIiOiAiMTIzNDUiLCAiaW50ZXJuYWwiOiB7Im9yZ19pZCI6ICI1NDMyMSJ9fX0=";
 
 // ---- the real thing -------------------------------------------------------------------------
-
-struct Serve {
-    child: Child,
-    ingress: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(data: &std::path::Path) -> Serve {
-    let (ip, tp) = (free_port(), free_port());
-    let ingress = format!("http://127.0.0.1:{ip}");
-    let child = Command::new(env!("CARGO_BIN_EXE_intake"))
-        .arg("serve")
-        .current_dir(data)
-        .env("INTAKE_DATA_DIR", data.join("data"))
-        .env("INGRESS_LISTEN", format!("127.0.0.1:{ip}"))
-        .env("INGRESS_PUBLIC_URL", &ingress)
-        .env("TRACKER_LISTEN", format!("127.0.0.1:{tp}"))
-        .env(
-            "INGRESS_TRACKER_URL",
-            format!("http://127.0.0.1:{tp}/api/v1/payloads/"),
-        )
-        .env("STORAGE_URL_SIGNING_KEY", "test-key")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Serve { child, ingress }
-}
-
-async fn ready(serve: &Serve) {
-    let client = reqwest::Client::new();
-    poll::until_true(
-        Duration::from_secs(60),
-        "intake serve to become ready",
-        || async {
-            let answer = client.get(format!("{}/readyz", serve.ingress)).send().await;
-            matches!(answer, Ok(a) if a.status() == 200)
-        },
-    )
-    .await;
-}
 
 /// Runs `intake upload <args>` and returns (exit code, stdout, stderr).
 async fn intake_upload(args: &[&str]) -> (i32, String, String) {
@@ -101,7 +48,7 @@ async fn uploads_to_serve_print_the_id_wait_for_success_and_show_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let file = sample(dir.path());
     let serve = start(dir.path());
-    ready(&serve).await;
+    ready(&reqwest::Client::new(), &serve).await;
     let url = serve.ingress.as_str();
 
     // The id is generated here, printed alone on stdout, and the payload is validated.

@@ -1,5 +1,5 @@
-//! Shared by the black-box tests that run the intake binary on Kafka and S3: the binary as a child
-//! process, the engines' settings for one test, and Kafka and S3 clients of the tests' own (rdkafka
+//! Shared by the black-box tests that run the intake binary: `intake serve` on the embedded default;
+//! on Kafka and S3, the binary as a child process, the engines' settings for one test, and Kafka and S3 clients of the tests' own (rdkafka
 //! and aws-sdk-s3 used directly, never intake's drivers, so the tests check what is on the wire).
 
 // Each test crate that includes this module uses only part of it.
@@ -9,4 +9,5 @@ pub mod engines;
 pub mod kafka;
 pub mod process;
 pub mod s3;
+pub mod serve;
 pub mod upload;
