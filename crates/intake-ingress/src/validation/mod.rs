@@ -1,13 +1,17 @@
 //! The consumer of `platform.upload.validation` (messages.md, "How ingress processes a response"):
-//! responses in order, the offset committed only once every step succeeded, bad responses to the
-//! dead-letter topic, a pause with nothing committed while storage or the bus is down.
+//! responses in order within a partition and partitions concurrently, the offset committed only once
+//! every step succeeded, bad responses to the dead-letter topic, a pause with nothing committed while
+//! storage or the bus is down.
 
 mod dlq;
 mod process;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use intake_bus::{BusError, Consumer, ReceivedMessage, StartFrom, Subscription};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -39,8 +43,19 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
         }
     };
     tracing::info!(%topic, group = %state.config.consumer_group, "consuming validation responses");
+    // Responses are handled in order within a partition and partitions concurrently
+    // (messages.md): one worker per partition, each handing its finished messages back in order,
+    // and this loop, which owns the consumer, commits them as they come.
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ReceivedMessage>();
+    let mut workers: HashMap<(String, i32), mpsc::Sender<ReceivedMessage>> = HashMap::new();
+    let mut tasks = JoinSet::new();
     loop {
         let message = tokio::select! {
+            biased;
+            Some(done) = done_rx.recv() => {
+                commit(&mut *consumer, &done, &cancel).await;
+                continue;
+            }
             _ = cancel.cancelled() => break,
             m = consumer.next() => m,
         };
@@ -56,22 +71,67 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
                 continue;
             }
         };
-        // A message is fully processed (or dead-lettered) before its offset is committed; a step in
-        // progress is not interrupted by shutdown, so a verdict is never left half done. Shutdown
-        // does end a wait (outage, retry backoff, unwritable DLQ): the message stays uncommitted
-        // and is delivered again, which is safe because every step is idempotent.
+        let partition = (message.topic.clone(), message.partition);
+        let worker = workers.entry(partition).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
+            tasks.spawn(partition_worker(
+                state.clone(),
+                rx,
+                done_tx.clone(),
+                cancel.clone(),
+            ));
+            tx
+        });
+        // A full queue holds this loop until the partition's worker takes one; meanwhile finished
+        // messages wait in the (unbounded) done channel, so the two never wait on each other.
+        if worker.send(message).await.is_err() {
+            // The worker stopped (shutdown): the message stays uncommitted and comes again.
+            continue;
+        }
+    }
+    // Shutdown: workers finish the message in hand and stop; what they finished is committed.
+    drop(workers);
+    drop(done_tx);
+    while let Some(done) = done_rx.recv().await {
+        commit(&mut *consumer, &done, &cancel).await;
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Messages read ahead per partition.
+const PARTITION_QUEUE: usize = 8;
+
+/// Handles one partition's responses in order. A message is fully processed (or dead-lettered)
+/// before it is handed back to be committed; a step in progress is not interrupted by shutdown, so
+/// a verdict is never left half done. Shutdown does end a wait (outage, retry backoff, unwritable
+/// DLQ): the message stays uncommitted and is delivered again, which is safe because every step is
+/// idempotent.
+async fn partition_worker(
+    state: AppState,
+    mut queue: mpsc::Receiver<ReceivedMessage>,
+    done: mpsc::UnboundedSender<ReceivedMessage>,
+    cancel: CancellationToken,
+) {
+    while let Some(message) = queue.recv().await {
+        if cancel.is_cancelled() {
+            return;
+        }
         match process::handle(&state, &message, &cancel).await {
-            process::Handled::Done => commit(&mut *consumer, &message, &cancel).await,
+            process::Handled::Done => {
+                if done.send(message).is_err() {
+                    return;
+                }
+            }
             process::Handled::Interrupted => {
                 tracing::info!(
                     offset = message.offset,
                     "shutdown while a validation response waited; it will be delivered again"
                 );
-                break;
+                return;
             }
         }
     }
-    Ok(())
 }
 
 /// Commits, retrying a few times while the bus refuses. Giving up is safe: the message is delivered
