@@ -6,7 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export INTAKE_TEST_RUN_DIR="${INTAKE_TEST_RUN_DIR:-$(mktemp -d /tmp/intake-test.XXXXXX)}"
+# The servers' data lives in a run directory; one made here is removed at exit.
+OWN_RUN_DIR=""
+if [ -z "${INTAKE_TEST_RUN_DIR:-}" ]; then
+  INTAKE_TEST_RUN_DIR=$(mktemp -d /tmp/intake-test.XXXXXX)
+  OWN_RUN_DIR=$INTAKE_TEST_RUN_DIR
+fi
+export INTAKE_TEST_RUN_DIR
 HARNESS_PIDS=()
 
 stop_servers() {
@@ -17,6 +23,7 @@ stop_servers() {
   for pid in "${HARNESS_PIDS[@]:-}"; do
     [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
   done
+  if [ -n "$OWN_RUN_DIR" ]; then rm -rf "$OWN_RUN_DIR" || true; fi
 }
 trap stop_servers EXIT INT TERM
 
