@@ -25,6 +25,16 @@ pub struct Subject {
     pub account: String,
 }
 
+impl Subject {
+    /// A payload known only by its id (its tenant unknown).
+    pub fn of(request_id: String) -> Self {
+        Self {
+            request_id,
+            ..Self::default()
+        }
+    }
+}
+
 impl StatusPublisher {
     pub fn new(bus: Arc<dyn Bus>, topic: String, failures: IntCounter) -> Self {
         Self {

@@ -82,19 +82,7 @@ pub(super) async fn handle(
                     service.as_deref().unwrap_or("unknown"),
                     e.reason_code()
                 );
-                let subject = Subject {
-                    request_id: id.to_string(),
-                    ..Default::default()
-                };
-                state
-                    .statuses
-                    .send(StatusPublisher::status(
-                        &subject,
-                        status::ERROR,
-                        msg,
-                        time::now_string(),
-                    ))
-                    .await;
+                send_error(state, &Subject::of(id.to_string()), msg).await;
             }
             Verdict::DeadLetter
         }
@@ -141,19 +129,7 @@ async fn process_with_retries(
                     "invalid validation response from {}: unknown_request_id",
                     response.service
                 );
-                let subject = Subject {
-                    request_id: response.request_id.to_string(),
-                    ..Default::default()
-                };
-                state
-                    .statuses
-                    .send(StatusPublisher::status(
-                        &subject,
-                        status::ERROR,
-                        msg,
-                        time::now_string(),
-                    ))
-                    .await;
+                send_error(state, &Subject::of(response.request_id.to_string()), msg).await;
                 return Some(Verdict::DeadLetter);
             }
             Err(Failure::Step(what)) => {
@@ -170,16 +146,7 @@ async fn process_with_retries(
                     if !send_dead_letter(state, message, "processing_failed", &what, cancel).await {
                         return None;
                     }
-                    let subject = subject_from_store(state, response).await;
-                    state
-                        .statuses
-                        .send(StatusPublisher::status(
-                            &subject,
-                            status::ERROR,
-                            what,
-                            time::now_string(),
-                        ))
-                        .await;
+                    send_error(state, &subject_from_store(state, response).await, what).await;
                     return Some(Verdict::Error);
                 }
                 tokio::select! {
@@ -190,6 +157,12 @@ async fn process_with_retries(
             }
         }
     }
+}
+
+/// The `error` status that follows a dead letter.
+async fn send_error(state: &AppState, subject: &Subject, message: String) {
+    let status = StatusPublisher::status(subject, status::ERROR, message, time::now_string());
+    state.statuses.send(status).await;
 }
 
 /// The stored tenant of a payload, for statuses (never the validator's echo).
