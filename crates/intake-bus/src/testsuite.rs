@@ -16,6 +16,43 @@ use crate::{
     TopicSpec,
 };
 
+/// Header of the end markers [`read_to_end`] publishes.
+pub const END_MARKER_HEADER: &str = "x-test-end-of-read";
+
+/// Every message on `topic` so far, in order. Publishes an end marker and reads from the start in a
+/// fresh group until the marker comes back, so the answer is exact without waiting for a quiet
+/// period. Markers (this read's and earlier ones) are left out.
+pub async fn read_to_end(bus: &dyn Bus, topic: &str) -> Vec<ReceivedMessage> {
+    static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let marker = format!("{}-{n}", std::process::id());
+    bus.publish(
+        OutgoingMessage::new(topic, b"{}".to_vec()).header(END_MARKER_HEADER, marker.clone()),
+    )
+    .await
+    .unwrap();
+    let mut consumer = bus
+        .subscribe(Subscription {
+            group: format!("test-read-{marker}"),
+            topics: vec![topic.to_owned()],
+            start: StartFrom::Earliest,
+        })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    loop {
+        let message = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("reading {topic} to its end marker timed out"))
+            .unwrap();
+        match message.header_str(END_MARKER_HEADER) {
+            Some(m) if m == marker => return out,
+            Some(_) => {}
+            None => out.push(message),
+        }
+    }
+}
+
 /// Longest wait for one expected message (a real broker's first group join can take seconds).
 pub const WAIT: Duration = Duration::from_secs(30);
 /// How long "nothing more arrives" is watched for.

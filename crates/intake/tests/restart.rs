@@ -6,11 +6,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use intake_bus::{Bus, OutgoingMessage, ReceivedMessage, StartFrom, Subscription};
+use intake_bus::{Bus, OutgoingMessage};
 use intake_core::config::{BusConfig, EnvMap, StorageConfig};
 use intake_core::{Identity, RequestId};
 use intake_storage::Bucket;
@@ -24,9 +23,6 @@ const VALIDATION: &str = "platform.upload.validation";
 const AVAILABLE: &str = "platform.upload.available";
 const STATUS: &str = "platform.payload-status";
 const VALIDATION_DLQ: &str = "platform.upload.validation.dlq";
-/// Marks the messages [`messages`] publishes to find the end of a topic.
-const END_MARKER_HEADER: &str = "x-test-end-of-read";
-
 /// One `intake ingress` process; killed (SIGKILL) when dropped.
 struct Ingress {
     child: Child,
@@ -145,45 +141,9 @@ async fn respond(bus: &dyn Bus, request_id: &str, validation: &str) -> Vec<u8> {
     value
 }
 
-/// Every message on `topic` so far: publishes an end marker and reads from the start in a fresh
-/// group until it comes back (earlier markers are left out).
-async fn messages(bus: &dyn Bus, topic: &str) -> Vec<ReceivedMessage> {
-    static READS: AtomicU64 = AtomicU64::new(0);
-    let marker = format!(
-        "{}-{}",
-        std::process::id(),
-        READS.fetch_add(1, Ordering::Relaxed)
-    );
-    bus.publish(
-        OutgoingMessage::new(topic, b"{}".to_vec()).header(END_MARKER_HEADER, marker.clone()),
-    )
-    .await
-    .unwrap();
-    let mut consumer = bus
-        .subscribe(Subscription {
-            group: format!("test-read-{marker}"),
-            topics: vec![topic.to_owned()],
-            start: StartFrom::Earliest,
-        })
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.next())
-            .await
-            .unwrap_or_else(|_| panic!("reading {topic} to its end marker timed out"))
-            .unwrap();
-        match message.header_str(END_MARKER_HEADER) {
-            Some(m) if m == marker => return out,
-            Some(_) => {}
-            None => out.push(message),
-        }
-    }
-}
-
 /// The JSON values on `topic` whose `request_id` is `request_id`.
 async fn values_for(bus: &dyn Bus, topic: &str, request_id: &str) -> Vec<Value> {
-    messages(bus, topic)
+    intake_bus::testsuite::read_to_end(bus, topic)
         .await
         .iter()
         .filter_map(|m| serde_json::from_slice::<Value>(&m.value).ok())

@@ -8,7 +8,6 @@
 pub mod raw_http;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use intake_bus::faults::{FaultHandle, FaultyBus};
-use intake_bus::{Bus, OutgoingMessage, ReceivedMessage, StartFrom, Subscription};
+use intake_bus::{Bus, OutgoingMessage, ReceivedMessage};
 use intake_core::config::{BusConfig, EnvMap, IngressConfig, StorageConfig};
 use intake_core::messages::PayloadStatus;
 use intake_core::Identity;
@@ -44,9 +43,6 @@ pub const CATEGORY: &str = "something";
 /// The tenant of [`identity`].
 pub const ACCOUNT: &str = "12345";
 pub const ORG_ID: &str = "54321";
-
-/// Marks the messages [`Ingress::messages`] publishes to find the end of a topic.
-const END_MARKER_HEADER: &str = "x-test-end-of-read";
 
 /// The standard caller: account 12345, org 54321.
 pub fn identity() -> String {
@@ -363,39 +359,8 @@ impl Ingress {
     }
 }
 
-/// Every message on `topic` so far, in order. Publishes an end marker and reads from the start in a
-/// fresh group until the marker comes back, so the answer is exact without waiting for a quiet
-/// period. Markers (this read's and earlier ones) are left out.
-pub async fn messages(bus: &dyn Bus, topic: &str) -> Vec<ReceivedMessage> {
-    static READS: AtomicU64 = AtomicU64::new(0);
-    let n = READS.fetch_add(1, Ordering::Relaxed);
-    let marker = format!("{}-{n}", std::process::id());
-    bus.publish(
-        OutgoingMessage::new(topic, b"{}".to_vec()).header(END_MARKER_HEADER, marker.clone()),
-    )
-    .await
-    .unwrap();
-    let mut consumer = bus
-        .subscribe(Subscription {
-            group: format!("test-read-{marker}"),
-            topics: vec![topic.to_owned()],
-            start: StartFrom::Earliest,
-        })
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.next())
-            .await
-            .unwrap_or_else(|_| panic!("reading {topic} to its end marker timed out"))
-            .unwrap();
-        match message.header_str(END_MARKER_HEADER) {
-            Some(m) if m == marker => return out,
-            Some(_) => {}
-            None => out.push(message),
-        }
-    }
-}
+/// Every message on a topic so far, in order (exact: reads to an end marker it publishes).
+pub use intake_bus::testsuite::read_to_end as messages;
 
 /// The header value of `message` named `name`, which must be there.
 pub fn header<'a>(message: &'a ReceivedMessage, name: &str) -> &'a str {
