@@ -108,47 +108,78 @@ small() {
   echo >>"$REPORT"
 }
 
+# One dd of the large payload to the disk under test, made durable like an upload (one fsync at the
+# end); prints its seconds.
+dd_once() {
+  local out
+  settle
+  out=$(LC_ALL=C dd if="$SOURCE" of="$WORK/dd.bin" bs=1M conv=fsync 2>&1)
+  rm -f "$WORK/dd.bin"
+  echo "$out" | sed -n 's/.* copied, \([0-9.]*\) s.*/\1/p'
+}
+
+# One upload of $1 bytes from file $2 to a fresh server; prints "seconds idle_rss peak_rss".
+upload_once() {
+  local size=$1 file=$2 name=large-$1-$RANDOM
+  start_serve "$name" INGRESS_MAX_SIZE=$((LARGE_SIZE * 2)) VALIDATOR_MAX_DOWNLOAD_SIZE=$((LARGE_SIZE * 2))
+  local idle_rss out code
+  idle_rss=$(peak_rss_mib)
+  settle
+  out=$(curl -sS -o "$WORK/large.json" -w '%{http_code} %{time_total}' \
+    -H "x-rh-identity: $IDENTITY" \
+    -F "file=@$file;filename=large.tar.gz;type=application/vnd.redhat.testareno.large+tgz" \
+    "http://127.0.0.1:$PORT/api/ingress/v1/upload")
+  code=${out%% *}
+  if [ "$code" != 202 ]; then
+    echo "bench: the large upload got $code: $(cat "$WORK/large.json")" >&2
+    exit 1
+  fi
+  echo "${out#* } $idle_rss $(peak_rss_mib)"
+  stop_serve
+  rm -rf "${WORK:?}/$name"
+}
+
+# Lets the disk finish writing back what earlier steps left (deleted files, other runs).
+settle() {
+  sync
+  sleep 3
+}
+
+median() {
+  python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"
+}
+
 large() {
   echo "bench: writing a $LARGE_SIZE-byte payload to $SOURCE" >&2
   head -c "$LARGE_SIZE" /dev/urandom >"$SOURCE"
-  # The same bytes to the same disk with dd, made durable like an upload (one fsync at the end).
-  local dd_out dd_secs
-  dd_out=$(LC_ALL=C dd if="$SOURCE" of="$WORK/dd.bin" bs=1M conv=fsync 2>&1)
-  rm -f "$WORK/dd.bin"
-  dd_secs=$(echo "$dd_out" | sed -n 's/.* copied, \([0-9.]*\) s.*/\1/p')
+  head -c 67108864 "$SOURCE" >"$SOURCE.small"
+  # dd and the upload take turns, three times, so that both see the disk in the same states; the
+  # medians are compared.
+  local dds=() ups=() smalls=() peak=0 idle="" i r
+  for i in 1 2 3; do
+    dds+=("$(dd_once)")
+    read -r -a r <<<"$(upload_once "$LARGE_SIZE" "$SOURCE")"
+    ups+=("${r[0]}")
+    idle=${r[1]}
+    peak=$(python3 -c "print(max($peak, ${r[2]}))")
+  done
+  read -r -a r <<<"$(upload_once 67108864 "$SOURCE.small")"
+  local small_secs=${r[0]} small_idle=${r[1]} small_peak=${r[2]}
+  local dd_secs up_secs
+  dd_secs=$(median "${dds[@]}")
+  up_secs=$(median "${ups[@]}")
   {
     echo "### Large upload: one payload of $LARGE_SIZE bytes"
     echo
-    echo "| case | seconds | MB/s | ratio to dd | server peak RSS |"
-    echo "|---|---|---|---|---|"
-    echo "| \`dd bs=1M conv=fsync\`, same bytes, same disk | $dd_secs | $(python3 -c "print(round($LARGE_SIZE/$dd_secs/1e6))") | 1 | |"
+    echo "dd and the upload (a fresh server each time) take turns three times; medians are compared."
+    echo
+    echo "| case | runs (s) | median s | MB/s | ratio to dd | server peak RSS |"
+    echo "|---|---|---|---|---|---|"
+    echo "| \`dd bs=1M conv=fsync\`, same bytes, same disk | ${dds[*]} | $dd_secs | $(python3 -c "print(round($LARGE_SIZE/$dd_secs/1e6))") | 1 | |"
+    echo "| upload of 67108864 bytes (idle server: $small_idle MiB) | $small_secs | $small_secs | $(python3 -c "print(round(67108864/$small_secs/1e6))") | $(python3 -c "print(round($dd_secs/$small_secs*67108864/$LARGE_SIZE, 2))") | $small_peak MiB |"
+    echo "| upload of $LARGE_SIZE bytes (idle server: $idle MiB) | ${ups[*]} | $up_secs | $(python3 -c "print(round($LARGE_SIZE/$up_secs/1e6))") | **$(python3 -c "print(round($dd_secs/$up_secs, 2))")** | **$peak MiB** |"
+    echo
   } >>"$REPORT"
-  local size label
-  for size in 67108864 "$LARGE_SIZE"; do
-    start_serve "large-$size" INGRESS_MAX_SIZE=$((LARGE_SIZE * 2)) VALIDATOR_MAX_DOWNLOAD_SIZE=$((LARGE_SIZE * 2))
-    local idle_rss out code secs
-    idle_rss=$(peak_rss_mib)
-    local file=$SOURCE
-    if [ "$size" != "$LARGE_SIZE" ]; then
-      file=$SOURCE.small
-      head -c "$size" "$SOURCE" >"$file"
-    fi
-    out=$(curl -sS -o "$WORK/large.json" -w '%{http_code} %{time_total}' \
-      -H "x-rh-identity: $IDENTITY" \
-      -F "file=@$file;filename=large.tar.gz;type=application/vnd.redhat.testareno.large+tgz" \
-      "http://127.0.0.1:$PORT/api/ingress/v1/upload")
-    rm -f "$SOURCE.small"
-    code=${out%% *}
-    secs=${out#* }
-    if [ "$code" != 202 ]; then
-      echo "bench: the large upload got $code: $(cat "$WORK/large.json")" >&2
-      exit 1
-    fi
-    label="upload of $size bytes (idle server: $idle_rss MiB)"
-    echo "| $label | $secs | $(python3 -c "print(round($size/$secs/1e6))") | $(python3 -c "print(round($dd_secs/$secs*$size/$LARGE_SIZE, 2))") | $(peak_rss_mib) MiB |" >>"$REPORT"
-    stop_serve
-  done
-  echo >>"$REPORT"
 }
 
 roundtrip() {

@@ -3,6 +3,7 @@
 
 mod group_sync;
 mod layout;
+mod spool;
 mod write;
 
 use std::collections::BTreeMap;

@@ -7,10 +7,11 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::layout::{Layout, SIDECAR_SUFFIX};
-use crate::stream::digesting;
+use super::spool::Spool;
 use crate::{Bucket, ByteStream, ObjectMeta, StorageError};
 
 /// Files under `.tmp/` that belong to one write. They are removed when this is dropped, including
@@ -48,14 +49,13 @@ pub(super) async fn put_new(
     layout: &Layout,
     bucket: Bucket,
     key: &str,
-    body: ByteStream,
+    mut body: ByteStream,
     mut meta: ObjectMeta,
 ) -> Result<ObjectMeta, StorageError> {
     let final_data = layout.data(bucket, key);
     if exists(&final_data).await? {
         return Err(already_exists(layout, bucket, key));
     }
-    let (mut body, digest) = digesting(body);
     let mut head = Vec::new();
     let mut buffered = 0;
     let ended = loop {
@@ -73,42 +73,47 @@ pub(super) async fn put_new(
     };
     let tmp = TmpFiles::new(&layout.tmp(bucket), key);
     if ended {
-        let (size, sha256) = digest.finish();
-        meta.size = size;
-        meta.sha256 = sha256;
-        let sidecar = sidecar_json(&meta.to_map())?;
         let (layout, key) = (layout.clone(), key.to_owned());
         // One trip to the blocking pool instead of one per file operation. If the caller goes
         // away meanwhile, the write still completes or cleans up after itself.
         return tokio::task::spawn_blocking(move || {
-            write_small(&layout, bucket, &key, &tmp, &head, &sidecar)
+            let mut hasher = Sha256::new();
+            for chunk in &head {
+                hasher.update(chunk);
+            }
+            meta.size = buffered as u64;
+            meta.sha256 = hex::encode(hasher.finalize());
+            let sidecar = sidecar_json(&meta.to_map())?;
+            write_small(&layout, bucket, &key, &tmp, &head, &sidecar).map(|()| meta)
         })
         .await
-        .map_err(|e| StorageError::backend("writing a payload", e))?
-        .map(|()| meta);
+        .map_err(|e| StorageError::backend("writing a payload", e))?;
     }
-    let mut file = tokio::fs::File::create_new(&tmp.data)
-        .await
-        .map_err(|e| StorageError::io(format!("creating {}", tmp.data.display()), e))?;
     let write_err = |e| StorageError::io(format!("writing {}", tmp.data.display()), e);
+    let mut spool = Spool::create(&tmp.data).await.map_err(write_err)?;
     for chunk in head {
-        file.write_all(&chunk).await.map_err(write_err)?;
+        spool.write(chunk).await.map_err(write_err)?;
     }
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(StorageError::Body)?;
-        file.write_all(&chunk).await.map_err(write_err)?;
+        spool.write(chunk).await.map_err(write_err)?;
     }
-    file.flush().await.map_err(write_err)?;
-    let (size, sha256) = digest.finish();
-    meta.size = size;
-    meta.sha256 = sha256;
+    let spooled = spool.finish().await.map_err(write_err)?;
+    meta.size = spooled.size;
+    meta.sha256 = spooled.sha256;
     let sidecar = sidecar_json(&meta.to_map())?;
     // The data file's fsync and the sidecar's write and fsync run at the same time.
-    let sync_data = async { file.sync_all().await.map_err(write_err) };
+    let file = spooled.file;
+    let sync_data = async {
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|synced| synced)
+            .map_err(write_err)
+    };
     let (synced, written) = tokio::join!(sync_data, write_sidecar(&tmp.sidecar, &sidecar));
     synced?;
     written?;
-    drop(file);
     commit(layout, bucket, key, &tmp.sidecar, &tmp.data).await?;
     Ok(meta)
 }
