@@ -149,7 +149,7 @@ impl PayloadStore for LocalDiskStore {
                 same_or_conflict(self.bucket_name(dst), key, &existing, &source)
             }
             (Some(source), None) => {
-                match write::link_copy(&self.layout, src, dst, key.as_str(), &source).await {
+                match write::link_copy(&self.layout, src, dst, key.as_str()).await {
                     // A concurrent copy of the same key got there first: compare with what it wrote.
                     Err(StorageError::AlreadyExists { .. }) => {
                         let existing = self.head(dst, key).await?;

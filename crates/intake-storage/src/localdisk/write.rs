@@ -170,18 +170,17 @@ fn link_error(
     }
 }
 
-/// Copies `key` from `src` to `dst` as a hard link plus a copy of the sidecar, create-only in `dst`.
-/// `meta` is the source's metadata, read by the caller.
+/// Copies `key` from `src` to `dst`, create-only in `dst`, as hard links to the source's data file
+/// and sidecar: the copy keeps the metadata by sharing it, and makes no new file (nothing to write or
+/// fsync but the folder). Sidecars are never rewritten, so sharing one is safe.
 pub(super) async fn link_copy(
     layout: &Layout,
     src: Bucket,
     dst: Bucket,
     key: &str,
-    meta: &ObjectMeta,
 ) -> Result<(), StorageError> {
-    let tmp = TmpFiles::new(&layout.tmp(dst), key);
-    write_sidecar(&tmp.sidecar, &sidecar_json(&meta.to_map())?).await?;
-    commit(layout, dst, key, &tmp.sidecar, &layout.data(src, key)).await
+    let sidecar = layout.sidecar(src, key);
+    commit(layout, dst, key, &sidecar, &layout.data(src, key)).await
 }
 
 /// Links the sidecar, then the data file (the commit point), then makes the names durable.

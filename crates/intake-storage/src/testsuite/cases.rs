@@ -268,6 +268,46 @@ pub async fn copy_keeps_metadata(s: Subject) {
     );
 }
 
+/// A move is a copy and a delete: deleting the source must leave the copy whole, bytes and
+/// metadata, and a second copy after that is the finished move being repeated.
+pub async fn a_copy_outlives_its_source(s: Subject) {
+    let key = RequestId::generate();
+    let stored = put_hello(&s, Bucket::Quarantine, &key).await;
+    s.store
+        .copy(Bucket::Quarantine, Bucket::Reject, &key)
+        .await
+        .expect("copy");
+    s.store
+        .delete(Bucket::Quarantine, &key)
+        .await
+        .expect("delete of the source");
+    assert!(matches!(
+        s.store.head(Bucket::Quarantine, &key).await,
+        Err(StorageError::NotFound { .. })
+    ));
+    assert_eq!(
+        s.store
+            .head(Bucket::Reject, &key)
+            .await
+            .expect("head of the copy"),
+        stored
+    );
+    let copy = s
+        .store
+        .get(Bucket::Reject, &key)
+        .await
+        .expect("get of the copy");
+    assert_eq!(Digest::of(copy.body).await.sha256, hello_sha256());
+    s.store
+        .copy(Bucket::Quarantine, Bucket::Reject, &key)
+        .await
+        .expect("repeating a finished move");
+    assert_eq!(
+        s.store.locate(&key).await.expect("locate"),
+        vec![Bucket::Reject]
+    );
+}
+
 pub async fn copy_is_idempotent(s: Subject) {
     let key = RequestId::generate();
     let stored = put_hello(&s, Bucket::Quarantine, &key).await;

@@ -95,6 +95,7 @@ macro_rules! payload_store_contract_tests {
             get_streams_the_bytes_back,
             missing_key_is_not_found,
             copy_keeps_metadata,
+            a_copy_outlives_its_source,
             copy_is_idempotent,
             copy_conflicts_on_a_different_sha256,
             copy_of_a_missing_key_is_not_found,
