@@ -1,7 +1,6 @@
 //! Format detection by magic bytes, and the decompressed stream a tar walk reads.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Cursor, Read};
 
 use crate::limits::{classify, CountingReader, Layer, SharedBudget};
@@ -101,9 +100,9 @@ fn holds_tar(head: &[u8]) -> bool {
 }
 
 /// The tar stream of a tar-family archive: decompressed, counted, and checked to be a tar.
-pub(crate) fn tar_stream(
+pub(crate) fn tar_stream<R: Read + 'static>(
     format: Format,
-    file: File,
+    file: R,
     budget: &SharedBudget,
 ) -> Result<Box<dyn Read>, ArchiveError> {
     let raw = CountingReader::new(io::BufReader::new(file), budget.clone(), Layer::File);

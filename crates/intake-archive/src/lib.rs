@@ -1,7 +1,9 @@
 //! Safe, in-process archive reading shared by the validator and the rules pipeline (spec
-//! pipeline.md §6). Never a shell-out, never a whole archive in memory.
+//! pipeline.md §6). Never a shell-out, never a whole archive in memory (unless the caller already
+//! holds a small one: [`inspect_bytes`]).
 //!
-//! * [`inspect`] walks every entry and reads every byte through a counting sink, writing nothing.
+//! * [`inspect`] walks every entry and reads every byte through a counting sink, writing nothing;
+//!   [`inspect_bytes`] does the same for an archive in memory.
 //! * [`extract`] writes regular files (0600) and directories (0700) below a destination
 //!   directory; links are recorded ([`SymbolicLink`]) and hard links copied from earlier entries,
 //!   never created. [`extract_matching`] writes only the paths a predicate keeps.
@@ -39,7 +41,7 @@ mod walk;
 mod zip_reader;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use error::ArchiveError;
@@ -106,6 +108,15 @@ pub fn inspect(path: &Path, limits: &Limits) -> Result<Summary, ArchiveError> {
     walk_file(path, budget, &mut sink)
 }
 
+/// Like [`inspect`], for an archive already in memory (a small download kept off the disk).
+pub fn inspect_bytes(archive: Vec<u8>, limits: &Limits) -> Result<Summary, ArchiveError> {
+    let budget = Budget::new(limits);
+    let mut sink = CountingSink {
+        budget: budget.clone(),
+    };
+    walk_source(Cursor::new(archive), "(in memory)", budget, &mut sink)
+}
+
 /// Extracts the archive at `path` below `dest` (an existing directory) under `limits`.
 ///
 /// On error, what was written so far stays below `dest` (never outside it); callers extract into
@@ -138,17 +149,26 @@ fn walk_file(
     budget: SharedBudget,
     sink: &mut dyn EntrySink,
 ) -> Result<Summary, ArchiveError> {
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
+    walk_source(file, &path.display().to_string(), budget, sink)
+}
+
+fn walk_source<R: Read + Seek + 'static>(
+    mut source: R,
+    label: &str,
+    budget: SharedBudget,
+    sink: &mut dyn EntrySink,
+) -> Result<Summary, ArchiveError> {
     let mut head = Vec::with_capacity(512);
-    (&mut file).take(512).read_to_end(&mut head)?;
-    file.seek(SeekFrom::Start(0))?;
+    (&mut source).take(512).read_to_end(&mut head)?;
+    source.seek(SeekFrom::Start(0))?;
     let format = detect(&head)?;
     let mut walker = Walker::new(budget.clone(), format);
-    tracing::debug!(archive = %path.display(), %format, "reading archive");
+    tracing::debug!(archive = label, %format, "reading archive");
     if format == Format::Zip {
-        zip_reader::walk(file, &mut walker, sink)?;
+        zip_reader::walk(source, &mut walker, sink)?;
     } else {
-        let stream = format::tar_stream(format, file, &budget)?;
+        let stream = format::tar_stream(format, source, &budget)?;
         tar_reader::walk(stream, &mut walker, sink)?;
     }
     walker.finish()

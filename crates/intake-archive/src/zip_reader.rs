@@ -1,7 +1,6 @@
 //! Walks a zip archive through its central directory. Only stored and deflated, unencrypted
 //! entries are read; every decompressed byte is counted, whatever the headers declare.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
 use zip::result::ZipError;
@@ -23,8 +22,8 @@ const S_IFSOCK: u32 = 0o140000;
 /// Longest symbolic link target read from a zip entry.
 const MAX_LINK_TARGET: u64 = 4096;
 
-pub(crate) fn walk(
-    mut file: File,
+pub(crate) fn walk<R: Read + Seek>(
+    mut file: R,
     walker: &mut Walker,
     sink: &mut dyn EntrySink,
 ) -> Result<(), ArchiveError> {
@@ -97,7 +96,7 @@ const EOCD_SEARCH: u64 = EOCD_LEN + 65535;
 
 /// The entry count the end-of-central-directory record declares (zip64 when it says so), or
 /// `None` when no record is found (the zip crate then reports the archive as corrupt).
-fn declared_entries(file: &mut File) -> Result<Option<u64>, ArchiveError> {
+fn declared_entries<R: Read + Seek>(file: &mut R) -> Result<Option<u64>, ArchiveError> {
     let len = file.seek(SeekFrom::End(0))?;
     let start = len.saturating_sub(EOCD_SEARCH);
     file.seek(SeekFrom::Start(start))?;
@@ -166,16 +165,16 @@ fn zip_error(budget: &SharedBudget, err: ZipError) -> ArchiveError {
     }
 }
 
-/// The file, counted for the deadline and I/O failures, and still seekable (zip needs that).
-struct SeekableCounting(CountingReader<File>);
+/// The archive, counted for the deadline and I/O failures, and still seekable (zip needs that).
+struct SeekableCounting<R>(CountingReader<R>);
 
-impl Read for SeekableCounting {
+impl<R: Read> Read for SeekableCounting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.0.read(buf)
     }
 }
 
-impl std::io::Seek for SeekableCounting {
+impl<R: Read + Seek> std::io::Seek for SeekableCounting<R> {
     fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
         self.0.inner_mut().seek(pos)
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use intake_archive::{extract, inspect, ArchiveError, Format, Limits, SpecialFiles};
+use intake_archive::{extract, inspect, inspect_bytes, ArchiveError, Format, Limits, SpecialFiles};
 use intake_testkit::archives::{bzip2, gzip, sample_tar, xz, zip_bomb, TarBuilder, ZipBuilder};
 
 fn limits() -> Limits {
@@ -76,6 +76,12 @@ fn refused_with(bytes: &[u8], limits: &Limits) -> (ArchiveError, ArchiveError) {
     let scratch = Scratch::new(bytes);
     let before = scratch.outside_dest();
     let inspected = inspect(&scratch.archive, limits).expect_err("inspect must refuse");
+    let in_memory = inspect_bytes(bytes.to_vec(), limits).expect_err("inspect_bytes must refuse");
+    assert_eq!(
+        inspected.code(),
+        in_memory.code(),
+        "inspect {inspected:?} vs inspect_bytes {in_memory:?}"
+    );
     let extracted =
         extract(&scratch.archive, &scratch.dest, limits).expect_err("extract must refuse");
     assert_eq!(
@@ -464,6 +470,11 @@ fn good_archives_in_every_format() {
         let scratch = Scratch::new(&bytes);
         let before = scratch.outside_dest();
         let summary = inspect(&scratch.archive, &limits()).unwrap();
+        assert_eq!(
+            inspect_bytes(bytes.clone(), &limits()).unwrap(),
+            summary,
+            "{format} in memory"
+        );
         assert_eq!(summary.format, format);
         assert_eq!(
             (summary.files, summary.dirs, summary.entries),

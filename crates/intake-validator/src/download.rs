@@ -1,7 +1,8 @@
-//! Streaming a payload from its announce URL into a temporary file, with the size cap enforced
-//! while bytes arrive, a deadline, and retries for transient failures.
+//! Streaming a payload from its announce URL, with the size cap enforced while bytes arrive, a
+//! deadline, and retries for transient failures. Payloads up to [`IN_MEMORY_MAX`] stay in memory
+//! (most do: no file to create, write and remove per payload); larger ones spill to a temporary
+//! file.
 
-use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,6 +14,61 @@ use tokio::time::Instant;
 pub(crate) const ATTEMPTS: u32 = 4;
 /// First pause between attempts; it doubles each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Largest download kept in memory; each of the `VALIDATOR_CONCURRENCY` checks holds at most this.
+pub(crate) const IN_MEMORY_MAX: usize = 1024 * 1024;
+
+/// A downloaded payload, in memory or (past [`IN_MEMORY_MAX`]) in a temporary file that is removed
+/// when this is dropped.
+#[derive(Debug)]
+pub(crate) enum Downloaded {
+    Memory(Vec<u8>),
+    File(tempfile::TempPath),
+}
+
+/// Where the bytes of one attempt go: memory until they outgrow it, then a temporary file.
+enum Sink {
+    Memory(Vec<u8>),
+    File(tempfile::TempPath, tokio::fs::File),
+}
+
+impl Sink {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Memory(buf) if buf.len() + chunk.len() <= IN_MEMORY_MAX => {
+                buf.extend_from_slice(chunk);
+                Ok(())
+            }
+            Sink::Memory(buf) => {
+                let held = std::mem::take(buf);
+                let temp = tokio::task::spawn_blocking(|| {
+                    tempfile::Builder::new()
+                        .prefix("intake-validator-")
+                        .tempfile()
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                let (file, path) = temp.into_parts();
+                let mut file = tokio::fs::File::from_std(file);
+                file.write_all(&held).await?;
+                file.write_all(chunk).await?;
+                *self = Sink::File(path, file);
+                Ok(())
+            }
+            Sink::File(_, file) => file.write_all(chunk).await,
+        }
+    }
+
+    /// The download, its file's bytes handed to the kernel (a temporary file needs no fsync).
+    async fn finish(self) -> std::io::Result<Downloaded> {
+        match self {
+            Sink::Memory(buf) => Ok(Downloaded::Memory(buf)),
+            Sink::File(path, mut file) => {
+                file.flush().await?;
+                Ok(Downloaded::File(path))
+            }
+        }
+    }
+}
 
 /// Why a download failed; [`DownloadError::code`] names it in the failure reason (the download
 /// codes of spec pipeline.md §11).
@@ -70,30 +126,25 @@ fn from_reqwest(e: reqwest::Error) -> DownloadError {
     }
 }
 
-/// Downloads `url` into `dest` (truncated first), retrying transient failures with backoff until
-/// [`ATTEMPTS`] or `deadline`. Returns the bytes written.
+/// Downloads `url`, retrying transient failures with backoff until [`ATTEMPTS`] or `deadline`.
+/// Returns the payload and its size.
 pub(crate) async fn download(
     client: &reqwest::Client,
     url: &str,
-    dest: &Path,
     max_size: u64,
     deadline: Instant,
-) -> Result<u64, DownloadError> {
+) -> Result<(Downloaded, u64), DownloadError> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(DownloadError::NotHttp);
     }
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
-        let result = match tokio::time::timeout_at(
-            deadline,
-            attempt_once(client, url, dest, max_size),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(DownloadError::Timeout),
-        };
+        let result =
+            match tokio::time::timeout_at(deadline, attempt_once(client, url, max_size)).await {
+                Ok(result) => result,
+                Err(_) => Err(DownloadError::Timeout),
+            };
         match result {
             Err(e)
                 if e.is_transient()
@@ -113,9 +164,8 @@ pub(crate) async fn download(
 async fn attempt_once(
     client: &reqwest::Client,
     url: &str,
-    dest: &Path,
     max_size: u64,
-) -> Result<u64, DownloadError> {
+) -> Result<(Downloaded, u64), DownloadError> {
     let response = client.get(url).send().await.map_err(from_reqwest)?;
     let status = response.status();
     if !status.is_success() {
@@ -136,7 +186,10 @@ async fn attempt_once(
             });
         }
     }
-    let mut file = tokio::fs::File::create(dest).await?;
+    let expected = response.content_length().unwrap_or(0);
+    let mut sink = Sink::Memory(Vec::with_capacity(
+        usize::try_from(expected).map_or(0, |n| n.min(IN_MEMORY_MAX)),
+    ));
     let mut body = response.bytes_stream();
     let mut written = 0u64;
     while let Some(chunk) = body.next().await {
@@ -148,12 +201,46 @@ async fn attempt_once(
                 seen: written,
             });
         }
-        file.write_all(&chunk).await?;
+        sink.write(&chunk).await?;
     }
-    file.flush().await?;
-    file.sync_all().await?;
     if written == 0 {
         return Err(DownloadError::Empty);
     }
-    Ok(written)
+    Ok((sink.finish().await?, written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sink_of(chunks: &[Vec<u8>]) -> Downloaded {
+        let mut sink = Sink::Memory(Vec::new());
+        for chunk in chunks {
+            sink.write(chunk).await.unwrap();
+        }
+        sink.finish().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn small_downloads_stay_in_memory_and_large_ones_spill_whole() {
+        let small = vec![vec![1u8; IN_MEMORY_MAX / 2], vec![2u8; IN_MEMORY_MAX / 2]];
+        match sink_of(&small).await {
+            Downloaded::Memory(bytes) => assert_eq!(bytes, small.concat()),
+            other => panic!("exactly the limit stays in memory, got {other:?}"),
+        }
+        let large = vec![
+            vec![3u8; IN_MEMORY_MAX - 10],
+            vec![4u8; 20],
+            vec![5u8; 1000],
+        ];
+        match sink_of(&large).await {
+            Downloaded::File(path) => {
+                assert_eq!(std::fs::read(&path).unwrap(), large.concat());
+                let kept = path.to_path_buf();
+                drop(path);
+                assert!(!kept.exists(), "the temporary file goes with the download");
+            }
+            other => panic!("past the limit spills to a file, got {other:?}"),
+        }
+    }
 }

@@ -1,11 +1,11 @@
 //! Reaching a verdict on one announced payload: by mode, or by downloading and inspecting it.
 
-use intake_archive::{inspect, Limits, SpecialFiles};
+use intake_archive::{inspect, inspect_bytes, Limits, SpecialFiles};
 use intake_core::config::{ValidatorConfig, ValidatorMode};
 use tokio::time::Instant;
 
 use crate::announce::AnnounceView;
-use crate::download::{download, DownloadError};
+use crate::download::{download, DownloadError, Downloaded};
 
 /// The outcome for one payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,15 +85,9 @@ async fn check(
     let Some(url) = announce.url.as_deref() else {
         return from_download(DownloadError::NotHttp);
     };
-    let temp = match tempfile::Builder::new()
-        .prefix("intake-validator-")
-        .tempfile()
+    let (downloaded, bytes) = match download(client, url, config.max_download_size, deadline).await
     {
-        Ok(t) => t,
-        Err(e) => return from_download(DownloadError::Io(e)),
-    };
-    let bytes = match download(client, url, temp.path(), config.max_download_size, deadline).await {
-        Ok(n) => n,
+        Ok(done) => done,
         Err(e) => return from_download(e),
     };
     tracing::debug!(bytes, "payload downloaded");
@@ -105,10 +99,12 @@ async fn check(
         special_files: SpecialFiles::Refuse,
         ..Limits::default()
     };
-    // The temporary file lives (and is removed) here; the blocking task only reads its path.
-    let path = temp.path().to_owned();
-    let inspected = tokio::task::spawn_blocking(move || inspect(&path, &limits)).await;
-    drop(temp);
+    // A temporary file is removed when `downloaded` is dropped, after the inspection.
+    let inspected = tokio::task::spawn_blocking(move || match downloaded {
+        Downloaded::Memory(bytes) => inspect_bytes(bytes, &limits),
+        Downloaded::File(path) => inspect(&path, &limits),
+    })
+    .await;
     match inspected {
         Ok(Ok(s)) => Verdict::Valid {
             detail: format!(

@@ -102,6 +102,28 @@ async fn downloads_over_the_cap_and_bad_urls_fail() {
 }
 
 #[tokio::test]
+async fn payloads_past_the_in_memory_limit_are_checked_like_small_ones() {
+    let mut h = Harness::start(&[("VALIDATOR_MAX_DOWNLOAD_SIZE", "4MiB")]).await;
+    let responses = h.watch(&h.validation_topic()).await;
+    let status_seen = h.watch(&h.status_topic()).await;
+    let body = announce_body("large-1", "advisor", &h.url("/large.tar.gz"), 1 << 21);
+    h.announce(&h.bus_config.service_topic("advisor"), "advisor", &body)
+        .await;
+    let (_, response) = wait_for(&responses, "large-1", "the validation response").await;
+    assert_eq!(response["validation"], "success", "{response}");
+    let statuses = statuses(&status_seen, "large-1", 2).await;
+    let msg = statuses[1]["status_msg"].as_str().unwrap();
+    assert!(
+        msg.contains("2 files") && msg.contains("1572869 bytes unpacked"),
+        "{msg}"
+    );
+    // The same checks apply past the spill: a traversal after the first MiB still fails.
+    let reason = failure_reason(&h, "large-2", "/large-escape.tar.gz", 1 << 21).await;
+    assert!(reason.ends_with("(unsafe_path)"), "{reason}");
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn transient_download_failures_are_retried() {
     let mut h = Harness::start(&[]).await;
     let responses = h.watch(&h.validation_topic()).await;

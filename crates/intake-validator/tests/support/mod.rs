@@ -51,6 +51,35 @@ async fn big() -> Response {
     Body::from_stream(futures::stream::iter(chunks)).into_response()
 }
 
+/// Incompressible bytes (xorshift), so that an archive holding them is as large as they are.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An archive past the validator's in-memory limit (1 MiB), so that it spills to a temporary
+/// file; with `escape` it also holds a traversal after the first MiB. Streamed without a
+/// Content-Length.
+fn large(escape: bool) -> Response {
+    let mut tar = TarBuilder::new().file("insights/data.bin", &noise(3 << 19));
+    if escape {
+        tar = tar.file("../escaped.txt", b"pwned");
+    }
+    let archive = gzip(&tar.file("insights/uname", b"Linux").finish());
+    let chunks: Vec<_> = archive
+        .chunks(64 << 10)
+        .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+        .collect();
+    Body::from_stream(futures::stream::iter(chunks)).into_response()
+}
+
 /// 503 twice, then a good archive.
 async fn flaky(State(hits): State<Arc<Hits>>) -> Response {
     if hits.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
@@ -70,6 +99,8 @@ pub async fn serve_archives() -> (String, Arc<Hits>) {
         .route("/bomb.zip", get(bomb))
         .route("/big", get(big))
         .route("/flaky", get(flaky))
+        .route("/large.tar.gz", get(|| async { large(false) }))
+        .route("/large-escape.tar.gz", get(|| async { large(true) }))
         .with_state(hits.clone())
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
