@@ -52,12 +52,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let (storage, bus) = tokio::join!(state.store.check(), state.bus.check());
+    use intake_http::health::bounded;
+    let (storage, bus) = tokio::join!(bounded(state.store.check()), bounded(state.bus.check()));
     intake_http::health::readiness(
-        vec![
-            ("storage", storage.map_err(|e| e.to_string())),
-            ("bus", bus.map_err(|e| e.to_string())),
-        ],
+        vec![("storage", storage), ("bus", bus)],
         state.shutting_down.is_cancelled(),
     )
 }

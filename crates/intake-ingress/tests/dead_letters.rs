@@ -397,6 +397,35 @@ async fn shutdown_during_an_outage_stops_the_consumer_without_committing() {
 }
 
 #[tokio::test]
+async fn shutdown_while_storage_stops_answering_is_not_held_by_the_health_check() {
+    let h = harness::start(&[("INGRESS_VALIDATION_RETRIES", "1")]).await;
+    h.upload_ok("stop-2", &payload(12), None).await;
+    h.store_faults.set(Operation::Head, Fault::Always);
+    h.store_faults.set(Operation::Check, Fault::Hang);
+    let (stop, task) = stoppable_consumer(&h);
+    h.respond(&verdict("stop-2", "success"), "stop-2").await;
+    poll::until_true(
+        Duration::from_secs(20),
+        "the consumer to check storage",
+        || async { h.store_faults.calls(Operation::Check) >= 1 },
+    )
+    .await;
+    // Well inside the check's own timeout: the shutdown must not wait for it.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("the consumer did not stop within 1 s of shutdown")
+        .unwrap()
+        .unwrap();
+    assert_nothing_counted(&h);
+
+    h.store_faults.clear_all();
+    h.start_consumer();
+    h.wait_verdicts("success", 1).await;
+    assert_eq!(h.keys(Bucket::Perm), ["stop-2"]);
+}
+
+#[tokio::test]
 async fn shutdown_while_the_dlq_is_unwritable_stops_without_losing_the_message() {
     let h = harness::start(&[]).await;
     let dlq = h.topic(&h.bus_config.topics.validation_dlq);

@@ -193,7 +193,7 @@ async fn spawn_metrics_listener(
             get(move || {
                 let bus = bus.clone();
                 async move {
-                    match bus.check().await {
+                    match intake_http::health::bounded(bus.check()).await {
                         Ok(()) => (axum::http::StatusCode::OK, "ok"),
                         Err(_) => (
                             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@
 //! let faults = store.faults();
 //! faults.fail_put_after(1024, Fault::Always); // streams 1 KiB into the inner store, then fails
 //! faults.set(Operation::Copy, Fault::Times(2)); // the next two copies fail, then copies pass
+//! faults.set(Operation::Check, Fault::Hang); // checks wait without answering until cleared
 //! # }
 //! ```
 
@@ -42,6 +43,9 @@ pub enum Fault {
     Always,
     /// The next `n` calls fail, then calls pass again.
     Times(u32),
+    /// Every call waits without answering, as a store that stopped responding does, until the
+    /// fault is cleared; then it goes through.
+    Hang,
 }
 
 #[derive(Default)]
@@ -108,12 +112,20 @@ impl Faults {
         self.lock().calls.get(&operation).copied().unwrap_or(0)
     }
 
-    /// Counts the call and decides whether it fails; `Some(after)` for a put that fails mid-stream.
+    /// Counts the call, then waits while `operation` is armed to hang.
+    async fn stall(&self, operation: Operation) {
+        *self.lock().calls.entry(operation).or_default() += 1;
+        while self.lock().armed.get(&operation) == Some(&Fault::Hang) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Decides whether the call (counted by [`Faults::stall`]) fails; `Some(after)` for a put that
+    /// fails mid-stream.
     fn trip(&self, operation: Operation) -> Option<Option<u64>> {
         let mut state = self.lock();
-        *state.calls.entry(operation).or_default() += 1;
         let fails = match state.armed.get_mut(&operation) {
-            None => false,
+            None | Some(Fault::Hang) => false,
             Some(Fault::Always) => true,
             Some(Fault::Times(0)) => false,
             Some(Fault::Times(n)) => {
@@ -213,6 +225,7 @@ impl PayloadStore for FaultyStore {
         body: ByteStream,
         meta: ObjectMeta,
     ) -> Result<ObjectMeta, StorageError> {
+        self.faults.stall(Operation::PutNew).await;
         let body = match self.faults.trip(Operation::PutNew) {
             None => body,
             Some(None) => return Err(injected(Operation::PutNew)),
@@ -234,6 +247,7 @@ impl PayloadStore for FaultyStore {
     }
 
     async fn head(&self, bucket: Bucket, key: &RequestId) -> Result<ObjectMeta, StorageError> {
+        self.faults.stall(Operation::Head).await;
         if self.faults.trip(Operation::Head).is_some() {
             return Err(injected(Operation::Head));
         }
@@ -241,6 +255,7 @@ impl PayloadStore for FaultyStore {
     }
 
     async fn get(&self, bucket: Bucket, key: &RequestId) -> Result<Object, StorageError> {
+        self.faults.stall(Operation::Get).await;
         if self.faults.trip(Operation::Get).is_some() {
             return Err(injected(Operation::Get));
         }
@@ -248,6 +263,7 @@ impl PayloadStore for FaultyStore {
     }
 
     async fn copy(&self, src: Bucket, dst: Bucket, key: &RequestId) -> Result<(), StorageError> {
+        self.faults.stall(Operation::Copy).await;
         if self.faults.trip(Operation::Copy).is_some() {
             return Err(injected(Operation::Copy));
         }
@@ -255,6 +271,7 @@ impl PayloadStore for FaultyStore {
     }
 
     async fn delete(&self, bucket: Bucket, key: &RequestId) -> Result<(), StorageError> {
+        self.faults.stall(Operation::Delete).await;
         if self.faults.trip(Operation::Delete).is_some() {
             return Err(injected(Operation::Delete));
         }
@@ -262,6 +279,7 @@ impl PayloadStore for FaultyStore {
     }
 
     async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {
+        self.faults.stall(Operation::Url).await;
         if self.faults.trip(Operation::Url).is_some() {
             return Err(injected(Operation::Url));
         }
@@ -269,6 +287,7 @@ impl PayloadStore for FaultyStore {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
+        self.faults.stall(Operation::Check).await;
         if self.faults.trip(Operation::Check).is_some() {
             return Err(injected(Operation::Check));
         }

@@ -161,19 +161,39 @@ async fn commit(
     );
 }
 
+/// Asks storage and the bus whether they answer (as `/readyz` does): `Some((storage, bus))` with
+/// each one's error, or `None` if `cancel` fired first. Bounded, so that a dependency that stopped
+/// answering neither stalls the consumer nor a shutdown waiting for it.
+pub(crate) async fn check_health(
+    state: &AppState,
+    cancel: &CancellationToken,
+) -> Option<(Result<(), String>, Result<(), String>)> {
+    let checks = async {
+        tokio::join!(
+            intake_http::health::bounded(state.store.check()),
+            intake_http::health::bounded(state.bus.check())
+        )
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        checked = checks => Some(checked),
+    }
+}
+
 /// Waits until storage and the bus both answer (as `/readyz` sees them): true then, false if
 /// `cancel` fired first.
 pub(crate) async fn wait_until_healthy(state: &AppState, cancel: &CancellationToken) -> bool {
     let mut wait = Duration::from_secs(1);
     loop {
-        let storage = state.store.check().await;
-        let bus = state.bus.check().await;
+        let Some((storage, bus)) = check_health(state, cancel).await else {
+            return false;
+        };
         if storage.is_ok() && bus.is_ok() {
             return true;
         }
         tracing::warn!(
-            storage = ?storage.err().map(|e| e.to_string()),
-            bus = ?bus.err().map(|e| e.to_string()),
+            storage = ?storage.err(),
+            bus = ?bus.err(),
             "storage or bus unavailable; validation processing paused"
         );
         tokio::select! {

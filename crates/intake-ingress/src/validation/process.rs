@@ -133,7 +133,8 @@ async fn process_with_retries(
                 return Some(Verdict::DeadLetter);
             }
             Err(Failure::Step(what)) => {
-                if state.store.check().await.is_err() || state.bus.check().await.is_err() {
+                let (storage, bus) = super::check_health(state, cancel).await?;
+                if storage.is_err() || bus.is_err() {
                     // An outage is not this message's fault: wait, and do not count the attempt.
                     if !super::wait_until_healthy(state, cancel).await {
                         return None;

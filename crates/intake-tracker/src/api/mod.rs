@@ -177,10 +177,11 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let database = state.store.ping().await.map_err(|e| e.to_string());
+    use intake_http::health::bounded;
+    let database = bounded(state.store.ping()).await;
     let mut checks = vec![("database", database)];
     if let Some(bus) = &state.bus {
-        checks.push(("bus", bus.check().await.map_err(|e| e.to_string())));
+        checks.push(("bus", bounded(bus.check()).await));
     }
     intake_http::health::readiness(checks, state.shutdown.is_cancelled())
 }
