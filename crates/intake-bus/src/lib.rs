@@ -96,4 +96,31 @@ pub trait Consumer: Send {
     /// Commits `message`'s offset for its partition: the group will not see it, or anything before
     /// it in that partition, again. Call only after the message is fully processed.
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError>;
+
+    /// The partitions this member holds now, each with the group's committed offset and the
+    /// partition's bounds: what a lag gauge shows, and where a replay can stop. Empty while the
+    /// member holds nothing (on Kafka, before its first `next()` has joined the group).
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError>;
+}
+
+/// Where a consumer group stands on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset (the next one to process), if it ever committed here.
+    pub committed: Option<i64>,
+    /// The oldest offset the bus still keeps.
+    pub start: i64,
+    /// The offset the next message published to the partition will get (its high watermark).
+    pub end: i64,
+}
+
+impl PartitionLag {
+    /// Messages the group has not processed: from its committed offset (the oldest kept one when
+    /// it never committed, or when retention removed what it had not read) to the end.
+    pub fn lag(&self) -> u64 {
+        let from = self.committed.unwrap_or(self.start).max(self.start);
+        u64::try_from(self.end - from).unwrap_or(0)
+    }
 }

@@ -79,7 +79,8 @@ macro_rules! bus_contract_tests {
             create_topics_is_idempotent_and_topics_are_listed,
             check_answers,
             next_is_cancel_safe,
-            many_messages_arrive_exactly_once_in_order
+            many_messages_arrive_exactly_once_in_order,
+            lag_counts_what_the_group_has_not_committed
         );
     };
     (@cases $make_bus:expr; $($case:ident),+) => {
@@ -505,4 +506,52 @@ pub async fn many_messages_arrive_exactly_once_in_order(bus: Arc<dyn Bus>) {
         consumer.commit(&got).await.expect("commit");
     }
     assert_quiet(&mut *consumer, "after all messages").await;
+}
+
+/// The partition's lag as `consumer` reports it, once it holds the partition.
+async fn lag_of(consumer: &mut dyn Consumer, topic: &str) -> crate::PartitionLag {
+    let held = consumer.lag().await.expect("lag");
+    let mut mine: Vec<_> = held.into_iter().filter(|l| l.topic == topic).collect();
+    assert_eq!(mine.len(), 1, "one partition of {topic} held: {mine:?}");
+    mine.remove(0)
+}
+
+pub async fn lag_counts_what_the_group_has_not_committed(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(&*bus, "lag", 1).await;
+    let group = unique("g");
+    let values = numbered("l", 5);
+    publish_values(&*bus, &topic, "k", &values).await;
+
+    let mut consumer = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    let first = next_within(&mut *consumer, "the first message").await;
+    let lag = lag_of(&mut *consumer, &topic).await;
+    assert_eq!((lag.committed, lag.start, lag.end), (None, 0, 5), "{lag:?}");
+    assert_eq!(lag.lag(), 5, "nothing committed: everything kept counts");
+
+    let mut third = first;
+    for value in &values[1..3] {
+        third = next_within(&mut *consumer, value).await;
+    }
+    consumer.commit(&third).await.expect("commit");
+    let lag = lag_of(&mut *consumer, &topic).await;
+    assert_eq!(
+        (lag.committed, lag.end, lag.lag()),
+        (Some(3), 5, 2),
+        "{lag:?}"
+    );
+
+    publish_values(&*bus, &topic, "k", &numbered("m", 2)).await;
+    let lag = lag_of(&mut *consumer, &topic).await;
+    assert_eq!(
+        (lag.end, lag.lag()),
+        (7, 4),
+        "new messages count at once: {lag:?}"
+    );
+
+    let mut last = third;
+    for _ in 3..7 {
+        last = next_within(&mut *consumer, "the rest").await;
+    }
+    consumer.commit(&last).await.expect("commit");
+    assert_eq!(lag_of(&mut *consumer, &topic).await.lag(), 0);
 }

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use harness::{payload, SERVICE};
 use intake_bus::faults::PublishFault;
 use intake_bus::{
-    Bus, BusError, Consumer, Delivery, OutgoingMessage, ReceivedMessage, Subscription, TopicSpec,
+    Bus, BusError, Consumer, Delivery, OutgoingMessage, PartitionLag, ReceivedMessage,
+    Subscription, TopicSpec,
 };
 use intake_storage::Bucket;
 use intake_testkit::poll;
@@ -39,6 +40,10 @@ impl Consumer for TwoPartitionConsumer {
 
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError> {
         self.0.commit(message).await
+    }
+
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
+        self.0.lag().await
     }
 }
 

@@ -1,6 +1,6 @@
 //! Ingestion through a real (embedded) bus: dead letters with their reason, duplicates stored once,
 //! replay after a crash between the database commit and the offset commit, a refused row isolated,
-//! and a database outage pausing consumption without loss.
+//! and a database outage pausing consumption without loss (the lag gauge showing what waits).
 
 mod common;
 
@@ -294,6 +294,12 @@ async fn a_database_outage_pauses_consumption_without_loss() {
     let (code, _) = common::get(&h.router_with(faulty.clone(), false), "/health", None).await;
     assert_eq!(code, 503);
     assert_eq!(stored(h.store.as_ref()).await, 0);
+    let lag = || h.metrics.consumer_lag.with_label_values(&["0"]).get();
+    assert_eq!(
+        lag(),
+        3,
+        "the lag gauge counts what waits behind the outage"
+    );
     let mut dlq = subscribe(&h.bus, "dlq-check", dlq_topic(&h)).await;
     assert!(
         tokio::time::timeout(Duration::from_millis(300), dlq.next())
@@ -306,6 +312,7 @@ async fn a_database_outage_pauses_consumption_without_loss() {
         stored(h.store.as_ref()).await == 3
     })
     .await;
+    until_true(WAIT, "the lag gauge back to 0", || async { lag() == 0 }).await;
     cancel.cancel();
     task.await.unwrap();
 }

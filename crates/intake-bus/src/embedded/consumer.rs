@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::{store, writer, Shared};
-use crate::{BusError, Consumer, ReceivedMessage, StartFrom, Subscription};
+use crate::{BusError, Consumer, PartitionLag, ReceivedMessage, StartFrom, Subscription};
 
 /// Messages read from the database in one query.
 const FETCH: i64 = 256;
@@ -221,6 +221,24 @@ impl Consumer for EmbeddedConsumer {
             );
         }
         Ok(())
+    }
+
+    /// The topics whose lease this member holds, one partition each.
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
+        self.drop_lost_leases();
+        let pool = &self.shared.pool;
+        let mut held = Vec::new();
+        for topic in self.topics.iter().filter(|t| t.position.is_some()) {
+            let end = store::end_offset(pool, &topic.name).await?;
+            held.push(PartitionLag {
+                topic: topic.name.clone(),
+                partition: 0,
+                committed: store::committed(pool, &self.group, &topic.name).await?,
+                start: store::start_offset(pool, &topic.name).await?.unwrap_or(end),
+                end,
+            });
+        }
+        Ok(held)
     }
 }
 

@@ -331,6 +331,15 @@ pub(crate) async fn end_offset(pool: &SqlitePool, topic: &str) -> Result<i64, Bu
     Ok(next.unwrap_or(0))
 }
 
+/// The oldest offset of `topic` still kept, if it holds any message.
+pub(crate) async fn start_offset(pool: &SqlitePool, topic: &str) -> Result<Option<i64>, BusError> {
+    sqlx::query_scalar("SELECT MIN(pos) FROM messages WHERE topic = ?1")
+        .bind(topic)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| db_error("reading a topic's start", e))
+}
+
 /// The group's committed offset on `topic` (the next offset to read), if any.
 pub(crate) async fn committed(
     pool: &SqlitePool,

@@ -19,7 +19,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::errors::{is_unknown_topic, other_error};
 use super::settings::ClientSettings;
-use crate::{BusError, Consumer, Header, ReceivedMessage, StartFrom, Subscription};
+use crate::{BusError, Consumer, Header, PartitionLag, ReceivedMessage, StartFrom, Subscription};
 
 type Partition = (String, i32);
 
@@ -343,6 +343,47 @@ impl Consumer for KafkaConsumer {
             ))),
             Ok(Err(e)) => Err(BusError::Backend(format!("commit task: {e}"))),
             Ok(Ok(result)) => result.map_err(|e| other_error("committing", &e)),
+        }
+    }
+
+    /// The assigned partitions, with the group's committed offsets and the watermarks (each a
+    /// request to the cluster, on the blocking pool).
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
+        let consumer = Arc::clone(self.client()?);
+        let timeout = self.commit_timeout;
+        let read = tokio::task::spawn_blocking(move || -> Result<Vec<PartitionLag>, KafkaError> {
+            let assigned = consumer.assignment()?;
+            if assigned.count() == 0 {
+                return Ok(Vec::new());
+            }
+            let committed = consumer.committed_offsets(assigned, timeout)?;
+            committed
+                .elements()
+                .iter()
+                .map(|e| {
+                    let (start, end) =
+                        consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+                    Ok(PartitionLag {
+                        topic: e.topic().to_owned(),
+                        partition: e.partition(),
+                        committed: match e.offset() {
+                            Offset::Offset(n) => Some(n),
+                            _ => None,
+                        },
+                        start,
+                        end,
+                    })
+                })
+                .collect()
+        });
+        // Two requests per partition at most, each bounded by `timeout`; this bounds the whole.
+        match tokio::time::timeout(timeout * 3, read).await {
+            Err(_) => Err(BusError::Unavailable(format!(
+                "the group's offsets were not read within {:?}",
+                timeout * 3
+            ))),
+            Ok(Err(e)) => Err(BusError::Backend(format!("lag task: {e}"))),
+            Ok(Ok(result)) => result.map_err(|e| other_error("reading the group's lag", &e)),
         }
     }
 }

@@ -293,6 +293,8 @@ pub async fn run_loop(
 ) {
     let settings = ingestor.settings.clone();
     let mut delay = BACKOFF_FIRST;
+    let mut lag_read: Option<std::time::Instant> = None;
+    ingestor.record_lag(consumer.as_mut()).await;
     loop {
         let batch = match next_batch(
             consumer.as_mut(),
@@ -336,5 +338,31 @@ pub async fn run_loop(
             }
         }
         delay = BACKOFF_FIRST;
+        if lag_read.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+            lag_read = Some(std::time::Instant::now());
+            ingestor.record_lag(consumer.as_mut()).await;
+        }
+    }
+}
+
+/// How often the lag gauge is refreshed while batches flow (each refresh asks the bus).
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+impl Ingestor {
+    /// Sets `payload_tracker_consumer_lag` for every partition the consumer holds; a failed read
+    /// leaves the gauge as it was.
+    async fn record_lag(&self, consumer: &mut dyn Consumer) {
+        match consumer.lag().await {
+            Ok(partitions) => {
+                for p in partitions {
+                    let lag = i64::try_from(p.lag()).unwrap_or(i64::MAX);
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&p.partition.to_string()])
+                        .set(lag);
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the consumer lag"),
+        }
     }
 }
