@@ -1,7 +1,12 @@
 //! `intake pipeline replay` (spec pipeline.md §11): dead letters matching a reason/class/time
 //! filter are produced again to their source topic, without the dead-letter headers and with
 //! `intake-replay-count` incremented. Nothing is committed.
+//!
+//! A replay reads each partition of the dead-letter topic up to the end it had when the replay
+//! first saw it, so dead letters made while it runs (a replayed record failing again) wait for the
+//! next replay instead of feeding this one forever.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +24,9 @@ pub struct ReplayOptions {
     pub since: Option<String>,
     pub limit: Option<usize>,
     pub dry_run: bool,
-    /// How long without a new record means the end of the topic was reached (default 2 s).
+    /// How long without a new record ends the replay when the topic's ends are not known yet
+    /// (an empty topic whose partitions were never assigned) or a partition stops short of its
+    /// end (default 2 s).
     pub idle: Option<Duration>,
 }
 
@@ -92,12 +99,32 @@ pub async fn replay_between(
         .as_deref()
         .and_then(intake_core::time::parse_rfc3339);
     let idle = options.idle.unwrap_or(Duration::from_secs(2));
+    let mut reading = Reading::default();
     let mut out = Vec::new();
     while options.limit.is_none_or(|l| out.len() < l) {
+        if reading.ends.is_none() {
+            reading.learn_ends(consumer.lag().await?);
+        }
+        if reading.done() {
+            break;
+        }
         let dl = match tokio::time::timeout(idle, consumer.next()).await {
-            Err(_) => break,
+            Err(_) => {
+                if reading.ends.is_none() {
+                    // Joining may have happened while waiting (Kafka assigns on the first poll).
+                    reading.learn_ends(consumer.lag().await?);
+                    if reading.done() {
+                        break;
+                    }
+                }
+                tracing::info!("no dead letter for {idle:?}; the replay ends here");
+                break;
+            }
             Ok(r) => r?,
         };
+        if !reading.take(&dl) {
+            continue;
+        }
         let reason = dl
             .header_str("intake-error-reason")
             .or_else(|| dl.header_str("dlq_reason"))
@@ -140,4 +167,48 @@ pub async fn replay_between(
         out.push(item);
     }
     Ok(out)
+}
+
+/// How far a replay has read each partition, against the ends it will stop at.
+#[derive(Debug, Default)]
+struct Reading {
+    /// Per (topic, partition): the end seen when the replay first held it; `None` until known.
+    ends: Option<HashMap<(String, i32), i64>>,
+    /// Per (topic, partition): the next offset to read.
+    next: HashMap<(String, i32), i64>,
+}
+
+impl Reading {
+    /// Fixes the ends once the consumer holds partitions (an empty list teaches nothing).
+    fn learn_ends(&mut self, held: Vec<intake_bus::PartitionLag>) {
+        if held.is_empty() {
+            return;
+        }
+        let mut ends = HashMap::new();
+        for p in held {
+            let key = (p.topic, p.partition);
+            self.next.entry(key.clone()).or_insert(p.start);
+            ends.insert(key, p.end);
+        }
+        self.ends = Some(ends);
+    }
+
+    /// Every partition read to its end.
+    fn done(&self) -> bool {
+        self.ends.as_ref().is_some_and(|ends| {
+            ends.iter()
+                .all(|(key, end)| self.next.get(key).is_some_and(|n| n >= end))
+        })
+    }
+
+    /// Records `dl` as read; false when it lies past its partition's end (made during the replay).
+    fn take(&mut self, dl: &ReceivedMessage) -> bool {
+        let key = (dl.topic.clone(), dl.partition);
+        let next = self.next.entry(key.clone()).or_insert(dl.offset + 1);
+        *next = (*next).max(dl.offset + 1);
+        match self.ends.as_ref().and_then(|ends| ends.get(&key)) {
+            Some(end) => dl.offset < *end,
+            None => true,
+        }
+    }
 }
