@@ -265,7 +265,10 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
         &engines,
         dir.path(),
     );
-    let mut ingress = Intake::ingress(&engines, dir.path(), &[]).await;
+    // A short session, so the group hands the killed member's partitions over in seconds
+    // instead of librdkafka's 45 s.
+    let session = [("KAFKA_SESSION_TIMEOUT", "6s")];
+    let mut ingress = Intake::ingress(&engines, dir.path(), &session).await;
 
     let ids: Vec<String> = (0..PAYLOADS).map(|i| format!("killmid-{i:04}")).collect();
     let answers: Vec<u16> = futures::stream::iter(ids.iter().cloned())
@@ -323,7 +326,8 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
         unfinished.len()
     );
 
-    let _ingress = Intake::ingress(&engines, dir.path(), &[]).await;
+    let restarted = std::time::Instant::now();
+    let _ingress = Intake::ingress(&engines, dir.path(), &session).await;
     poll::until_true(
         WAIT,
         "every payload in perm or reject after the restart",
@@ -333,6 +337,12 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
         },
     )
     .await;
+    // The killed member's partitions wait out its session: 6 s here, 45 s without the setting.
+    assert!(
+        restarted.elapsed() < Duration::from_secs(40),
+        "the restarted ingress took {:?}: KAFKA_SESSION_TIMEOUT was not applied",
+        restarted.elapsed()
+    );
     let perm: BTreeSet<String> = s3.keys(&engines.perm).await.into_iter().collect();
     let reject: BTreeSet<String> = s3.keys(&engines.reject).await.into_iter().collect();
     assert_eq!(

@@ -90,10 +90,19 @@ async fn seed_upload_is_validated_tracked_and_survives_a_restart() {
         std::fs::read(perm.join("52df9f748eabcfea")).unwrap(),
         archive
     );
-    assert!(!dir
-        .path()
-        .join("data/storage/insights-upload-quarantine/52df9f748eabcfea")
-        .exists());
+    // The move is copy, publish, then delete (messages.md): the quarantine copy goes a moment
+    // after the perm one appears.
+    poll::until_true(
+        Duration::from_secs(20),
+        "the quarantine copy removed",
+        || {
+            let q = dir
+                .path()
+                .join("data/storage/insights-upload-quarantine/52df9f748eabcfea");
+            async move { !q.exists() }
+        },
+    )
+    .await;
 
     poll::until_true(
         Duration::from_secs(20),

@@ -157,7 +157,7 @@ impl KafkaConsumer {
             ownership: Mutex::default(),
         };
         let consumer: StreamConsumer<GroupContext> = settings
-            .client_config(&[
+            .consumer_config(&[
                 ("group.id", subscription.group.clone()),
                 ("enable.auto.commit", "false".into()),
                 ("enable.auto.offset.store", "false".into()),

@@ -21,6 +21,8 @@ const SECRET_KEYS: &[&str] = &[
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientSettings {
     entries: BTreeMap<String, String>,
+    /// Properties only consumers take (librdkafka warns when a producer is given them).
+    consumer: BTreeMap<String, String>,
 }
 
 impl ClientSettings {
@@ -49,7 +51,19 @@ impl ClientSettings {
         };
         let mut settings = Self {
             entries: BTreeMap::new(),
+            consumer: BTreeMap::new(),
         };
+        if let Some(session) = config.session_timeout {
+            // Heartbeats must come well inside the session; librdkafka's default is 3 s.
+            let heartbeat = (session / 3).min(std::time::Duration::from_secs(3));
+            settings
+                .consumer
+                .insert("session.timeout.ms".into(), session.as_millis().to_string());
+            settings.consumer.insert(
+                "heartbeat.interval.ms".into(),
+                heartbeat.as_millis().to_string(),
+            );
+        }
         settings
             .set("bootstrap.servers", brokers)
             .set("client.id", "intake")
@@ -113,6 +127,20 @@ impl ClientSettings {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// One consumer-only property's value.
+    pub fn consumer_property(&self, key: &str) -> Option<&str> {
+        self.consumer.get(key).map(String::as_str)
+    }
+
+    /// A consumer's rdkafka configuration: the shared properties, the consumer-only ones, `extra`.
+    pub(crate) fn consumer_config(&self, extra: &[(&str, String)]) -> ClientConfig {
+        let mut config = self.client_config(extra);
+        for (k, v) in &self.consumer {
+            config.set(k, v);
+        }
+        config
+    }
+
     /// An rdkafka configuration holding these properties plus `extra`.
     pub(crate) fn client_config(&self, extra: &[(&str, String)]) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -143,6 +171,33 @@ impl fmt::Debug for ClientSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_timeout_goes_to_consumers_only_with_heartbeats_inside_it() {
+        let mut config = base("PLAINTEXT");
+        assert_eq!(
+            ClientSettings::from_config(&config)
+                .unwrap()
+                .consumer_property("session.timeout.ms"),
+            None
+        );
+        for (session, heartbeat) in [(10, "3000"), (3, "1000")] {
+            config.session_timeout = Some(std::time::Duration::from_secs(session));
+            let s = ClientSettings::from_config(&config).unwrap();
+            assert_eq!(
+                s.consumer_property("session.timeout.ms"),
+                Some((session * 1000).to_string().as_str())
+            );
+            assert_eq!(
+                s.consumer_property("heartbeat.interval.ms"),
+                Some(heartbeat)
+            );
+            assert!(
+                s.entries().all(|(k, _)| !k.contains("session")),
+                "producers and admin clients do not get it"
+            );
+        }
+    }
 
     fn base(protocol: &str) -> KafkaConfig {
         KafkaConfig {

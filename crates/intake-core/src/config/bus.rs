@@ -17,6 +17,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "KAFKA_SSL_CERT_LOCATION",
     "KAFKA_SSL_KEY_LOCATION",
     "KAFKA_TOPIC_PREFIX",
+    "KAFKA_SESSION_TIMEOUT",
     "BUS_CREATE_TOPICS",
     "BUS_PUBLISH_TIMEOUT",
     "TOPIC_SERVICE_TEMPLATE",
@@ -45,6 +46,9 @@ pub struct KafkaConfig {
     pub ssl_ca_location: Option<String>,
     pub ssl_cert_location: Option<String>,
     pub ssl_key_location: Option<String>,
+    /// `KAFKA_SESSION_TIMEOUT`: how long the group waits for a silent member (one that crashed)
+    /// before giving its partitions to another; `None` keeps librdkafka's 45 s.
+    pub session_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -159,6 +163,15 @@ impl BusConfig {
             ssl_ca_location: r.raw("KAFKA_SSL_CA_LOCATION").map(str::to_owned),
             ssl_cert_location: r.raw("KAFKA_SSL_CERT_LOCATION").map(str::to_owned),
             ssl_key_location: r.raw("KAFKA_SSL_KEY_LOCATION").map(str::to_owned),
+            session_timeout: r.raw("KAFKA_SESSION_TIMEOUT").is_some().then(|| {
+                r.parsed("KAFKA_SESSION_TIMEOUT", Duration::ZERO, |t| {
+                    let d = super::units::parse_duration(t)?;
+                    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                        return Err("expected between 1s and 1h".into());
+                    }
+                    Ok(d)
+                })
+            }),
         };
         let topic_prefix = r.string("KAFKA_TOPIC_PREFIX", "");
         let create_topics = r.bool("BUS_CREATE_TOPICS", false);
@@ -226,6 +239,26 @@ mod tests {
             c.topic(&c.topics.validation_dlq),
             "platform-mq-stage.platform.upload.validation.dlq"
         );
+    }
+
+    #[test]
+    fn session_timeout_is_optional_and_bounded() {
+        let with = |value: &str| -> EnvMap {
+            [("KAFKA_SESSION_TIMEOUT".to_string(), value.to_string())].into()
+        };
+        let dir = std::path::Path::new("/d");
+        let unset = BusConfig::from_env(&EnvMap::new(), dir).unwrap();
+        assert_eq!(unset.kafka.session_timeout, None);
+        let set = BusConfig::from_env(&with("10s"), dir).unwrap();
+        assert_eq!(set.kafka.session_timeout, Some(Duration::from_secs(10)));
+        for bad in ["500ms", "2h", "soon"] {
+            assert!(
+                BusConfig::from_env(&with(bad), dir)
+                    .unwrap_err()
+                    .names("KAFKA_SESSION_TIMEOUT"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
