@@ -17,8 +17,20 @@ pub async fn not_found(req: Request) -> ApiError {
     ))
 }
 
-/// Middleware: turns axum's bare 405 into the error body, keeping `Allow`.
-pub async fn json_method_not_allowed(req: Request, next: Next) -> Response {
+/// `allowed` for services whose every route is read-only.
+pub fn get_only(_path: &str) -> &'static str {
+    "GET, HEAD"
+}
+
+/// Middleware: turns axum's bare 405 into the error body with an `Allow` header (RFC 9110 requires
+/// one). Axum leaves `Allow` empty when the router has a fallback, so `allowed(path)` names the
+/// methods then. Use as
+/// `axum::middleware::from_fn(|r, n| json_method_not_allowed(get_only, r, n))`.
+pub async fn json_method_not_allowed(
+    allowed: fn(&str) -> &'static str,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let response = next.run(req).await;
@@ -27,12 +39,15 @@ pub async fn json_method_not_allowed(req: Request, next: Next) -> Response {
     {
         return response;
     }
-    let allow = response
+    let allow = match response
         .headers()
         .get(header::ALLOW)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(computed) => computed.to_owned(),
+        None => allowed(&path).to_owned(),
+    };
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {path}; allowed methods: {allow}"),

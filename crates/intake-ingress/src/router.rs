@@ -33,10 +33,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(intake_http::fallback::not_found)
-        .layer(axum::middleware::from_fn(
-            intake_http::fallback::json_method_not_allowed,
-        ))
-        .layer(axum::middleware::from_fn(allow_header))
+        .layer(axum::middleware::from_fn(|req, next| {
+            intake_http::fallback::json_method_not_allowed(allowed_methods, req, next)
+        }))
         .with_state(state)
 }
 
@@ -60,28 +59,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     )
 }
 
-/// Makes sure a 405 names the allowed methods: only `/upload` takes POST, every other known path GET.
-async fn allow_header(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let response = next.run(req).await;
-    let missing = response
-        .headers()
-        .get(http::header::ALLOW)
-        .is_none_or(|v| v.is_empty());
-    if response.status() != http::StatusCode::METHOD_NOT_ALLOWED || !missing {
-        return response;
-    }
-    let allow = if path.ends_with("/upload") {
+/// The methods a known path takes: only `/upload` takes POST, every other one GET.
+fn allowed_methods(path: &str) -> &'static str {
+    if path.ends_with("/upload") {
         "POST"
     } else {
         "GET, HEAD"
-    };
-    axum::response::IntoResponse::into_response(
-        intake_http::ApiError::new(
-            http::StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not allowed on {path}; allowed methods: {allow}"),
-        )
-        .with_header(http::header::ALLOW, allow),
-    )
+    }
 }

@@ -540,6 +540,41 @@ async fn stats_without_finished_payloads_give_null_rates() {
 }
 
 #[tokio::test]
+async fn other_methods_get_405_naming_the_allowed_ones() {
+    let h = Harness::new().await;
+    let router = h.router(false);
+    for uri in [
+        "/api/v1/payloads",
+        "/v1/payloads/0123456789abcdef",
+        "/api/v1/statuses",
+        "/health",
+        "/metrics",
+        "/",
+    ] {
+        let response = tower::ServiceExt::oneshot(
+            router.clone(),
+            http::Request::post(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 405, "{uri}");
+        assert_eq!(
+            response.headers().get(http::header::ALLOW).unwrap(),
+            "GET, HEAD",
+            "{uri}"
+        );
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_error(&body, 405, "allowed methods: GET, HEAD");
+    }
+}
+
+#[tokio::test]
 async fn health_metrics_and_openapi() {
     let h = Harness::new().await;
     let router = h.router(false);

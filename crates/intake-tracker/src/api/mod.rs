@@ -144,9 +144,13 @@ pub fn router(state: AppState) -> Router {
         .route("/track", get(web::index))
         .route("/assets/{file}", get(web::asset))
         .fallback(intake_http::fallback::not_found)
-        .layer(axum::middleware::from_fn(
-            intake_http::fallback::json_method_not_allowed,
-        ))
+        .layer(axum::middleware::from_fn(|req, next| {
+            intake_http::fallback::json_method_not_allowed(
+                intake_http::fallback::get_only,
+                req,
+                next,
+            )
+        }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_responses,
