@@ -13,6 +13,8 @@ pub async fn open(config: &BusConfig) -> Result<Arc<dyn Bus>, BusError> {
         BusDriver::Embedded => {
             let options = EmbeddedOptions {
                 publish_timeout: config.publish_timeout,
+                retention: config.retention,
+                lease_expiry: config.lease_expiry,
                 ..EmbeddedOptions::default()
             };
             Ok(Arc::new(

@@ -77,6 +77,8 @@ async fn start(dir: &Path) -> Ingress {
         .env("INGRESS_PUBLIC_URL", &base)
         .env("STORAGE_URL_SIGNING_KEY", SIGNING_KEY)
         .env("LOG_LEVEL", "warn")
+        // A killed member's topics go to the next one after this (default 10 s).
+        .env("BUS_LEASE_EXPIRY", "2s")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -383,6 +385,7 @@ async fn a_response_consumed_but_not_committed_when_killed_is_applied_once_after
     )
     .await;
     drop(first); // SIGKILL with the response consumed but not committed
+    let killed = std::time::Instant::now();
     std::fs::rename(&moved, &perm).unwrap();
     assert!(has(dir, "insights-upload-quarantine", "restart-4"));
 
@@ -394,6 +397,12 @@ async fn a_response_consumed_but_not_committed_when_killed_is_applied_once_after
         || async { !has(dir, "insights-upload-quarantine", "restart-4") },
     )
     .await;
+    // The killed member's lease lapsed after BUS_LEASE_EXPIRY (2 s), not the default 10 s.
+    assert!(
+        killed.elapsed() < Duration::from_secs(9),
+        "the restarted ingress took {:?} to take the topic over",
+        killed.elapsed()
+    );
     assert_eq!(std::fs::read(perm.join("restart-4")).unwrap(), bytes);
     assert_eq!(
         values_for(bus.as_ref(), AVAILABLE, "restart-4").await.len(),

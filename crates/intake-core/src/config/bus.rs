@@ -20,6 +20,8 @@ pub(super) const VARIABLES: &[&str] = &[
     "KAFKA_SESSION_TIMEOUT",
     "BUS_CREATE_TOPICS",
     "BUS_PUBLISH_TIMEOUT",
+    "BUS_RETENTION",
+    "BUS_LEASE_EXPIRY",
     "TOPIC_SERVICE_TEMPLATE",
     "TOPIC_ANNOUNCE",
     "TOPIC_VALIDATION",
@@ -97,6 +99,11 @@ pub struct BusConfig {
     pub topic_prefix: String,
     pub create_topics: bool,
     pub publish_timeout: Duration,
+    /// `BUS_RETENTION` (embedded bus): messages older than this are deleted.
+    pub retention: Duration,
+    /// `BUS_LEASE_EXPIRY` (embedded bus): how long a group waits for a member that stopped
+    /// heartbeating (crashed) before another takes its topics.
+    pub lease_expiry: Duration,
     pub topics: Topics,
 }
 
@@ -176,6 +183,25 @@ impl BusConfig {
         let topic_prefix = r.string("KAFKA_TOPIC_PREFIX", "");
         let create_topics = r.bool("BUS_CREATE_TOPICS", false);
         let publish_timeout = r.duration("BUS_PUBLISH_TIMEOUT", Duration::from_secs(10));
+        let at_least = |min: Duration| {
+            move |t: &str| {
+                let d = super::units::parse_duration(t)?;
+                if d < min {
+                    return Err(format!("expected at least {}s", min.as_secs()));
+                }
+                Ok(d)
+            }
+        };
+        let retention = r.parsed(
+            "BUS_RETENTION",
+            Duration::from_secs(7 * 86_400),
+            at_least(Duration::from_secs(60)),
+        );
+        let lease_expiry = r.parsed(
+            "BUS_LEASE_EXPIRY",
+            Duration::from_secs(10),
+            at_least(Duration::from_secs(1)),
+        );
         let d = Topics::default();
         let topics = Topics {
             service_template: r.string("TOPIC_SERVICE_TEMPLATE", &d.service_template),
@@ -196,6 +222,8 @@ impl BusConfig {
             topic_prefix,
             create_topics,
             publish_timeout,
+            retention,
+            lease_expiry,
             topics,
         })
     }
@@ -257,6 +285,31 @@ mod tests {
                     .unwrap_err()
                     .names("KAFKA_SESSION_TIMEOUT"),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn embedded_retention_and_lease_expiry() {
+        let dir = std::path::Path::new("/d");
+        let c = BusConfig::from_env(&EnvMap::new(), dir).unwrap();
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.lease_expiry, Duration::from_secs(10));
+        let env: EnvMap = [
+            ("BUS_RETENTION".to_string(), "2h".to_string()),
+            ("BUS_LEASE_EXPIRY".to_string(), "3s".to_string()),
+        ]
+        .into();
+        let c = BusConfig::from_env(&env, dir).unwrap();
+        assert_eq!(
+            (c.retention, c.lease_expiry),
+            (Duration::from_secs(7200), Duration::from_secs(3))
+        );
+        for (name, bad) in [("BUS_RETENTION", "10s"), ("BUS_LEASE_EXPIRY", "100ms")] {
+            let env: EnvMap = [(name.to_string(), bad.to_string())].into();
+            assert!(
+                BusConfig::from_env(&env, dir).unwrap_err().names(name),
+                "{name}={bad}"
             );
         }
     }
