@@ -1,8 +1,10 @@
 //! Validation responses are handled in order within a partition and partitions concurrently
-//! (messages.md): a response held on one partition does not hold back another partition's.
+//! (messages.md): a response held on one partition does not hold back another partition's; and
+//! finished responses waiting for a slow commit are committed together.
 //!
 //! The embedded bus has one partition per topic, so the consumer here sees two: a wrapper around
-//! the harness's bus puts responses keyed `held…` on partition 0 and the rest on partition 1.
+//! the harness's bus puts responses keyed `held…` on partition 0 and the rest on partition 1. It
+//! also logs commits and can make each one slow, as a distant broker does.
 
 mod harness;
 
@@ -21,10 +23,30 @@ use intake_testkit::poll;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// The harness's bus, with consumers that report two partitions.
-struct TwoPartitions(Arc<dyn Bus>);
+/// The harness's bus, with consumers that report two partitions, log their commits (offsets)
+/// and take `commit_delay` over each.
+#[derive(Clone)]
+struct TwoPartitions {
+    inner: Arc<dyn Bus>,
+    commits: Arc<std::sync::Mutex<Vec<i64>>>,
+    commit_delay: Duration,
+}
 
-struct TwoPartitionConsumer(Box<dyn Consumer>);
+impl TwoPartitions {
+    fn new(inner: Arc<dyn Bus>, commit_delay: Duration) -> Self {
+        Self {
+            inner,
+            commits: Arc::default(),
+            commit_delay,
+        }
+    }
+
+    fn commits(&self) -> Vec<i64> {
+        self.commits.lock().unwrap().clone()
+    }
+}
+
+struct TwoPartitionConsumer(Box<dyn Consumer>, TwoPartitions);
 
 #[async_trait]
 impl Consumer for TwoPartitionConsumer {
@@ -39,7 +61,10 @@ impl Consumer for TwoPartitionConsumer {
     }
 
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError> {
-        self.0.commit(message).await
+        tokio::time::sleep(self.1.commit_delay).await;
+        self.0.commit(message).await?;
+        self.1.commits.lock().unwrap().push(message.offset);
+        Ok(())
     }
 
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
@@ -50,36 +75,41 @@ impl Consumer for TwoPartitionConsumer {
 #[async_trait]
 impl Bus for TwoPartitions {
     async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
-        self.0.publish(message).await
+        self.inner.publish(message).await
     }
     async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError> {
-        let inner = self.0.subscribe(subscription).await?;
-        Ok(Box::new(TwoPartitionConsumer(inner)))
+        let consumer = self.inner.subscribe(subscription).await?;
+        Ok(Box::new(TwoPartitionConsumer(consumer, self.clone())))
     }
     async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
-        self.0.create_topics(topics).await
+        self.inner.create_topics(topics).await
     }
     async fn list_topics(&self) -> Result<Vec<String>, BusError> {
-        self.0.list_topics().await
+        self.inner.list_topics().await
     }
     async fn check(&self) -> Result<(), BusError> {
-        self.0.check().await
+        self.inner.check().await
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_response_held_on_one_partition_does_not_hold_back_another() {
-    let h = harness::start(&[]).await;
-    let state = intake_ingress::AppState::new(intake_ingress::Parts {
+/// An ingress state like the harness's, on `bus`.
+fn state_on(h: &harness::Ingress, bus: TwoPartitions) -> intake_ingress::AppState {
+    intake_ingress::AppState::new(intake_ingress::Parts {
         config: h.state.config.clone(),
         bus_config: h.bus_config.clone(),
         identity_required: true,
         store: h.state.store.clone(),
         downloads: h.state.downloads.clone(),
-        bus: Arc::new(TwoPartitions(h.state.bus.clone())),
+        bus: Arc::new(bus),
         shutting_down: CancellationToken::new(),
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_held_on_one_partition_does_not_hold_back_another() {
+    let h = harness::start(&[]).await;
+    let state = state_on(&h, TwoPartitions::new(h.state.bus.clone(), Duration::ZERO));
     let verdicts = |result: &str| {
         state
             .metrics
@@ -130,4 +160,41 @@ async fn a_response_held_on_one_partition_does_not_hold_back_another() {
     let letters = h.messages(&dlq).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].value, b"{not json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_responses_waiting_for_a_slow_commit_are_committed_together() {
+    const RESPONSES: usize = 12;
+    let h = harness::start(&[]).await;
+    let bus = TwoPartitions::new(h.state.bus.clone(), Duration::from_millis(300));
+    let state = state_on(&h, bus.clone());
+    let ids: Vec<String> = (0..RESPONSES).map(|i| format!("slow-{i:02}")).collect();
+    for id in &ids {
+        h.upload_ok(id, &payload(100), None).await;
+    }
+    let mut last = 0;
+    for id in &ids {
+        let verdict = json!({"request_id": id, "service": SERVICE, "validation": "success"});
+        last = h.respond(verdict.to_string().as_bytes(), id).await.offset;
+    }
+    tokio::spawn(intake_ingress::validation::run(
+        state.clone(),
+        h.cancel.clone(),
+    ));
+    poll::until_true(
+        Duration::from_secs(30),
+        "every response applied and the last one committed",
+        || async { bus.commits().last() == Some(&last) },
+    )
+    .await;
+    assert_eq!(h.keys(Bucket::Perm).len(), RESPONSES);
+    let commits = bus.commits();
+    assert!(
+        commits.len() < RESPONSES / 2,
+        "one commit per response ({commits:?}) although they were waiting together"
+    );
+    assert!(
+        commits.windows(2).all(|w| w[0] < w[1]),
+        "in offset order: {commits:?}"
+    );
 }

@@ -53,7 +53,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
         let message = tokio::select! {
             biased;
             Some(done) = done_rx.recv() => {
-                commit(&mut *consumer, &done, &cancel).await;
+                commit_finished(&mut *consumer, done, &mut done_rx, &cancel).await;
                 continue;
             }
             _ = cancel.cancelled() => break,
@@ -93,7 +93,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
     drop(workers);
     drop(done_tx);
     while let Some(done) = done_rx.recv().await {
-        commit(&mut *consumer, &done, &cancel).await;
+        commit_finished(&mut *consumer, done, &mut done_rx, &cancel).await;
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -131,6 +131,29 @@ async fn partition_worker(
                 return;
             }
         }
+    }
+}
+
+/// Commits `first` and the finished messages already waiting behind it, once per partition: a
+/// commit covers everything before it in its partition, and workers hand messages back in
+/// partition order, so the latest per partition is enough. While one commit waits for the bus
+/// (a broker round trip on Kafka), the next ones pile up and are then taken together.
+async fn commit_finished(
+    consumer: &mut dyn Consumer,
+    first: ReceivedMessage,
+    waiting: &mut mpsc::UnboundedReceiver<ReceivedMessage>,
+    cancel: &CancellationToken,
+) {
+    let mut latest: HashMap<(String, i32), ReceivedMessage> = HashMap::new();
+    let mut take = |m: ReceivedMessage| {
+        latest.insert((m.topic.clone(), m.partition), m);
+    };
+    take(first);
+    while let Ok(m) = waiting.try_recv() {
+        take(m);
+    }
+    for message in latest.values() {
+        commit(consumer, message, cancel).await;
     }
 }
 
