@@ -28,6 +28,8 @@ pub enum PublishFault {
     Unavailable,
     /// [`BusError::Timeout`], as when the acknowledgement does not come in time. Returned at once.
     Timeout,
+    /// No answer until the fault is healed; then the publish goes through.
+    Hang,
 }
 
 type TopicFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -145,13 +147,20 @@ impl Bus for FaultyBus {
     async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
         match self.faults.publish_fault(&message.topic) {
             None => self.inner.publish(message).await,
+            Some(PublishFault::Hang) => {
+                self.faults.injected.fetch_add(1, Ordering::Relaxed);
+                while self.faults.publish_fault(&message.topic) == Some(PublishFault::Hang) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                self.inner.publish(message).await
+            }
             Some(fault) => {
                 self.faults.injected.fetch_add(1, Ordering::Relaxed);
                 Err(match fault {
                     PublishFault::Unavailable => {
                         BusError::Unavailable("injected fault: the bus is down".into())
                     }
-                    PublishFault::Timeout => BusError::Timeout {
+                    PublishFault::Timeout | PublishFault::Hang => BusError::Timeout {
                         topic: message.topic,
                         timeout_ms: 0,
                     },

@@ -76,6 +76,12 @@ impl StatusPublisher {
         }
     }
 
+    /// Sends one status in the background; the handle ends when the bus took it (or refused).
+    pub fn send_later(&self, status: PayloadStatus) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.send(status).await })
+    }
+
     /// Sends statuses in order in the background.
     pub fn spawn(&self, statuses: Vec<PayloadStatus>) {
         let this = self.clone();

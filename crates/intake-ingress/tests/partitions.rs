@@ -198,3 +198,53 @@ async fn finished_responses_waiting_for_a_slow_commit_are_committed_together() {
         "in offset order: {commits:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_status_holds_the_commit_but_not_the_next_response() {
+    const RESPONSES: usize = 5;
+    let h = harness::start(&[]).await;
+    let bus = TwoPartitions::new(h.state.bus.clone(), Duration::ZERO);
+    let state = state_on(&h, bus.clone());
+    let ids: Vec<String> = (0..RESPONSES).map(|i| format!("status-{i}")).collect();
+    for id in &ids {
+        h.upload_ok(id, &payload(100), None).await;
+    }
+    let status_topic = h.topic(&h.bus_config.topics.payload_status);
+    let before = h.messages(&status_topic).await.len();
+    let target = status_topic.clone();
+    h.bus_faults
+        .fail_publish_where(PublishFault::Hang, move |t| t == target);
+    let mut last = 0;
+    for id in &ids {
+        let verdict = json!({"request_id": id, "service": SERVICE, "validation": "success"});
+        last = h.respond(verdict.to_string().as_bytes(), id).await.offset;
+    }
+    tokio::spawn(intake_ingress::validation::run(
+        state.clone(),
+        h.cancel.clone(),
+    ));
+
+    // Every verdict is applied while the first status still hangs...
+    poll::until_true(
+        Duration::from_secs(20),
+        "every payload in perm while statuses hang",
+        || async { h.keys(Bucket::Perm).len() == RESPONSES },
+    )
+    .await;
+    // ...but no offset is committed before its message's status is published.
+    assert_eq!(bus.commits(), Vec::<i64>::new());
+
+    h.bus_faults.heal();
+    poll::until_true(
+        Duration::from_secs(20),
+        "the last offset committed once the statuses went out",
+        || async { bus.commits().last() == Some(&last) },
+    )
+    .await;
+    let statuses = h.messages(&status_topic).await;
+    let successes = statuses[before..]
+        .iter()
+        .filter(|m| String::from_utf8_lossy(&m.value).contains("\"success\""))
+        .count();
+    assert_eq!(successes, RESPONSES);
+}

@@ -46,7 +46,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
     // Responses are handled in order within a partition and partitions concurrently
     // (messages.md): one worker per partition, each handing its finished messages back in order,
     // and this loop, which owns the consumer, commits them as they come.
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ReceivedMessage>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let mut workers: HashMap<(String, i32), mpsc::Sender<ReceivedMessage>> = HashMap::new();
     let mut tasks = JoinSet::new();
     loop {
@@ -102,6 +102,12 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
 /// Messages read ahead per partition.
 const PARTITION_QUEUE: usize = 8;
 
+/// A message its worker is done with, and the status publishes its commit still waits for.
+struct Finished {
+    message: ReceivedMessage,
+    statuses: process::StatusTasks,
+}
+
 /// Handles one partition's responses in order. A message is fully processed (or dead-lettered)
 /// before it is handed back to be committed; a step in progress is not interrupted by shutdown, so
 /// a verdict is never left half done. Shutdown does end a wait (outage, retry backoff, unwritable
@@ -110,7 +116,7 @@ const PARTITION_QUEUE: usize = 8;
 async fn partition_worker(
     state: AppState,
     mut queue: mpsc::Receiver<ReceivedMessage>,
-    done: mpsc::UnboundedSender<ReceivedMessage>,
+    done: mpsc::UnboundedSender<Finished>,
     cancel: CancellationToken,
 ) {
     while let Some(message) = queue.recv().await {
@@ -118,8 +124,8 @@ async fn partition_worker(
             return;
         }
         match process::handle(&state, &message, &cancel).await {
-            process::Handled::Done => {
-                if done.send(message).is_err() {
+            process::Handled::Done(statuses) => {
+                if done.send(Finished { message, statuses }).is_err() {
                     return;
                 }
             }
@@ -137,20 +143,29 @@ async fn partition_worker(
 /// Commits `first` and the finished messages already waiting behind it, once per partition: a
 /// commit covers everything before it in its partition, and workers hand messages back in
 /// partition order, so the latest per partition is enough. While one commit waits for the bus
-/// (a broker round trip on Kafka), the next ones pile up and are then taken together.
+/// (a broker round trip on Kafka), the next ones pile up and are then taken together. Each
+/// message's status publishes (its last step) end before its offset is committed; the workers
+/// have moved on meanwhile.
 async fn commit_finished(
     consumer: &mut dyn Consumer,
-    first: ReceivedMessage,
-    waiting: &mut mpsc::UnboundedReceiver<ReceivedMessage>,
+    first: Finished,
+    waiting: &mut mpsc::UnboundedReceiver<Finished>,
     cancel: &CancellationToken,
 ) {
     let mut latest: HashMap<(String, i32), ReceivedMessage> = HashMap::new();
-    let mut take = |m: ReceivedMessage| {
-        latest.insert((m.topic.clone(), m.partition), m);
+    let mut statuses = Vec::new();
+    let mut take = |f: Finished| {
+        statuses.extend(f.statuses);
+        latest.insert((f.message.topic.clone(), f.message.partition), f.message);
     };
     take(first);
-    while let Ok(m) = waiting.try_recv() {
-        take(m);
+    while let Ok(f) = waiting.try_recv() {
+        take(f);
+    }
+    // A publish that fails is logged and counted by the publisher; the commit goes ahead as it
+    // did when the worker awaited it.
+    for status in statuses {
+        let _ = status.await;
     }
     for message in latest.values() {
         commit(consumer, message, cancel).await;

@@ -53,11 +53,14 @@ enum Failure {
 /// Longest pause between retries of one message.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(16);
 
+/// Status publishes a message started and that its offset commit waits for (the worker does not).
+pub(super) type StatusTasks = Vec<tokio::task::JoinHandle<()>>;
+
 /// How handling one message ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Handled {
-    /// Applied or dead-lettered: the offset may be committed.
-    Done,
+    /// Applied or dead-lettered: the offset may be committed once these status publishes end.
+    Done(StatusTasks),
     /// Shutdown came while the message waited (an outage, a retry, an unwritable DLQ). Nothing may
     /// be committed: every step is idempotent, so the message is simply delivered again.
     Interrupted,
@@ -69,6 +72,7 @@ pub(super) async fn handle(
     message: &ReceivedMessage,
     cancel: &CancellationToken,
 ) -> Handled {
+    let mut tasks = StatusTasks::new();
     let verdict = match ValidationResponse::parse(&message.value) {
         Err(e) => {
             let (id, service) = ValidationResponse::salvage_ids(&message.value);
@@ -88,7 +92,7 @@ pub(super) async fn handle(
         }
         Ok(response) => {
             let span = tracing::info_span!("validation", request_id = %response.request_id, service = %response.service);
-            let processed = process_with_retries(state, message, &response, cancel)
+            let processed = process_with_retries(state, message, &response, &mut tasks, cancel)
                 .instrument(span)
                 .await;
             match processed {
@@ -102,7 +106,7 @@ pub(super) async fn handle(
         .validation_messages
         .with_label_values(&[verdict.as_str()])
         .inc();
-    Handled::Done
+    Handled::Done(tasks)
 }
 
 /// Applies a response, retrying failed steps; `None` when shutdown interrupted a wait.
@@ -110,6 +114,7 @@ async fn process_with_retries(
     state: &AppState,
     message: &ReceivedMessage,
     response: &ValidationResponse,
+    tasks: &mut StatusTasks,
     cancel: &CancellationToken,
 ) -> Option<Verdict> {
     if response.payload_id_mismatch {
@@ -118,7 +123,7 @@ async fn process_with_retries(
     let mut attempts = 0u32;
     let mut backoff = Duration::from_secs(1);
     loop {
-        match apply(state, response).await {
+        match apply(state, response, tasks).await {
             Ok(v) => return Some(v),
             Err(Failure::UnknownId) => {
                 let detail = format!("no bucket holds request id {}", response.request_id);
@@ -182,7 +187,11 @@ async fn subject_from_store(state: &AppState, response: &ValidationResponse) -> 
     subject
 }
 
-async fn apply(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
+async fn apply(
+    state: &AppState,
+    response: &ValidationResponse,
+    tasks: &mut StatusTasks,
+) -> Result<Verdict, Failure> {
     if response.validation == Decision::Handoff {
         tracing::info!(request_id = %response.request_id, "validator handed the payload off");
         return Ok(Verdict::Handoff);
@@ -201,9 +210,9 @@ async fn apply(state: &AppState, response: &ValidationResponse) -> Result<Verdic
     let (same, opposite) = if success { (p, r) } else { (r, p) };
     if q && !opposite {
         return if success {
-            accept(state, response).await
+            accept(state, response, tasks).await
         } else {
-            reject(state, response).await
+            reject(state, response, tasks).await
         };
     }
     if q || opposite {
@@ -256,8 +265,13 @@ async fn copy_out(
     Ok(meta)
 }
 
-/// Success: copy to perm, announce on available (acknowledged), delete from quarantine, status.
-async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
+/// Success: copy to perm, announce on available (acknowledged), delete from quarantine, status
+/// (started here, waited for before the offset is committed).
+async fn accept(
+    state: &AppState,
+    response: &ValidationResponse,
+    tasks: &mut StatusTasks,
+) -> Result<Verdict, Failure> {
     let id = &response.request_id;
     let meta = copy_out(state, response, Bucket::Perm).await?;
     let url = state
@@ -305,13 +319,18 @@ async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdi
         .get("system_id")
         .and_then(|v| v.as_str())
         .map(str::to_owned);
-    state.statuses.send(s).await;
+    tasks.push(state.statuses.send_later(s));
     tracing::info!(request_id = %id, "payload validated and announced as available");
     Ok(Verdict::Success)
 }
 
-/// Failure: copy to reject, delete from quarantine, status.
-async fn reject(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
+/// Failure: copy to reject, delete from quarantine, status (started here, waited for before the
+/// offset is committed).
+async fn reject(
+    state: &AppState,
+    response: &ValidationResponse,
+    tasks: &mut StatusTasks,
+) -> Result<Verdict, Failure> {
     let id = &response.request_id;
     let reject = state.store.bucket_name(Bucket::Reject).to_owned();
     let meta = copy_out(state, response, Bucket::Reject).await?;
@@ -335,15 +354,12 @@ async fn reject(state: &AppState, response: &ValidationResponse) -> Result<Verdi
         "rejected by {}: {reason}; moved to {reject}",
         response.service
     );
-    state
-        .statuses
-        .send(StatusPublisher::status(
-            &subject,
-            status::REJECTED,
-            msg,
-            time::now_string(),
-        ))
-        .await;
+    tasks.push(state.statuses.send_later(StatusPublisher::status(
+        &subject,
+        status::REJECTED,
+        msg,
+        time::now_string(),
+    )));
     tracing::info!(request_id = %id, "payload rejected");
     Ok(Verdict::Failure)
 }
