@@ -238,8 +238,12 @@ async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
         let started = format!("validating (mode {})", ctx.config.mode.as_str());
         let processing =
             respond::status_message(&ctx.status_topic, name, &announce, "processing", started);
-        respond::publish_status(&ctx.bus, processing).await;
-        let verdict = verdict::decide(&ctx.config, &ctx.client, &announce).await;
+        // The check does not wait for its `processing` status; the response does (below), so
+        // the tracker still sees `processing` before the verdict's status.
+        let (_, verdict) = tokio::join!(
+            respond::publish_status(&ctx.bus, processing),
+            verdict::decide(&ctx.config, &ctx.client, &announce)
+        );
         tracing::info!(
             validation = verdict.validation(),
             reason = verdict.reason().unwrap_or(""),

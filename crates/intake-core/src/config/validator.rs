@@ -112,7 +112,9 @@ impl ValidatorConfig {
         if timeout.is_zero() {
             r.fail("VALIDATOR_TIMEOUT", "must be more than zero");
         }
-        let concurrency = r.parsed("VALIDATOR_CONCURRENCY", 4, positive);
+        // Checks mostly wait (download, bus acknowledgements), so several per core keep the
+        // validator from being the round-trip's bottleneck; each holds at most 1 MiB in memory.
+        let concurrency = r.parsed("VALIDATOR_CONCURRENCY", 16, positive);
         let name = r.string("VALIDATOR_NAME", "validator");
         r.finish(Self {
             services,
@@ -184,7 +186,7 @@ mod tests {
         );
         assert_eq!(
             (c.timeout, c.concurrency, c.name.as_str()),
-            (Duration::from_secs(60), 4, "validator")
+            (Duration::from_secs(60), 16, "validator")
         );
     }
 
