@@ -92,6 +92,25 @@ impl Bus for TwoPartitions {
     }
 }
 
+/// Sends a `success` verdict for each of `ids`, then starts `state`'s validation consumer; returns
+/// the last verdict's offset.
+async fn succeed_all(
+    h: &harness::Ingress,
+    state: &intake_ingress::AppState,
+    ids: &[String],
+) -> i64 {
+    let mut last = 0;
+    for id in ids {
+        let verdict = json!({"request_id": id, "service": SERVICE, "validation": "success"});
+        last = h.respond(verdict.to_string().as_bytes(), id).await.offset;
+    }
+    tokio::spawn(intake_ingress::validation::run(
+        state.clone(),
+        h.cancel.clone(),
+    ));
+    last
+}
+
 /// An ingress state like the harness's, on `bus`.
 fn state_on(h: &harness::Ingress, bus: TwoPartitions) -> intake_ingress::AppState {
     intake_ingress::AppState::new(intake_ingress::Parts {
@@ -172,15 +191,7 @@ async fn finished_responses_waiting_for_a_slow_commit_are_committed_together() {
     for id in &ids {
         h.upload_ok(id, &payload(100), None).await;
     }
-    let mut last = 0;
-    for id in &ids {
-        let verdict = json!({"request_id": id, "service": SERVICE, "validation": "success"});
-        last = h.respond(verdict.to_string().as_bytes(), id).await.offset;
-    }
-    tokio::spawn(intake_ingress::validation::run(
-        state.clone(),
-        h.cancel.clone(),
-    ));
+    let last = succeed_all(&h, &state, &ids).await;
     poll::until_true(
         Duration::from_secs(30),
         "every response applied and the last one committed",
@@ -214,15 +225,7 @@ async fn a_slow_status_holds_the_commit_but_not_the_next_response() {
     let target = status_topic.clone();
     h.bus_faults
         .fail_publish_where(PublishFault::Hang, move |t| t == target);
-    let mut last = 0;
-    for id in &ids {
-        let verdict = json!({"request_id": id, "service": SERVICE, "validation": "success"});
-        last = h.respond(verdict.to_string().as_bytes(), id).await.offset;
-    }
-    tokio::spawn(intake_ingress::validation::run(
-        state.clone(),
-        h.cancel.clone(),
-    ));
+    let last = succeed_all(&h, &state, &ids).await;
 
     // Every verdict is applied while the first status still hangs...
     poll::until_true(
