@@ -51,8 +51,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    use intake_http::health::bounded;
-    let (storage, bus) = tokio::join!(bounded(state.store.check()), bounded(state.bus.check()));
+    let (storage, bus) = state.dependencies().await;
     intake_http::health::readiness(
         vec![("storage", storage), ("bus", bus)],
         state.shutting_down.is_cancelled(),

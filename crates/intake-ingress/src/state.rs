@@ -76,6 +76,13 @@ impl AppState {
             }),
         })
     }
+
+    /// Whether storage and the bus answer, each bounded by the readiness check timeout: what
+    /// `/readyz` shows and what the validation consumer waits on during an outage.
+    pub async fn dependencies(&self) -> (Result<(), String>, Result<(), String>) {
+        use intake_http::health::bounded;
+        tokio::join!(bounded(self.store.check()), bounded(self.bus.check()))
+    }
 }
 
 impl std::ops::Deref for AppState {

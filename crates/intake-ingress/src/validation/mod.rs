@@ -199,22 +199,15 @@ async fn commit(
     );
 }
 
-/// Asks storage and the bus whether they answer (as `/readyz` does): `Some((storage, bus))` with
-/// each one's error, or `None` if `cancel` fired first. Bounded, so that a dependency that stopped
-/// answering neither stalls the consumer nor a shutdown waiting for it.
+/// [`AppState::dependencies`], or `None` if `cancel` fires first, so that a dependency that
+/// stopped answering holds neither the consumer nor a shutdown waiting for it.
 pub(crate) async fn check_health(
     state: &AppState,
     cancel: &CancellationToken,
 ) -> Option<(Result<(), String>, Result<(), String>)> {
-    let checks = async {
-        tokio::join!(
-            intake_http::health::bounded(state.store.check()),
-            intake_http::health::bounded(state.bus.check())
-        )
-    };
     tokio::select! {
         _ = cancel.cancelled() => None,
-        checked = checks => Some(checked),
+        checked = state.dependencies() => Some(checked),
     }
 }
 
