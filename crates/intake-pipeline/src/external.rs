@@ -104,22 +104,36 @@ impl External {
         let mut stderr = child.stderr.take();
         let max = self.max_output;
         let work = async {
-            if let Some(mut s) = stdin.take() {
-                // A child that ignores stdin may close it early; that is its business.
-                let _ = s.write_all(input.to_string().as_bytes()).await;
-                drop(s);
-            }
-            let mut out = Vec::new();
-            if let Some(s) = stdout.as_mut() {
-                s.take(max + 1)
-                    .read_to_end(&mut out)
-                    .await
-                    .map_err(|e| rules_err("bad_engine_output", e.to_string()))?;
-            }
-            let mut err = Vec::new();
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.take(1 << 20).read_to_end(&mut err).await;
-            }
+            // stdin, stdout and stderr are served at once: a child that writes a lot to one stream
+            // before reading or writing another must never wait on us (a pipe holds ~64 KiB).
+            let feed = async {
+                if let Some(mut s) = stdin.take() {
+                    // A child that ignores stdin may close it early; that is its business.
+                    let _ = s.write_all(input.to_string().as_bytes()).await;
+                }
+            };
+            let read_out = async {
+                let mut out = Vec::new();
+                if let Some(s) = stdout.as_mut() {
+                    s.take(max + 1)
+                        .read_to_end(&mut out)
+                        .await
+                        .map_err(|e| rules_err("bad_engine_output", e.to_string()))?;
+                }
+                Ok::<_, StageError>(out)
+            };
+            let read_err = async {
+                let mut err = Vec::new();
+                if let Some(s) = stderr.as_mut() {
+                    // Keep the first MiB for the error message; drain the rest so the child
+                    // never blocks on a full stderr pipe.
+                    let _ = s.take(1 << 20).read_to_end(&mut err).await;
+                    let _ = tokio::io::copy(s, &mut tokio::io::sink()).await;
+                }
+                err
+            };
+            let ((), out, err) = tokio::join!(feed, read_out, read_err);
+            let out = out?;
             let status = child
                 .wait()
                 .await

@@ -79,6 +79,23 @@ async fn external_engine_gets_json_and_returns_the_report() {
 }
 
 #[tokio::test]
+async fn external_engine_may_write_megabytes_to_stderr_before_its_report() {
+    // A pipe holds ~64 KiB: an engine that logs more than that before printing its report must
+    // not wait on us until the timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = write_archive(dir.path());
+    let script =
+        "cat >/dev/null; head -c 3000000 /dev/zero | tr '\\0' x >&2; echo '{\"reports\": []}'";
+    let config = external_config(dir.path(), script, "20s");
+    let started = std::time::Instant::now();
+    let report = process_file(&config, &archive, "1", OutputFormat::Report)
+        .await
+        .unwrap();
+    assert_eq!(report["reports"], serde_json::json!([]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
+#[tokio::test]
 async fn external_engine_failures_are_typed() {
     let dir = tempfile::tempdir().unwrap();
     let archive = write_archive(dir.path());
