@@ -96,23 +96,24 @@ pub async fn run(
             None => None,
         };
     info!(listen = %config.listen, topic = %topic, engine = store.engine(), "tracker started");
+    let ingestor = ingest::Ingestor::new(
+        store.clone(),
+        bus.clone(),
+        metrics.clone(),
+        ingest_settings(&config, bus_config),
+    );
     let state = AppState::new(
         store.clone(),
         Some(bus.clone()),
-        metrics.clone(),
+        metrics,
         ApiSettings::new(
             general.identity_required,
             config.max_page_size,
             config.retention_days,
         ),
     )
-    .with_shutdown(cancel.clone());
-    let ingestor = ingest::Ingestor::new(
-        store.clone(),
-        bus.clone(),
-        metrics,
-        ingest_settings(&config, bus_config),
-    );
+    .with_shutdown(cancel.clone())
+    .with_write_health(ingestor.write_health());
     let mut tasks = tokio::task::JoinSet::new();
     let c = cancel.clone();
     tasks.spawn(async move { ingest::run_loop(ingestor, consumer, c).await });

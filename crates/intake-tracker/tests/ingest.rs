@@ -316,3 +316,106 @@ async fn a_database_outage_pauses_consumption_without_loss() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// The router with readiness tied to `writes`, as `intake tracker` wires it.
+fn router_watching(
+    h: &Harness,
+    store: Arc<dyn StatusStore>,
+    writes: ingest::WriteHealth,
+) -> axum::Router {
+    intake_tracker::router(
+        intake_tracker::AppState::new(
+            store,
+            Some(h.bus.clone()),
+            h.metrics.clone(),
+            intake_tracker::ApiSettings::new(false, 50, 7),
+        )
+        .with_write_health(writes),
+    )
+}
+
+/// The offset the group resumes from (`None`: nothing left to deliver), read by a new member.
+async fn resumes_at(h: &Harness) -> Option<i64> {
+    let mut consumer = subscribe(&h.bus, "payload_tracker", topic(h)).await;
+    match tokio::time::timeout(Duration::from_secs(3), consumer.next()).await {
+        Ok(message) => Some(message.unwrap().offset),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_write_is_not_ready_commits_nothing_and_loses_nothing() {
+    const N: usize = 250;
+    let h = Harness::new().await;
+    let faulty = FaultyStore::new(h.store.clone());
+    let faults = faulty.faults();
+    let faulty: Arc<dyn StatusStore> = Arc::new(faulty);
+    faults.set_write_error(Some(
+        "error returned from database: (code: 13) database or disk is full",
+    ));
+    for i in 0..N {
+        publish(&h, "k", &good(&format!("full-{i}"), "received")).await;
+    }
+    let cancel = CancellationToken::new();
+    let ingestor = ingestor(&h, faulty.clone());
+    let writes = ingestor.write_health();
+    let router = router_watching(&h, faulty.clone(), writes.clone());
+    let (code, _) = common::get(&router, "/readyz", None).await;
+    assert_eq!(code, 200, "ready before the first failed write");
+    let consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let task = tokio::spawn(ingest::run_loop(ingestor.clone(), consumer, cancel.clone()));
+    until_true(WAIT, "two failed writes", || async {
+        faults.failed_calls() >= 2
+    })
+    .await;
+    for path in ["/readyz", "/health", "/api/v1/readyz", "/v1/health"] {
+        let (code, body) = common::get(&router, path, None).await;
+        assert_eq!(code, 503, "{path}: {body}");
+        let database = body["checks"]["database"].as_str().unwrap_or_default();
+        assert!(
+            database.contains("database or disk is full"),
+            "{path} names the cause: {body}"
+        );
+    }
+    assert_eq!(stored(h.store.as_ref()).await, 0);
+    // A restart while the store still fails: nothing was committed, so everything comes again.
+    cancel.cancel();
+    task.await.unwrap();
+    assert_eq!(
+        resumes_at(&h).await,
+        Some(0),
+        "no offset committed while writes fail"
+    );
+    let cancel = CancellationToken::new();
+    let consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let task = tokio::spawn(ingest::run_loop(ingestor, consumer, cancel.clone()));
+    until_true(WAIT, "another failed write", || async {
+        faults.failed_calls() >= 3
+    })
+    .await;
+    let mut dlq = subscribe(&h.bus, "dlq-check", dlq_topic(&h)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), dlq.next())
+            .await
+            .is_err(),
+        "nothing dead-lettered"
+    );
+    faults.set_write_error(None);
+    until_true(WAIT, "every status stored once writes succeed", || async {
+        stored(h.store.as_ref()).await == N as i64
+    })
+    .await;
+    until_true(WAIT, "ready again", || async {
+        common::get(&router, "/readyz", None).await.0 == 200
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap();
+    assert_eq!(resumes_at(&h).await, None, "every offset committed");
+    let stored = stored(h.store.as_ref()).await;
+    println!(
+        "published {N}, stored {stored}, lost = {}",
+        N as i64 - stored
+    );
+    assert_eq!(stored, N as i64);
+}

@@ -61,6 +61,8 @@ pub struct AppState {
     pub(crate) settings: ApiSettings,
     /// Fires at shutdown: readiness turns 503 and event streams end, so draining is quick.
     pub(crate) shutdown: CancellationToken,
+    /// The ingest loop's last write result, checked by readiness when given.
+    pub(crate) writes: Option<crate::ingest::WriteHealth>,
 }
 
 impl AppState {
@@ -77,7 +79,14 @@ impl AppState {
             metrics,
             settings,
             shutdown: CancellationToken::new(),
+            writes: None,
         }
+    }
+
+    /// Makes readiness fail, naming the cause, while the ingest loop cannot store batches.
+    pub fn with_write_health(mut self, writes: crate::ingest::WriteHealth) -> Self {
+        self.writes = Some(writes);
+        self
     }
 
     /// Ties readiness and open event streams to `shutdown`.
@@ -182,7 +191,11 @@ async fn count_responses(State(state): State<AppState>, request: Request, next: 
 
 async fn health(State(state): State<AppState>) -> Response {
     use intake_http::health::bounded;
-    let database = bounded(state.store.ping()).await;
+    let failing = state.writes.as_ref().and_then(|w| w.failing());
+    let database = match failing {
+        Some(cause) => Err(format!("statuses cannot be stored: {cause}")),
+        None => bounded(state.store.ping()).await,
+    };
     let mut checks = vec![("database", database)];
     if let Some(bus) = &state.bus {
         checks.push(("bus", bounded(bus.check()).await));

@@ -6,7 +6,7 @@ mod dlq;
 pub mod maintenance;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -52,6 +52,26 @@ pub enum BatchError {
     DeadLetter(BusError),
 }
 
+/// Why the last attempt to store a batch failed, until one succeeds: a store that answers reads
+/// (and pings) can still be unable to write (a full disk, a lock held elsewhere), and readiness must
+/// say so. Clones share the state.
+#[derive(Debug, Clone, Default)]
+pub struct WriteHealth(Arc<Mutex<Option<String>>>);
+
+impl WriteHealth {
+    /// The cause of the current write failure, or `None` while writes succeed.
+    pub fn failing(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, cause: Option<String>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = cause;
+    }
+}
+
 /// Checks, stores and dead-letters batches.
 #[derive(Clone)]
 pub struct Ingestor {
@@ -59,6 +79,7 @@ pub struct Ingestor {
     bus: Arc<dyn Bus>,
     metrics: Arc<Metrics>,
     settings: IngestSettings,
+    health: WriteHealth,
 }
 
 impl Ingestor {
@@ -73,7 +94,13 @@ impl Ingestor {
             bus,
             metrics,
             settings,
+            health: WriteHealth::default(),
         }
+    }
+
+    /// Whether batches can be stored right now (for readiness).
+    pub fn write_health(&self) -> WriteHealth {
+        self.health.clone()
     }
 
     fn window(&self) -> DateWindow {
@@ -102,10 +129,16 @@ impl Ingestor {
             }
         }
         let started = Instant::now();
-        let (outcomes, refused) = self
-            .store_isolating(&valid)
-            .await
-            .map_err(|e| BatchError::Store(e.to_string()))?;
+        let (outcomes, refused) = match self.store_isolating(&valid).await {
+            Ok(stored) => {
+                self.health.set(None);
+                stored
+            }
+            Err(e) => {
+                self.health.set(Some(e.to_string()));
+                return Err(BatchError::Store(e.to_string()));
+            }
+        };
         self.metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -1,6 +1,7 @@
 // The statements both drivers run, included by `sqlite.rs` and `postgres.rs`, each of which defines
-// `Db`, `Row`, `bind(query, &Arg)`, `get_time(&Row, index)`, `get_opt_time(&Row, index)` and
-// `ROWS_PER_STATEMENT` (rows per multi-row statement) first.
+// `Db`, `Row`, `bind(query, &Arg)`, `get_time(&Row, index)`, `get_opt_time(&Row, index)`,
+// `ROWS_PER_STATEMENT` (rows per multi-row statement) and `BEGIN_WRITE` (how a write transaction
+// starts) first.
 // (An included file cannot carry an inner doc comment; the including modules document it.)
 
 use std::collections::HashMap;
@@ -314,6 +315,38 @@ async fn update_payloads(
     Ok(())
 }
 
+/// A pooled connection inside a write transaction. It goes back to the pool only after its COMMIT
+/// succeeded; after anything else (a failed statement, a failed COMMIT, a cancelled future) the
+/// transaction's state is unknown, so the connection is closed, which rolls back whatever it held.
+/// A connection returned with a transaction still open would keep the write lock, show its
+/// uncommitted rows to whoever borrows it next, and report later batches as stored that never are.
+struct WriteTx {
+    conn: sqlx::pool::PoolConnection<Db>,
+    committed: bool,
+}
+
+impl WriteTx {
+    async fn begin(pool: &sqlx::Pool<Db>) -> Result<Self, sqlx::Error> {
+        let mut tx = Self { conn: pool.acquire().await?, committed: false };
+        sqlx::query(BEGIN_WRITE).execute(&mut *tx.conn).await?;
+        Ok(tx)
+    }
+
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Stores a batch in one transaction (the promise of `StatusStore::store_batch`), with a handful of
 /// multi-row statements rather than one round trip per status.
 pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -> Result<BatchOutcome, sqlx::Error> {
@@ -321,10 +354,11 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
     if batch.is_empty() {
         return Ok(outcome);
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = WriteTx::begin(pool).await?;
+    let conn = &mut *tx.conn;
     let stored_at = Utc::now().trunc_subsecs(6);
-    let mut payloads = load_payloads(&mut tx, batch).await?;
-    let mut inserted = insert_statuses(&mut tx, batch, &payloads, stored_at).await?;
+    let mut payloads = load_payloads(conn, batch).await?;
+    let mut inserted = insert_statuses(conn, batch, &payloads, stored_at).await?;
     let mut terminal_counts: HashMap<(i64, String), i64> = HashMap::new();
     for s in batch {
         // The first occurrence of a key in the batch is the stored one; any later one is a duplicate.
@@ -340,9 +374,9 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
         outcome.stored.push(s.clone());
     }
     if !terminal_counts.is_empty() {
-        outcome.service_durations = first_terminal_durations(&mut tx, &terminal_counts).await?;
+        outcome.service_durations = first_terminal_durations(conn, &terminal_counts).await?;
     }
-    update_payloads(&mut tx, &payloads).await?;
+    update_payloads(conn, &payloads).await?;
     tx.commit().await?;
     Ok(outcome)
 }

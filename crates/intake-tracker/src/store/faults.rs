@@ -1,5 +1,6 @@
-//! A wrapper that makes any store look down (every call fails with [`StoreError::Unavailable`]) or
-//! refuse given statuses (as the database refusing a row), for tests of the ingest loop and health.
+//! A wrapper that makes any store look down (every call fails with [`StoreError::Unavailable`]),
+//! unable to write while it still answers reads (a full disk, a lock held elsewhere), or refuse given
+//! statuses (as the database refusing a row), for tests of the ingest loop and health.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use crate::model::{
 #[derive(Debug, Clone, Default)]
 pub struct StoreFaults {
     down: Arc<AtomicBool>,
+    write_error: Arc<Mutex<Option<String>>>,
     refused: Arc<Mutex<HashSet<String>>>,
     failed_calls: Arc<AtomicU64>,
 }
@@ -26,6 +28,15 @@ impl StoreFaults {
     /// Every call fails as if the database were unreachable while `down` is true.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// While `Some`, every `store_batch` fails as unavailable with this text (as a database whose
+    /// disk is full) while reads and pings still succeed.
+    pub fn set_write_error(&self, error: Option<&str>) {
+        *self
+            .write_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error.map(str::to_owned);
     }
 
     /// A batch holding a status of this request id is refused as bad data.
@@ -77,6 +88,16 @@ impl StatusStore for FaultyStore {
 
     async fn store_batch(&self, batch: &[NewStatus]) -> Result<BatchOutcome, StoreError> {
         self.faults.check()?;
+        let write_error = self
+            .faults
+            .write_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(error) = write_error {
+            self.faults.failed_calls.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable(error));
+        }
         let refused = self
             .faults
             .refused

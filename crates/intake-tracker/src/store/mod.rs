@@ -113,22 +113,28 @@ pub async fn open(url: &str) -> Result<Arc<dyn StatusStore>, StoreError> {
     }
 }
 
-/// Sorts a sqlx error into unavailable (retry later) or rejected (the data).
+/// Sorts a sqlx error into unavailable (retry later) or rejected (the data). Only errors that name
+/// the data itself count as rejected; anything else (full disk, locks, I/O, a lost connection, an
+/// unexpected code) is an outage, because a rejected row is dead-lettered and its offset committed,
+/// while an outage keeps it on the bus until it can be stored.
 pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // PostgreSQL: 08 connection, 53 resources, 57 operator intervention, 58 system error.
-            // SQLite: 5 busy, 6 locked, 10 I/O, 13 full, 14 cannot open (extended codes keep the low byte).
-            let sqlite_unavailable = code
-                .parse::<i64>()
-                .map(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
-                .unwrap_or(false);
-            let pg_unavailable = ["08", "53", "57", "58"].iter().any(|p| code.starts_with(p));
-            if sqlite_unavailable || pg_unavailable {
-                StoreError::Unavailable(error.to_string())
+            let rejected = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite primary codes (extended codes keep them in the low byte): 18 too big,
+                // 19 constraint, 20 type mismatch, 25 bind parameter out of range.
+                code.parse::<i64>()
+                    .map(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+                    .unwrap_or(false)
             } else {
+                // PostgreSQL classes 22 (data exception) and 23 (integrity constraint violation).
+                code.starts_with("22") || code.starts_with("23")
+            };
+            if rejected {
                 StoreError::Rejected(error.to_string())
+            } else {
+                StoreError::Unavailable(error.to_string())
             }
         }
         sqlx::Error::ColumnDecode { .. }

@@ -63,6 +63,10 @@ mod statements {
     /// statement: 64 rows of 8 keep that negligible where 500 rows spent a tenth of a busy
     /// server's CPU in it.
     const ROWS_PER_STATEMENT: usize = 64;
+    /// Takes the write lock at once: a deferred transaction that reads first and upgrades later
+    /// fails with "database is locked" at once when another writer committed meanwhile, whatever
+    /// the busy timeout.
+    const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
     include!("engine.rs");
 }
 
