@@ -476,6 +476,67 @@ async fn tenants_see_only_their_org_and_associates_see_all() {
 }
 
 #[tokio::test]
+async fn a_request_id_reused_by_another_org_shows_each_org_only_its_own_statuses() {
+    let h = Harness::new().await;
+    let base = t0();
+    let at = |s: i64| intake_core::time::format(base + Duration::seconds(s));
+    h.store
+        .store_batch(&[
+            with(
+                json!({"request_id": "reused", "service": "ingress", "status": "received",
+                "date": at(0), "org_id": "111", "status_msg": "first tenant"}),
+            ),
+            with(
+                json!({"request_id": "reused", "service": "advisor", "status": "success",
+                "date": at(1), "status_msg": "first tenant"}),
+            ),
+        ])
+        .await
+        .unwrap();
+    // The object expired; another org's upload gets the same request id.
+    h.store
+        .store_batch(&[
+            with(
+                json!({"request_id": "reused", "service": "ingress", "status": "received",
+                "date": at(3600), "org_id": "222", "status_msg": "second tenant"}),
+            ),
+            with(
+                json!({"request_id": "reused", "service": "advisor", "status": "error",
+                "date": at(3601), "status_msg": "second tenant"}),
+            ),
+        ])
+        .await
+        .unwrap();
+    let router = h.router(true);
+    for (org, mine) in [("111", "first tenant"), ("222", "second tenant")] {
+        let id = identity(org);
+        let (code, body) = get(&router, "/api/v1/payloads/reused", Some(&id)).await;
+        assert_eq!(code, 200, "org {org}: {body}");
+        let rows = body["data"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "org {org}: {body}");
+        assert!(
+            rows.iter()
+                .all(|r| r["status_msg"] == mine && r["org_id"] == org),
+            "org {org} sees only its own statuses: {body}"
+        );
+        let (_, body) = get(&router, "/api/v1/statuses?request_id=reused", Some(&id)).await;
+        assert_eq!(body["count"], 2, "org {org}: {body}");
+        let (_, body) = get(&router, "/api/v1/payloads", Some(&id)).await;
+        assert_eq!(body["count"], 1, "org {org}: {body}");
+        assert_eq!(body["data"][0]["org_id"], org);
+    }
+    let (_, body) = get(&router, "/api/v1/payloads/reused", Some(&identity("333"))).await;
+    assert_eq!(body["status"], 404);
+    let (_, body) = get(&router, "/api/v1/payloads/reused", Some(&associate())).await;
+    assert_eq!(
+        body["data"][0]["org_id"], "222",
+        "an associate gets the newest: {body}"
+    );
+    let (_, body) = get(&router, "/api/v1/payloads", Some(&associate())).await;
+    assert_eq!(body["count"], 2);
+}
+
+#[tokio::test]
 async fn stats_report_counts_rates_and_percentiles() {
     let h = Harness::new().await;
     let base = t0();

@@ -26,3 +26,83 @@ async fn uses_wal_mode() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// A database made before payloads were per (request id, org) is rebuilt at open, keeping every
+/// payload and status; opening it again changes nothing.
+#[tokio::test]
+async fn an_older_database_gets_one_payload_per_org_keeping_its_rows() {
+    use intake_tracker::model::Scope;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .unwrap();
+        let now = chrono::Utc::now().timestamp_micros();
+        sqlx::query(
+            "INSERT INTO payloads (id, request_id, org_id, account, created_at, last_status_at, \
+             last_service, last_status) VALUES (7, 'old-1', '111', '1', $1, $1, 'ingress', 'received')",
+        )
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (i, status) in ["received", "processing"].iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO payload_statuses (payload_id, service, status, date, created_at, dedup_key) \
+                 VALUES (7, 'ingress', $1, $2, $2, $3)",
+            )
+            .bind(*status)
+            .bind(now + i as i64)
+            .bind(format!("key-{i}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&url).await.unwrap();
+    let unique_request_id: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE name LIKE 'sqlite_autoindex_payloads_%'",
+    )
+    .fetch_optional(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(unique_request_id, None);
+    let old = store
+        .payload("old-1", &Scope::Org("111".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((old.id, old.account.as_str()), (7, "1"));
+    assert_eq!(store.payload_statuses(&old, None).await.unwrap().len(), 2);
+    let reuse = intake_tracker::store::testsuite::with(serde_json::json!({
+        "request_id": "old-1", "service": "ingress", "status": "received", "org_id": "222",
+        "date": intake_core::time::format(chrono::Utc::now())}));
+    store.store_batch(&[reuse]).await.unwrap();
+    let second = store
+        .payload("old-1", &Scope::Org("222".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(second.id, old.id);
+    assert_eq!(store.payload_statuses(&old, None).await.unwrap().len(), 2);
+    // Deleting a payload still cascades to its statuses: the foreign key survived the rebuild.
+    sqlx::query("DELETE FROM payloads WHERE id = 7")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM payload_statuses WHERE payload_id = 7")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+    drop(store);
+    SqliteStore::open(&url).await.unwrap();
+}

@@ -160,23 +160,96 @@ fn state_of(p: PayloadRow) -> PayloadState {
     }
 }
 
+/// Where a status goes among the payloads of its request id (`rows`: their ids, `None` for one not
+/// created yet, and orgs, oldest first): one payload per (request id, org). A status naming an org
+/// goes to that org's payload, else adopts the newest payload without an org, else needs a new one;
+/// a status without an org goes to the newest payload. Returns the index in `rows` (pushing a new
+/// row when needed); an adopted row takes the status's org.
+fn resolve(rows: &mut Vec<(Option<i64>, String)>, org_id: &str) -> usize {
+    if org_id.is_empty() {
+        if rows.is_empty() {
+            rows.push((None, String::new()));
+        }
+        return rows.len() - 1;
+    }
+    if let Some(i) = rows.iter().position(|(_, org)| org == org_id) {
+        return i;
+    }
+    if let Some(i) = rows.iter().rposition(|(_, org)| org.is_empty()) {
+        rows[i].1 = org_id.to_owned();
+        return i;
+    }
+    rows.push((None, org_id.to_owned()));
+    rows.len() - 1
+}
+
+/// Every payload row of the given request ids, oldest first.
+async fn select_payloads(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    request_ids: &[&str],
+) -> Result<Vec<PayloadRow>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in request_ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id IN ({}) ORDER BY p.id",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(payload_row(&row)?);
+        }
+    }
+    out.sort_by_key(|p| p.id);
+    Ok(out)
+}
+
+/// The payloads of a batch: their state by id, and the payload id of each status in batch order.
+struct BatchPayloads {
+    states: HashMap<i64, PayloadState>,
+    targets: Vec<i64>,
+}
+
 /// Creates the payloads that do not exist yet (from their first status in `batch`), then loads every
-/// payload the batch names.
+/// payload the batch's statuses go to (see [`resolve`]).
 async fn load_payloads(
     conn: &mut <Db as sqlx::Database>::Connection,
     batch: &[NewStatus],
-) -> Result<HashMap<String, PayloadState>, sqlx::Error> {
-    let mut firsts: Vec<&NewStatus> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for s in batch {
-        if seen.insert(s.request_id.as_str()) {
-            firsts.push(s);
+) -> Result<BatchPayloads, sqlx::Error> {
+    let mut request_ids: Vec<&str> = Vec::new();
+    {
+        let mut seen = std::collections::HashSet::new();
+        for s in batch {
+            if seen.insert(s.request_id.as_str()) {
+                request_ids.push(s.request_id.as_str());
+            }
         }
     }
-    for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
+    let rows_of = |existing: &[PayloadRow]| {
+        let mut rows: HashMap<String, Vec<(Option<i64>, String)>> = HashMap::new();
+        for p in existing {
+            rows.entry(p.request_id.clone()).or_default().push((Some(p.id), p.org_id.clone()));
+        }
+        rows
+    };
+    // Plan on what exists: the statuses that need a payload created first.
+    let existing = select_payloads(conn, &request_ids).await?;
+    let mut plan = rows_of(&existing);
+    let mut creators: Vec<&NewStatus> = Vec::new();
+    for s in batch {
+        let rows = plan.entry(s.request_id.clone()).or_default();
+        let i = resolve(rows, &s.org_id);
+        if rows[i].0.is_none() {
+            rows[i].0 = Some(-1);
+            creators.push(s);
+        }
+    }
+    for chunk in creators.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO payloads (request_id, account, org_id, inventory_id, system_id, created_at, last_status_at, \
-             last_service, last_status) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+             last_service, last_status) VALUES {} ON CONFLICT (request_id, org_id) DO NOTHING",
             values_list(chunk.len(), 9)
         );
         let mut q = sqlx::query(&sql);
@@ -191,45 +264,46 @@ async fn load_payloads(
         }
         q.execute(&mut *conn).await?;
     }
-    let mut states = HashMap::with_capacity(firsts.len());
-    for chunk in firsts.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id IN ({})",
-            placeholders(chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for s in chunk {
-            q = q.bind(s.request_id.clone());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let p = payload_row(&row)?;
-            states.insert(p.request_id.clone(), state_of(p));
+    let existing = if creators.is_empty() { existing } else { select_payloads(conn, &request_ids).await? };
+    let mut rows = rows_of(&existing);
+    let mut states: HashMap<i64, PayloadState> = existing.into_iter().map(|p| (p.id, state_of(p))).collect();
+    let mut targets = Vec::with_capacity(batch.len());
+    for s in batch {
+        let rows = rows.entry(s.request_id.clone()).or_default();
+        let i = resolve(rows, &s.org_id);
+        let id = rows[i].0.ok_or_else(|| {
+            sqlx::Error::Protocol(format!("payload {} vanished inside its transaction", s.request_id))
+        })?;
+        targets.push(id);
+        if let Some(state) = states.get_mut(&id) {
+            // Adopted by its first org (the row is written with it even if the status is a duplicate).
+            if state.ids[1].is_empty() && !s.org_id.is_empty() {
+                state.ids[1] = s.org_id.clone();
+                state.dirty = true;
+            }
         }
     }
-    Ok(states)
+    Ok(BatchPayloads { states, targets })
 }
 
 /// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
 async fn insert_statuses(
     conn: &mut <Db as sqlx::Database>::Connection,
     batch: &[NewStatus],
-    payloads: &HashMap<String, PayloadState>,
+    targets: &[i64],
     stored_at: DateTime<Utc>,
 ) -> Result<std::collections::HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
     let mut inserted = std::collections::HashSet::new();
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+    for (chunk, chunk_targets) in batch.chunks(ROWS_PER_STATEMENT).zip(targets.chunks(ROWS_PER_STATEMENT)) {
         let sql = format!(
             "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
              VALUES {} ON CONFLICT (dedup_key, date) DO NOTHING RETURNING dedup_key, date",
             values_list(chunk.len(), 8)
         );
         let mut q = sqlx::query(&sql);
-        for s in chunk {
-            let payload_id = payloads.get(&s.request_id).map(|p| p.id).ok_or_else(|| {
-                sqlx::Error::Protocol(format!("payload {} vanished inside its transaction", s.request_id))
-            })?;
+        for (s, payload_id) in chunk.iter().zip(chunk_targets) {
             q = q
-                .bind(payload_id)
+                .bind(*payload_id)
                 .bind(s.service.clone())
                 .bind(s.source.clone())
                 .bind(s.status.clone())
@@ -286,7 +360,7 @@ async fn first_terminal_durations(
 /// Writes the payload rows the batch changed.
 async fn update_payloads(
     conn: &mut <Db as sqlx::Database>::Connection,
-    payloads: &HashMap<String, PayloadState>,
+    payloads: &HashMap<i64, PayloadState>,
 ) -> Result<(), sqlx::Error> {
     let dirty: Vec<&PayloadState> = payloads.values().filter(|p| p.dirty).collect();
     for chunk in dirty.chunks(ROWS_PER_STATEMENT) {
@@ -357,16 +431,16 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
     let mut tx = WriteTx::begin(pool).await?;
     let conn = &mut *tx.conn;
     let stored_at = Utc::now().trunc_subsecs(6);
-    let mut payloads = load_payloads(conn, batch).await?;
-    let mut inserted = insert_statuses(conn, batch, &payloads, stored_at).await?;
+    let BatchPayloads { states: mut payloads, targets } = load_payloads(conn, batch).await?;
+    let mut inserted = insert_statuses(conn, batch, &targets, stored_at).await?;
     let mut terminal_counts: HashMap<(i64, String), i64> = HashMap::new();
-    for s in batch {
+    for (s, target) in batch.iter().zip(&targets) {
         // The first occurrence of a key in the batch is the stored one; any later one is a duplicate.
         if !inserted.remove(&(s.dedup_key.clone(), s.date)) {
             outcome.duplicates += 1;
             continue;
         }
-        let Some(state) = payloads.get_mut(&s.request_id) else { continue };
+        let Some(state) = payloads.get_mut(target) else { continue };
         state.apply(s, &mut outcome.conflicts);
         if intake_core::status::is_terminal(&s.status) {
             *terminal_counts.entry((state.id, s.service.clone())).or_default() += 1;
@@ -430,10 +504,17 @@ pub(super) async fn payload_in(
     request_id: &str,
     scope: &Scope,
 ) -> Result<Option<PayloadRow>, sqlx::Error> {
+    // One payload per (request id, org): a caller of an org sees its own; a caller who sees every org
+    // gets the newest payload of that request id.
     let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id = $1");
     let row = match scope {
         Scope::Nothing => return Ok(None),
-        Scope::All => sqlx::query(&sql).bind(request_id.to_owned()).fetch_optional(pool).await?,
+        Scope::All => {
+            sqlx::query(&format!("{sql} ORDER BY p.id DESC LIMIT 1"))
+                .bind(request_id.to_owned())
+                .fetch_optional(pool)
+                .await?
+        }
         Scope::Org(org) => {
             sqlx::query(&format!("{sql} AND p.org_id = $2"))
                 .bind(request_id.to_owned())

@@ -106,6 +106,9 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        payload_per_org(&pool).await.map_err(|e| {
+            StoreError::Migration(format!("one payload per (request id, org): {e}"))
+        })?;
         Ok(Self { pool })
     }
 
@@ -113,6 +116,56 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Rebuilds `payloads` without the UNIQUE on `request_id` (unique per org instead), once: see
+/// `sqlite_payload_per_org.sql`. Its connection is closed afterwards, so foreign keys being off
+/// never outlives it.
+fn payload_per_org(pool: &SqlitePool) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    // Boxed so the caller's future stays `Send` (sqlx's executor bounds defeat the inference).
+    Box::pin(async move {
+        let mut conn = pool.acquire().await?;
+        conn.close_on_drop();
+        rebuild_payloads(&mut conn).await
+    })
+}
+
+async fn rebuild_payloads(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA foreign_keys = OFF")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let old = sqlx::query(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = 'payloads' \
+         AND name LIKE 'sqlite_autoindex_payloads_%'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if old.is_some() {
+        for statement in include_str!("sqlite_payload_per_org.sql")
+            .split(';')
+            .map(|s| {
+                s.lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .filter(|s| !s.trim().is_empty())
+        {
+            sqlx::query(&statement).execute(&mut *conn).await?;
+        }
+        let broken = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut *conn)
+            .await?;
+        if !broken.is_empty() {
+            return Err(sqlx::Error::Protocol(format!(
+                "{} statuses lost their payload in the rebuild",
+                broken.len()
+            )));
+        }
+    }
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(())
 }
 
 #[async_trait]

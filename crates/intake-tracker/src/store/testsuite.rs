@@ -103,7 +103,8 @@ pub async fn duplicates_are_stored_once(store: Arc<dyn StatusStore>) {
     assert_eq!(store.payload_statuses(&p, None).await.unwrap().len(), 2);
 }
 
-/// Tenant fields: the first non-empty value wins; later different values are reported.
+/// Tenant fields: the first non-empty value wins; later different values are reported. A payload
+/// without an org takes the first org named.
 pub async fn first_non_empty_tenant_value_wins(store: Arc<dyn StatusStore>) {
     let t = base();
     let s1 = with(
@@ -118,11 +119,12 @@ pub async fn first_non_empty_tenant_value_wins(store: Arc<dyn StatusStore>) {
     store.store_batch(&[s2]).await.unwrap();
     let s3 = with(
         serde_json::json!({"request_id": "ten-1", "service": "advisor", "status": "received",
-        "date": intake_core::time::format(t + Duration::seconds(2)), "org_id": "222", "account": "9"}),
+        "date": intake_core::time::format(t + Duration::seconds(2)), "org_id": "111", "account": "9",
+        "inventory_id": "inv-2"}),
     );
     let outcome = store.store_batch(&[s3]).await.unwrap();
     assert_eq!(outcome.conflicts.len(), 1);
-    assert_eq!(outcome.conflicts[0].field, "org_id");
+    assert_eq!(outcome.conflicts[0].field, "inventory_id");
     let p = store.payload("ten-1", &Scope::All).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -132,6 +134,7 @@ pub async fn first_non_empty_tenant_value_wins(store: Arc<dyn StatusStore>) {
         ),
         ("111", "9", "inv-1")
     );
+    assert_eq!(store.payload_statuses(&p, None).await.unwrap().len(), 3);
     assert!(store
         .payload("ten-1", &Scope::Org("222".into()))
         .await
@@ -147,6 +150,88 @@ pub async fn first_non_empty_tenant_value_wins(store: Arc<dyn StatusStore>) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// One payload per (request id, org): a request id reused by another org is another payload, so
+/// neither org sees the other's statuses; a status without an org goes to the newest payload of its
+/// request id; a caller who sees every org gets the newest.
+pub async fn a_request_id_reused_by_another_org_is_another_payload(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let at = |s: i64| intake_core::time::format(t + Duration::seconds(s));
+    let old = [
+        with(
+            serde_json::json!({"request_id": "reuse-1", "service": "ingress", "status": "received",
+            "date": at(0), "org_id": "111", "account": "1"}),
+        ),
+        with(
+            serde_json::json!({"request_id": "reuse-1", "service": "advisor", "status": "success",
+            "date": at(1)}),
+        ),
+    ];
+    store.store_batch(&old).await.unwrap();
+    let new = [
+        with(
+            serde_json::json!({"request_id": "reuse-1", "service": "ingress", "status": "received",
+            "date": at(60), "org_id": "222", "account": "2", "status_msg": "second tenant"}),
+        ),
+        with(
+            serde_json::json!({"request_id": "reuse-1", "service": "advisor", "status": "processing",
+            "date": at(61), "status_msg": "second tenant"}),
+        ),
+    ];
+    let outcome = store.store_batch(&new).await.unwrap();
+    assert_eq!(outcome.stored.len(), 2);
+    assert!(outcome.conflicts.is_empty(), "{:?}", outcome.conflicts);
+    let first = store
+        .payload("reuse-1", &Scope::Org("111".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .payload("reuse-1", &Scope::Org("222".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(
+        (first.account.as_str(), second.account.as_str()),
+        ("1", "2")
+    );
+    let first_rows = store.payload_statuses(&first, None).await.unwrap();
+    let second_rows = store.payload_statuses(&second, None).await.unwrap();
+    assert_eq!(first_rows.len(), 2);
+    assert!(first_rows
+        .iter()
+        .all(|r| r.status_msg.is_empty() && r.org_id == "111"));
+    assert_eq!(second_rows.len(), 2);
+    assert!(second_rows
+        .iter()
+        .all(|r| r.status_msg == "second tenant" && r.org_id == "222"));
+    assert_eq!(
+        (first.last_status.as_str(), second.last_status.as_str()),
+        ("success", "processing")
+    );
+    let newest = store
+        .payload("reuse-1", &Scope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.id, second.id);
+    for (org, want) in [("111", ""), ("222", "second tenant")] {
+        let mut q = status_query();
+        q.scope = Scope::Org(org.into());
+        q.request_id = Some("reuse-1".into());
+        let page = store.list_statuses(&q).await.unwrap();
+        assert_eq!(page.count, 2, "org {org}");
+        assert!(page.rows.iter().all(|r| r.status_msg == want), "org {org}");
+    }
+    // A redelivery goes where the first delivery went.
+    let again = store.store_batch(&new).await.unwrap();
+    assert_eq!((again.stored.len(), again.duplicates), (0, 2));
+    assert_eq!(
+        store.payload_statuses(&second, None).await.unwrap().len(),
+        2
+    );
 }
 
 /// `created_at` is the earliest date; `last_*` the newest status, a tie going to the one stored last.
@@ -428,6 +513,7 @@ macro_rules! status_store_contract_tests {
         $crate::status_store_contract_tests!(@cases $make;
             duplicates_are_stored_once,
             first_non_empty_tenant_value_wins,
+            a_request_id_reused_by_another_org_is_another_payload,
             payload_row_follows_dates,
             payload_lists_count_filter_and_page,
             status_lists_include_sourceless,
