@@ -64,12 +64,17 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), TrackerError> {
     let store = open_store(&config).await?;
-    ingest::maintenance::run_once(
+    // Not fatal: a database that cannot write now (a full disk) makes the tracker not-ready, not a
+    // crash loop; the hourly run tries again, and a missing partition is made when a batch needs it.
+    if let Err(e) = ingest::maintenance::run_once(
         store.as_ref(),
         config.retention_days,
         config.partition_days_ahead,
     )
-    .await?;
+    .await
+    {
+        tracing::warn!(error = %e, "start-up maintenance failed; it runs again within the hour");
+    }
     let metrics = Arc::new(Metrics::new()?);
     let topic = bus_config.topic(&bus_config.topics.payload_status);
     let consumer = bus
