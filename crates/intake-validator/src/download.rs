@@ -1,19 +1,22 @@
 //! Streaming a payload from its announce URL, with the size cap enforced while bytes arrive, a
-//! deadline, and retries for transient failures. Payloads up to [`IN_MEMORY_MAX`] stay in memory
-//! (most do: no file to create, write and remove per payload); larger ones spill to a temporary
-//! file.
+//! per-attempt deadline, and retries with backoff for every failure that says nothing about the
+//! payload itself (spec messages.md, "A verdict is about content only"). Payloads up to
+//! [`IN_MEMORY_MAX`] stay in memory (most do: no file to create, write and remove per payload);
+//! larger ones spill to a temporary file.
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-/// Attempts at one download while failures are transient.
-pub(crate) const ATTEMPTS: u32 = 4;
-/// First pause between attempts; it doubles each time.
+/// First pause between attempts; it doubles each time, up to [`MAX_BACKOFF`], with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Largest download kept in memory; each of the `VALIDATOR_CONCURRENCY` checks holds at most this.
 pub(crate) const IN_MEMORY_MAX: usize = 1024 * 1024;
 
@@ -106,15 +109,17 @@ impl DownloadError {
         }
     }
 
-    /// Whether another attempt may succeed.
-    pub(crate) fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            DownloadError::Unavailable(_)
-                | DownloadError::Timeout
-                | DownloadError::Connection(_)
-                | DownloadError::Io(_)
-        )
+    /// Whether the failure is about the payload's content (its size, or no bytes at all), and so
+    /// a verdict. Every other failure only says the payload could not be fetched.
+    pub(crate) fn is_content(&self) -> bool {
+        matches!(self, DownloadError::TooLarge { .. } | DownloadError::Empty)
+    }
+
+    /// Whether another attempt may succeed: any failure to fetch (an answer such as 403 or 404
+    /// too, which a restarted or reconfigured server may stop giving), but not a bad payload or an
+    /// announce without a URL.
+    pub(crate) fn is_retried(&self) -> bool {
+        !self.is_content() && !matches!(self, DownloadError::NotHttp)
     }
 }
 
@@ -126,38 +131,63 @@ fn from_reqwest(e: reqwest::Error) -> DownloadError {
     }
 }
 
-/// Downloads `url`, retrying transient failures with backoff until [`ATTEMPTS`] or `deadline`.
-/// Returns the payload and its size.
+/// How one payload's download is bounded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub max_size: u64,
+    /// One attempt, from request to last byte.
+    pub attempt_timeout: Duration,
+    /// No attempt starts this long after the first one did.
+    pub retry_for: Duration,
+}
+
+/// A finished download: the payload, its size and when the attempt that fetched it started.
+pub(crate) type Fetched = (Downloaded, u64, Instant);
+
+/// Downloads `url`, retrying every failure to fetch with backoff until `bounds.retry_for` has
+/// passed. `None` when `cancel` fired first (the retries stop at once).
 pub(crate) async fn download(
     client: &reqwest::Client,
     url: &str,
-    max_size: u64,
-    deadline: Instant,
-) -> Result<(Downloaded, u64), DownloadError> {
+    bounds: Bounds,
+    cancel: &CancellationToken,
+) -> Option<Result<Fetched, DownloadError>> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(DownloadError::NotHttp);
+        return Some(Err(DownloadError::NotHttp));
     }
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1;
-    loop {
-        let result =
-            match tokio::time::timeout_at(deadline, attempt_once(client, url, max_size)).await {
-                Ok(result) => result,
-                Err(_) => Err(DownloadError::Timeout),
-            };
-        match result {
-            Err(e)
-                if e.is_transient()
-                    && attempt < ATTEMPTS
-                    && Instant::now() + backoff < deadline =>
-            {
-                tracing::info!(attempt, error = %e, "download failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                attempt += 1;
-            }
-            other => return other,
+    let give_up = Instant::now() + bounds.retry_for;
+    let attempt = || async {
+        let started = Instant::now();
+        match tokio::time::timeout(
+            bounds.attempt_timeout,
+            attempt_once(client, url, bounds.max_size),
+        )
+        .await
+        {
+            Ok(Ok((downloaded, size))) => Ok((downloaded, size, started)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(DownloadError::Timeout),
         }
+    };
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(FIRST_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times();
+    let retrying = attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|e: &DownloadError| e.is_retried() && Instant::now() < give_up)
+        // The last pause ends when the retry time does, so that one last attempt is made then.
+        .adjust(|_: &DownloadError, pause: Option<Duration>| {
+            pause.map(|p| p.min(give_up.saturating_duration_since(Instant::now())))
+        })
+        .notify(|e: &DownloadError, pause: Duration| {
+            tracing::info!(error = %e, retry_in = ?pause, "download failed; retrying");
+        });
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        result = retrying => Some(result),
     }
 }
 

@@ -15,19 +15,23 @@
 //!   `size`, `Content-Length` and the running count are held to `VALIDATOR_MAX_DOWNLOAD_SIZE`),
 //!   then inspects it under `VALIDATOR_MAX_UNPACKED_SIZE` (also the per-file limit),
 //!   `VALIDATOR_MAX_FILES`, depth 32 and whatever remains of `VALIDATOR_TIMEOUT` (which bounds
-//!   download plus inspection), refusing device files. 5xx, 408, 429, timeouts and connection
-//!   errors are retried (4 attempts, 200 ms doubling) within the timeout; other HTTP answers
-//!   (403, 404, …) are final. `pass-all` and `fail-all` (reason `fail-all mode`) skip both.
+//!   one download attempt plus the inspection), refusing device files. A verdict is about
+//!   content only: every failure to fetch (any HTTP error answer, a timeout, a refused or cut
+//!   connection) is retried with backoff (200 ms doubling to 10 s, jittered) for
+//!   `VALIDATOR_DOWNLOAD_RETRY_FOR`; past it, or when the announce has no usable URL, only status
+//!   `error` is sent, no verdict, and the payload stays in quarantine for ingress to announce
+//!   again. Cancellation stops the retries at once (the announce stays uncommitted).
+//!   `pass-all` and `fail-all` (reason `fail-all mode`) skip both.
 //! * **Response**: the announce object echoed field by field, plus `validation` (`success` or
 //!   `failure`) and, on failure, `reason`: a sentence followed by the stable code in parentheses,
 //!   e.g. `entry "../x" climbs out of the archive with '..' (unsafe_path)`. Codes are the archive
-//!   codes of [`intake_archive::ArchiveError::code`] and the download codes of spec pipeline.md
-//!   §11 (`too_large`, `http_rejected`, `http_unavailable`, `timeout`, `connection`, …).
+//!   codes of [`intake_archive::ArchiveError::code`] and the content download codes of spec
+//!   pipeline.md §11 (`too_large`, `empty_archive`).
 //! * **Statuses** (key: request id; `org_id`, `account` from the announce; fire-and-forget):
 //!   `processing` when work starts, then one terminal status: `success` (`validation success:
-//!   tar.gz, 3 files, 73 bytes unpacked`), `rejected` when the payload or its URL is bad
-//!   (`validation failure: <reason>`), or `error` when the payload could not be checked (retries
-//!   exhausted, local I/O); the response is `failure` in both of the last cases.
+//!   tar.gz, 3 files, 73 bytes unpacked`), `rejected` when the payload's content is bad
+//!   (`validation failure: <reason>`), or `error` when the payload could not be checked (not
+//!   fetched within the retry time, no URL, local I/O), which sends no response at all.
 //! * **Commits**: an announce's offset is committed once its response is acknowledged (a bad
 //!   announce, which is not ours to dead-letter, is logged and committed with nothing
 //!   published). Up to `VALIDATOR_CONCURRENCY` payloads are checked at once, across and within
@@ -242,20 +246,29 @@ async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
         // the tracker still sees `processing` before the verdict's status.
         let (_, verdict) = tokio::join!(
             respond::publish_status(&ctx.bus, processing),
-            verdict::decide(&ctx.config, &ctx.client, &announce)
+            verdict::decide(&ctx.config, &ctx.client, &announce, &ctx.cancel)
         );
-        tracing::info!(
-            validation = verdict.validation(),
-            reason = verdict.reason().unwrap_or(""),
-            "verdict"
-        );
-        let response = OutgoingMessage::new(
-            &ctx.validation_topic,
-            respond::response(&announce, &verdict),
-        )
-        .key(announce.request_id.as_str());
-        if !respond::publish_acknowledged(&ctx.bus, response, &ctx.cancel).await {
+        // Cancelled while the payload could not be fetched: left uncommitted, redelivered.
+        let Some(verdict) = verdict else {
             return Outcome::Abandoned;
+        };
+        match respond::response(&announce, &verdict) {
+            Some(response) => {
+                tracing::info!(
+                    validation = verdict.validation().unwrap_or(""),
+                    reason = verdict.reason().unwrap_or(""),
+                    "verdict"
+                );
+                let response = OutgoingMessage::new(&ctx.validation_topic, response)
+                    .key(announce.request_id.as_str());
+                if !respond::publish_acknowledged(&ctx.bus, response, &ctx.cancel).await {
+                    return Outcome::Abandoned;
+                }
+            }
+            None => tracing::warn!(
+                reason = verdict.reason().unwrap_or(""),
+                "payload not checked; no verdict sent"
+            ),
         }
         let (status, status_msg) = respond::final_status(&verdict);
         let done = respond::status_message(&ctx.status_topic, name, &announce, status, status_msg);

@@ -16,27 +16,28 @@ use crate::verdict::Verdict;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The validation response: the announce echoed, plus `validation` and, on failure, `reason`.
-pub(crate) fn response(announce: &AnnounceView, verdict: &Verdict) -> Vec<u8> {
+/// The validation response: the announce echoed, plus `validation` and, on failure, `reason`;
+/// `None` when there is no verdict to send.
+pub(crate) fn response(announce: &AnnounceView, verdict: &Verdict) -> Option<Vec<u8>> {
     let mut fields = announce.fields.clone();
-    fields.insert("validation".into(), Value::from(verdict.validation()));
+    fields.insert("validation".into(), Value::from(verdict.validation()?));
     match verdict.reason() {
         Some(reason) => fields.insert("reason".into(), Value::from(reason)),
         None => fields.remove("reason"),
     };
-    Value::Object(fields).to_string().into_bytes()
+    Some(Value::Object(fields).to_string().into_bytes())
 }
 
 /// The status that ends the validator's time on a payload, with its message:
-/// `success` (valid), `rejected` (the payload or its URL is bad), `error` (it could not be
-/// checked).
+/// `success` (valid), `rejected` (the payload's content is bad), `error` (it could not be
+/// checked, and no verdict was sent).
 pub(crate) fn final_status(verdict: &Verdict) -> (&'static str, String) {
     match verdict {
         Verdict::Valid { detail } => (status::SUCCESS, format!("validation success: {detail}")),
         Verdict::Invalid { reason } => (status::REJECTED, format!("validation failure: {reason}")),
         Verdict::Unchecked { reason } => (
             status::ERROR,
-            format!("validation failure, payload not checked: {reason}"),
+            format!("payload not checked, no verdict sent (it stays in quarantine): {reason}"),
         ),
     }
 }

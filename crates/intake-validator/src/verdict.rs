@@ -3,28 +3,31 @@
 use intake_archive::{inspect, inspect_bytes, Limits, SpecialFiles};
 use intake_core::config::{ValidatorConfig, ValidatorMode};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::announce::AnnounceView;
-use crate::download::{download, DownloadError, Downloaded};
+use crate::download::{download, Bounds, DownloadError, Downloaded};
 
 /// The outcome for one payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// `validation: success`; `detail` describes what was checked.
     Valid { detail: String },
-    /// `validation: failure`: the payload itself is bad (or its URL permanently is).
+    /// `validation: failure`: the payload's content is bad.
     Invalid { reason: String },
-    /// `validation: failure` because the payload could not be checked (transient download
-    /// failures that outlasted the retries, local I/O).
+    /// No verdict at all: the payload could not be fetched (past the retries), its announce has
+    /// no URL, or a local failure stopped the check. Only status `error` is sent; the payload
+    /// stays in quarantine.
     Unchecked { reason: String },
 }
 
 impl Verdict {
-    /// The `validation` value.
-    pub(crate) fn validation(&self) -> &'static str {
+    /// The `validation` value, `None` when there is no verdict to send.
+    pub(crate) fn validation(&self) -> Option<&'static str> {
         match self {
-            Verdict::Valid { .. } => "success",
-            Verdict::Invalid { .. } | Verdict::Unchecked { .. } => "failure",
+            Verdict::Valid { .. } => Some("success"),
+            Verdict::Invalid { .. } => Some("failure"),
+            Verdict::Unchecked { .. } => None,
         }
     }
 
@@ -44,27 +47,29 @@ fn reason(sentence: &dyn std::fmt::Display, code: &str) -> String {
 
 fn from_download(e: DownloadError) -> Verdict {
     let reason = reason(&e, e.code());
-    if e.is_transient() {
-        Verdict::Unchecked { reason }
-    } else {
+    if e.is_content() {
         Verdict::Invalid { reason }
+    } else {
+        Verdict::Unchecked { reason }
     }
 }
 
-/// Decides on `announce` according to the configured mode.
+/// Decides on `announce` according to the configured mode; `None` when `cancel` fired while the
+/// payload could not be fetched yet.
 pub(crate) async fn decide(
     config: &ValidatorConfig,
     client: &reqwest::Client,
     announce: &AnnounceView,
-) -> Verdict {
+    cancel: &CancellationToken,
+) -> Option<Verdict> {
     match config.mode {
-        ValidatorMode::PassAll => Verdict::Valid {
+        ValidatorMode::PassAll => Some(Verdict::Valid {
             detail: "pass-all mode".into(),
-        },
-        ValidatorMode::FailAll => Verdict::Invalid {
+        }),
+        ValidatorMode::FailAll => Some(Verdict::Invalid {
             reason: "fail-all mode".into(),
-        },
-        ValidatorMode::Check => check(config, client, announce).await,
+        }),
+        ValidatorMode::Check => check(config, client, announce, cancel).await,
     }
 }
 
@@ -72,24 +77,50 @@ async fn check(
     config: &ValidatorConfig,
     client: &reqwest::Client,
     announce: &AnnounceView,
-) -> Verdict {
-    let deadline = Instant::now() + config.timeout;
+    cancel: &CancellationToken,
+) -> Option<Verdict> {
+    Some(match check_inner(config, client, announce, cancel).await? {
+        Ok(verdict) => verdict,
+        Err(e) if e.is_content() => from_download(e),
+        Err(e) => Verdict::Unchecked {
+            reason: format!(
+                "the payload could not be fetched within {:?}: {}",
+                config.download_retry_for,
+                reason(&e, e.code())
+            ),
+        },
+    })
+}
+
+async fn check_inner(
+    config: &ValidatorConfig,
+    client: &reqwest::Client,
+    announce: &AnnounceView,
+    cancel: &CancellationToken,
+) -> Option<Result<Verdict, DownloadError>> {
     if let Some(size) = announce.size {
         if size > config.max_download_size {
-            return from_download(DownloadError::TooLarge {
+            return Some(Err(DownloadError::TooLarge {
                 limit: config.max_download_size,
                 seen: size,
-            });
+            }));
         }
     }
     let Some(url) = announce.url.as_deref() else {
-        return from_download(DownloadError::NotHttp);
+        return Some(Ok(from_download(DownloadError::NotHttp)));
     };
-    let (downloaded, bytes) = match download(client, url, config.max_download_size, deadline).await
-    {
+    let bounds = Bounds {
+        max_size: config.max_download_size,
+        attempt_timeout: config.timeout,
+        retry_for: config.download_retry_for,
+    };
+    let (downloaded, bytes, started) = match download(client, url, bounds, cancel).await? {
         Ok(done) => done,
-        Err(e) => return from_download(e),
+        Err(DownloadError::NotHttp) => return Some(Ok(from_download(DownloadError::NotHttp))),
+        Err(e) => return Some(Err(e)),
     };
+    // `VALIDATOR_TIMEOUT` bounds the successful attempt and the inspection together.
+    let deadline = started + config.timeout;
     tracing::debug!(bytes, "payload downloaded");
     let limits = Limits {
         max_unpacked_size: config.max_unpacked_size,
@@ -105,7 +136,7 @@ async fn check(
         Downloaded::File(path) => inspect(&path, &limits),
     })
     .await;
-    match inspected {
+    Some(Ok(match inspected {
         Ok(Ok(s)) => Verdict::Valid {
             detail: format!(
                 "{}, {} files, {} bytes unpacked",
@@ -121,5 +152,5 @@ async fn check(
         Err(e) => Verdict::Unchecked {
             reason: reason(&format!("inspection did not finish: {e}"), "internal"),
         },
-    }
+    }))
 }

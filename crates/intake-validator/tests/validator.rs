@@ -92,13 +92,129 @@ async fn downloads_over_the_cap_and_bad_urls_fail() {
     // Streamed without Content-Length past the cap.
     let reason = failure_reason(&h, "streamed-big", "/big", 100).await;
     assert!(reason.ends_with("(too_large)"), "{reason}");
-    // A permanent HTTP answer is final.
-    let reason = failure_reason(&h, "missing-1", "/missing", 100).await;
-    assert!(
-        reason.contains("404") && reason.ends_with("(http_rejected)"),
-        "{reason}"
-    );
     h.stop().await;
+}
+
+/// Waits for `id`'s `error` status and checks that no verdict was sent for it.
+async fn no_verdict_only_error(h: &Harness, id: &str, path: &str) -> String {
+    let responses = h.watch(&h.validation_topic()).await;
+    let status_seen = h.watch(&h.status_topic()).await;
+    let url = if path.starts_with("http") {
+        path.to_owned()
+    } else {
+        h.url(path)
+    };
+    let body = announce_body(id, "testareno", &url, 100);
+    h.announce(&h.bus_config.service_topic("testareno"), "testareno", &body)
+        .await;
+    let statuses = statuses(&status_seen, id, 2).await;
+    assert_eq!(statuses[0]["status"], "processing");
+    assert_eq!(statuses[1]["status"], "error", "{}", statuses[1]);
+    // A sentinel announced after it is answered, so its own response would have come by now.
+    let sentinel = format!("{id}-sentinel");
+    let after = announce_body(&sentinel, "testareno", &h.url("/good.tar.gz"), 180);
+    h.announce(
+        &h.bus_config.service_topic("testareno"),
+        "testareno",
+        &after,
+    )
+    .await;
+    wait_for(&responses, &sentinel, "the sentinel's response").await;
+    let answered: Vec<Value> = responses
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|m| serde_json::from_slice::<Value>(&m.value).ok())
+        .filter(|v| v["request_id"] == id)
+        .collect();
+    assert!(answered.is_empty(), "a verdict was sent: {answered:?}");
+    statuses[1]["status_msg"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_payload_that_cannot_be_fetched_gets_an_error_status_and_no_verdict() {
+    let mut h = Harness::start(&[("VALIDATOR_DOWNLOAD_RETRY_FOR", "2s")]).await;
+    let started = std::time::Instant::now();
+    let msg = no_verdict_only_error(&h, "down-1", "/down").await;
+    assert!(
+        msg.contains("503") && msg.contains("(http_unavailable)") && msg.contains("no verdict"),
+        "{msg}"
+    );
+    assert!(
+        h.hits.down.load(Ordering::SeqCst) >= 3,
+        "retried with backoff for the retry time"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    // A 404 says nothing about the content either.
+    let msg = no_verdict_only_error(&h, "missing-1", "/missing").await;
+    assert!(
+        msg.contains("404") && msg.contains("(http_rejected)"),
+        "{msg}"
+    );
+    // Nothing listens there.
+    let msg = no_verdict_only_error(&h, "refused-1", "http://127.0.0.1:1/x").await;
+    assert!(msg.contains("(connection)"), "{msg}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn every_kind_of_fetch_failure_is_retried_until_the_payload_is_checked() {
+    let mut h = Harness::start(&[]).await;
+    let responses = h.watch(&h.validation_topic()).await;
+    let body = announce_body("recovering-1", "advisor", &h.url("/recovering"), 180);
+    h.announce(&h.bus_config.service_topic("advisor"), "advisor", &body)
+        .await;
+    let (_, response) = wait_for(&responses, "recovering-1", "the validation response").await;
+    assert_eq!(response["validation"], "success", "{response}");
+    assert_eq!(h.hits.recovering.load(Ordering::SeqCst), 6);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_retries_at_once_and_leaves_the_announce_uncommitted() {
+    let group = "validator-retry-cancel";
+    let mut h = Harness::start(&[
+        ("VALIDATOR_DOWNLOAD_RETRY_FOR", "10m"),
+        ("VALIDATOR_CONSUMER_GROUP", group),
+    ])
+    .await;
+    let status_seen = h.watch(&h.status_topic()).await;
+    let body = announce_body("cancelled-1", "advisor", &h.url("/down"), 180);
+    h.announce(&h.bus_config.service_topic("advisor"), "advisor", &body)
+        .await;
+    intake_testkit::poll::until_true(WAIT, "a few failed attempts", || {
+        let hits = h.hits.down.load(Ordering::SeqCst);
+        async move { hits >= 2 }
+    })
+    .await;
+    let stopping = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(5), h.stop())
+        .await
+        .expect("the validator stops while a download is being retried");
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(5));
+    let seen: Vec<Value> = status_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|m| serde_json::from_slice::<Value>(&m.value).ok())
+        .collect();
+    assert!(
+        seen.iter().all(|s| s["status"] != "error"),
+        "no error status for a cancelled check: {seen:?}"
+    );
+    // The announce was not committed: the group gets it again.
+    let subscription = Subscription {
+        group: group.into(),
+        topics: vec![h.bus_config.service_topic("advisor")],
+        start: StartFrom::Earliest,
+    };
+    let mut consumer = h.bus.subscribe(subscription).await.unwrap();
+    let next = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let value: Value = serde_json::from_slice(&next.value).unwrap();
+    assert_eq!(value["request_id"], "cancelled-1");
 }
 
 #[tokio::test]

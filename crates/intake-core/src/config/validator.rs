@@ -14,6 +14,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "VALIDATOR_MAX_UNPACKED_SIZE",
     "VALIDATOR_MAX_FILES",
     "VALIDATOR_TIMEOUT",
+    "VALIDATOR_DOWNLOAD_RETRY_FOR",
     "VALIDATOR_CONCURRENCY",
     "VALIDATOR_NAME",
 ];
@@ -73,8 +74,12 @@ pub struct ValidatorConfig {
     pub max_unpacked_size: u64,
     /// `VALIDATOR_MAX_FILES`: most entries per archive; default 100000.
     pub max_files: u64,
-    /// `VALIDATOR_TIMEOUT`: download plus inspection of one payload; default 60s.
+    /// `VALIDATOR_TIMEOUT`: one download attempt plus the inspection of what it fetched; default
+    /// 60s.
     pub timeout: Duration,
+    /// `VALIDATOR_DOWNLOAD_RETRY_FOR`: how long a payload that cannot be fetched is retried before
+    /// the validator reports `error` and sends no verdict; default 2 min.
+    pub download_retry_for: Duration,
     /// `VALIDATOR_CONCURRENCY`: payloads validated at once; default 4.
     pub concurrency: usize,
     /// `VALIDATOR_NAME`: the `service` of the validator's own payload-status messages; default
@@ -112,6 +117,8 @@ impl ValidatorConfig {
         if timeout.is_zero() {
             r.fail("VALIDATOR_TIMEOUT", "must be more than zero");
         }
+        let download_retry_for =
+            r.duration("VALIDATOR_DOWNLOAD_RETRY_FOR", Duration::from_secs(120));
         // Checks mostly wait (download, bus acknowledgements), so several per core keep the
         // validator from being the round-trip's bottleneck; each holds at most 1 MiB in memory.
         let concurrency = r.parsed("VALIDATOR_CONCURRENCY", 16, positive);
@@ -125,6 +132,7 @@ impl ValidatorConfig {
             max_unpacked_size,
             max_files,
             timeout,
+            download_retry_for,
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
             name,
         })

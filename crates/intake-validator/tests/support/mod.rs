@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::StreamExt;
 use intake_bus::faults::{FaultHandle, FaultyBus};
 use intake_bus::{Bus, OutgoingMessage, ReceivedMessage, StartFrom, Subscription};
 use intake_core::config::{BusConfig, EnvMap, ValidatorConfig};
@@ -26,6 +27,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct Hits {
     pub total: AtomicUsize,
     pub flaky: AtomicUsize,
+    pub recovering: AtomicUsize,
+    pub down: AtomicUsize,
 }
 
 async fn good() -> Vec<u8> {
@@ -89,6 +92,43 @@ async fn flaky(State(hits): State<Arc<Hits>>) -> Response {
     }
 }
 
+/// Every kind of failure to fetch, one after the other (503, 403, 404, a body cut short, 500),
+/// then a good archive.
+async fn recovering(State(hits): State<Arc<Hits>>) -> Response {
+    match hits.recovering.fetch_add(1, Ordering::SeqCst) {
+        0 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        1 => StatusCode::FORBIDDEN.into_response(),
+        2 => StatusCode::NOT_FOUND.into_response(),
+        3 => cut_short().await,
+        4 => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        _ => good().await.into_response(),
+    }
+}
+
+/// The first half of a good archive, then the connection ends: the Content-Length promises more.
+async fn cut_short() -> Response {
+    let archive = good().await;
+    let half = archive[..archive.len() / 2].to_vec();
+    let chunks = futures::stream::iter([Ok::<_, std::io::Error>(half)]).chain(
+        futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(std::io::Error::other("cut"))
+        }),
+    );
+    let mut response = Body::from_stream(chunks).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_LENGTH,
+        archive.len().to_string().parse().unwrap(),
+    );
+    response
+}
+
+/// Always 503.
+async fn down(State(hits): State<Arc<Hits>>) -> Response {
+    hits.down.fetch_add(1, Ordering::SeqCst);
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
+}
+
 /// Serves the fixture archives on 127.0.0.1; returns the base URL and the hit counters.
 pub async fn serve_archives() -> (String, Arc<Hits>) {
     let hits = Arc::new(Hits::default());
@@ -99,6 +139,8 @@ pub async fn serve_archives() -> (String, Arc<Hits>) {
         .route("/bomb.zip", get(bomb))
         .route("/big", get(big))
         .route("/flaky", get(flaky))
+        .route("/recovering", get(recovering))
+        .route("/down", get(down))
         .route("/large.tar.gz", get(|| async { large(false) }))
         .route("/large-escape.tar.gz", get(|| async { large(true) }))
         .with_state(hits.clone())
