@@ -23,6 +23,35 @@ pub fn key_for(
         .to_owned()
 }
 
+/// Why an upload's announce was not handed off.
+#[derive(Debug, thiserror::Error)]
+pub enum HandOffError {
+    #[error("recording the payload for a later announce failed: {0}")]
+    Record(std::io::Error),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// An upload's first announce: recorded (so that it can be announced again while the payload
+/// waits for its verdict, [`crate::pending`]), then [`hand_off`]; the record is marked announced
+/// once the bus acknowledged.
+pub async fn hand_off_recorded(state: &AppState, announce: &Announce) -> Result<(), HandOffError> {
+    if let Some(pending) = &state.pending {
+        pending
+            .record(announce)
+            .await
+            .map_err(HandOffError::Record)?;
+    }
+    hand_off(state, announce).await?;
+    if let Some(pending) = &state.pending {
+        if let Err(e) = pending.announced(&announce.request_id).await {
+            // The record stays `.new`: the next start announces the payload once more.
+            tracing::warn!(request_id = %announce.request_id, error = %e, "marking the announce as acknowledged failed");
+        }
+    }
+    Ok(())
+}
+
 /// Publishes `announce` per the configured mode and waits for every acknowledgement (the bus applies
 /// `BUS_PUBLISH_TIMEOUT`). In `both` mode the hand-off succeeds only when both are acknowledged.
 pub async fn hand_off(state: &AppState, announce: &Announce) -> Result<(), BusError> {

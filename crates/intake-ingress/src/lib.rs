@@ -9,9 +9,11 @@ pub mod announce;
 pub mod download;
 pub mod metrics;
 pub mod openapi;
+pub mod pending;
 pub mod router;
 pub mod state;
 pub mod statuses;
+pub mod sweeper;
 pub mod track;
 pub mod upload;
 pub mod validation;
@@ -102,6 +104,7 @@ pub async fn run_on(
         None => None,
     };
     let consumer = tokio::spawn(validation::run(state.clone(), cancel.clone()));
+    let sweeper = tokio::spawn(sweeper::run(state.clone(), cancel.clone()));
     let app = router(state.clone());
     let served = intake_http::serve::serve(
         listener,
@@ -116,6 +119,9 @@ pub async fn run_on(
     }
     if let Some(m) = metrics_server {
         let _ = m.await;
+    }
+    if let Err(e) = sweeper.await {
+        tracing::error!(error = %e, "re-announce task failed");
     }
     match consumer.await {
         Ok(result) => result?,

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::pending::Pending;
 use crate::statuses::StatusPublisher;
 
 /// Ingress's shared state.
@@ -33,6 +34,8 @@ pub struct Inner {
     pub shutting_down: CancellationToken,
     /// Client for `/track` calls to the tracker.
     pub http: reqwest::Client,
+    /// Records of payloads without a verdict, for announcing them again (none: never again).
+    pub pending: Option<Pending>,
 }
 
 /// The parts ingress is built from.
@@ -44,6 +47,9 @@ pub struct Parts {
     pub downloads: Option<DownloadVerifier>,
     pub bus: Arc<dyn Bus>,
     pub shutting_down: CancellationToken,
+    /// Where payloads without a verdict are recorded ([`crate::pending`]); `None` turns announcing
+    /// again off.
+    pub pending: Option<Pending>,
 }
 
 impl AppState {
@@ -73,6 +79,7 @@ impl AppState {
                 statuses,
                 shutting_down: parts.shutting_down,
                 http,
+                pending: parts.pending,
             }),
         })
     }

@@ -121,6 +121,7 @@ fn state_on(h: &harness::Ingress, bus: TwoPartitions) -> intake_ingress::AppStat
         downloads: h.state.downloads.clone(),
         bus: Arc::new(bus),
         shutting_down: CancellationToken::new(),
+        pending: h.state.pending.clone(),
     })
     .unwrap()
 }

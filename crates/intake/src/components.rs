@@ -123,6 +123,12 @@ pub fn spawn_ingress(
         downloads: storage.downloads,
         bus,
         shutting_down: CancellationToken::new(),
+        pending: Some(
+            intake_ingress::pending::Pending::open(
+                settings.general.data_dir.join("ingress-pending"),
+            )
+            .context("opening the folder of payloads awaiting a verdict")?,
+        ),
     })?;
     if pipeline_metrics {
         intake_pipeline::metrics::register_into(&state.inner.metrics.registry)

@@ -22,6 +22,8 @@ pub(super) const VARIABLES: &[&str] = &[
     "INGRESS_TRACKER_URL",
     "INGRESS_CONSUMER_GROUP",
     "INGRESS_VALIDATION_RETRIES",
+    "INGRESS_REANNOUNCE_AFTER",
+    "INGRESS_REANNOUNCE_ATTEMPTS",
 ];
 
 /// Where announces go (messages.md).
@@ -60,6 +62,12 @@ pub struct IngressConfig {
     pub tracker_url: String,
     pub consumer_group: String,
     pub validation_retries: u32,
+    /// `INGRESS_REANNOUNCE_AFTER`: how long a payload stays in quarantine without a verdict before
+    /// it is announced again; default 10 min.
+    pub reannounce_after: Duration,
+    /// `INGRESS_REANNOUNCE_ATTEMPTS`: most announces after the first; default 3. After the last,
+    /// status `error` and the payload stays in quarantine.
+    pub reannounce_attempts: u32,
 }
 
 impl IngressConfig {
@@ -99,6 +107,12 @@ impl IngressConfig {
         );
         let consumer_group = r.string("INGRESS_CONSUMER_GROUP", "upload");
         let validation_retries = r.u64("INGRESS_VALIDATION_RETRIES", 5) as u32;
+        let reannounce_after = r.duration("INGRESS_REANNOUNCE_AFTER", Duration::from_secs(600));
+        if reannounce_after.is_zero() {
+            r.fail("INGRESS_REANNOUNCE_AFTER", "must be more than zero");
+        }
+        let reannounce_attempts =
+            u32::try_from(r.u64("INGRESS_REANNOUNCE_ATTEMPTS", 3)).unwrap_or(u32::MAX);
         r.finish(Self {
             listen,
             metrics_listen,
@@ -115,6 +129,8 @@ impl IngressConfig {
             tracker_url,
             consumer_group,
             validation_retries,
+            reannounce_after,
+            reannounce_attempts,
         })
     }
 

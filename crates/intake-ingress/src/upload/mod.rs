@@ -156,12 +156,28 @@ async fn handle(state: AppState, req: Request) -> Outcome {
     if client_supplied {
         match state.store.locate(&request_id).await {
             Ok(found) if !found.is_empty() => {
+                // "Treat as done" must be true: a payload stored but never announced (the process
+                // stopped in between) is announced first.
+                if found == [Bucket::Quarantine] {
+                    if let Err(e) =
+                        crate::sweeper::announce_if_unannounced(&state, &request_id).await
+                    {
+                        tracing::warn!(request_id = %rid, error = %e, "announcing a stored payload failed");
+                        return refuse(
+                            ApiError::unavailable(
+                                "the message bus did not acknowledge the announce; retry later",
+                                30,
+                            ),
+                            UNSUPPORTED,
+                        );
+                    }
+                }
                 return refuse(
                     ApiError::conflict(format!(
                         "a payload with request id {rid} was already uploaded; a retry after a lost answer can treat this as done"
                     )),
                     UNSUPPORTED,
-                )
+                );
             }
             Ok(_) => {}
             Err(e) => return refuse(storage_unavailable(&e), UNSUPPORTED),
@@ -246,6 +262,9 @@ fn test_answer(rid: &str, identity: Option<&Identity>) -> Outcome {
 
 /// Deletes a half-done upload from quarantine, retrying in the background if the store refuses.
 async fn discard(state: &AppState, request_id: &RequestId) {
+    if let Some(pending) = &state.pending {
+        pending.forget(request_id.as_str()).await;
+    }
     for attempt in 0..5u32 {
         match state.store.delete(Bucket::Quarantine, request_id).await {
             Ok(()) => return,

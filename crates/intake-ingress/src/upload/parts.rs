@@ -242,7 +242,7 @@ impl<'a> Upload<'a> {
             url,
             timestamp: meta.received_at.clone(),
         };
-        if let Err(e) = crate::announce::hand_off(state, &announce).await {
+        if let Err(e) = crate::announce::hand_off_recorded(state, &announce).await {
             tracing::warn!(request_id = %self.request_id, error = %e, "announce hand-off failed");
             discard(state, self.request_id).await;
             return self.refuse(Refusal {

@@ -299,6 +299,9 @@ async fn accept(
         .delete(Bucket::Quarantine, id)
         .await
         .map_err(step(format!("deleting from {quarantine} failed")))?;
+    if let Some(pending) = &state.pending {
+        pending.forget(id.as_str()).await;
+    }
     let subject = Subject {
         request_id: id.to_string(),
         org_id: meta.org_id.clone(),
@@ -340,6 +343,9 @@ async fn reject(
         .delete(Bucket::Quarantine, id)
         .await
         .map_err(step(format!("deleting from {quarantine} failed")))?;
+    if let Some(pending) = &state.pending {
+        pending.forget(id.as_str()).await;
+    }
     let subject = Subject {
         request_id: id.to_string(),
         org_id: meta.org_id,

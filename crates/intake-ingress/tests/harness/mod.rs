@@ -153,6 +153,9 @@ pub async fn start(extra: &[(&str, &str)]) -> Ingress {
         downloads: storage.downloads,
         bus: Arc::new(faulty_bus),
         shutting_down: CancellationToken::new(),
+        pending: Some(
+            intake_ingress::pending::Pending::open(dir.path().join("ingress-pending")).unwrap(),
+        ),
     })
     .unwrap();
     Ingress {
