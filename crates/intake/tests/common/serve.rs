@@ -28,10 +28,16 @@ impl Drop for Serve {
 /// Starts `intake serve` with its data under `dir/data`, whatever the test's own environment says
 /// about Kafka or a pipeline configuration.
 pub fn start(dir: &Path) -> Serve {
+    start_with(dir, &[])
+}
+
+/// [`start`] with `extra` variables set last (they win).
+pub fn start_with(dir: &Path, extra: &[(&str, &str)]) -> Serve {
     let (ip, tp) = (free_port(), free_port());
     let ingress = format!("http://127.0.0.1:{ip}");
     let tracker = format!("http://127.0.0.1:{tp}");
-    let child = Command::new(env!("CARGO_BIN_EXE_intake"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
+    command
         .arg("serve")
         .current_dir(dir)
         .env("INTAKE_DATA_DIR", dir.join("data"))
@@ -46,9 +52,9 @@ pub fn start(dir: &Path) -> Serve {
         .env_remove("KAFKAMQ")
         .env_remove("BUS_DRIVER")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::inherit());
+    command.envs(extra.iter().copied());
+    let child = command.spawn().unwrap();
     Serve {
         child,
         ingress,
