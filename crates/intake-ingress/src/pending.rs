@@ -46,11 +46,18 @@ pub struct Pending {
 
 const NEW: &str = "new";
 const ANNOUNCED: &str = "json";
+const TEMP: &str = "tmp";
 
 impl Pending {
-    /// Opens (creating) the folder.
+    /// Opens (creating) the folder and removes rewrites a stopped process left half done.
     pub fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
+        for item in std::fs::read_dir(&dir)? {
+            let path = item?.path();
+            if path.extension().is_some_and(|e| e == TEMP) {
+                std::fs::remove_file(&path)?;
+            }
+        }
         Ok(Self { dir })
     }
 
@@ -90,7 +97,7 @@ impl Pending {
     /// Replaces the announced record (after an announce again; its time becomes now).
     pub async fn rewrite(&self, record: Record) -> std::io::Result<()> {
         let id = record.announce.request_id.clone();
-        let temp = self.path(&id, "tmp");
+        let temp = self.path(&id, TEMP);
         write_durably(temp.clone(), record).await?;
         tokio::fs::rename(&temp, self.path(&id, ANNOUNCED)).await?;
         // A `.new` record of the same payload is now superseded.

@@ -161,3 +161,18 @@ async fn a_reused_id_of_a_never_announced_payload_is_announced_before_the_409() 
     assert_eq!(answer.status, 409);
     assert_eq!(announces(&h, "reused-1").await.len(), 2);
 }
+
+#[test]
+fn opening_the_records_removes_half_done_rewrites_and_keeps_records() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a1.tmp", "a2.json", "a3.new"] {
+        std::fs::write(dir.path().join(name), b"{}").unwrap();
+    }
+    intake_ingress::pending::Pending::open(dir.path().to_path_buf()).unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a2.json", "a3.new"]);
+}
