@@ -4,8 +4,10 @@
 
 use intake_core::config::BucketNames;
 
+use intake_core::RequestId;
+
 use crate::signing::UrlSigner;
-use crate::Bucket;
+use crate::{Bucket, Object, PayloadStore, StorageError};
 
 /// Why a download request is refused. Both answer 403 (ingress.md, "GET /download").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +87,36 @@ impl DownloadVerifier {
         }
         Ok(bucket)
     }
+}
+
+/// The buckets a link issued for `bucket` serves from, in order. **A link follows its payload**: a
+/// quarantine link still serves the payload once the validation flow moved it to perm (copy, then
+/// delete, so it is always in one of the two). A rejected payload is in neither.
+pub fn serving_buckets(bucket: Bucket) -> &'static [Bucket] {
+    match bucket {
+        Bucket::Quarantine => &[Bucket::Quarantine, Bucket::Perm],
+        Bucket::Perm => &[Bucket::Perm],
+        Bucket::Reject => &[],
+    }
+}
+
+/// The object a link issued for `bucket` serves, wherever it moved ([`serving_buckets`]);
+/// [`StorageError::NotFound`] (naming `bucket`) when it was rejected or deleted.
+pub async fn open_linked(
+    store: &dyn PayloadStore,
+    bucket: Bucket,
+    key: &RequestId,
+) -> Result<Object, StorageError> {
+    for candidate in serving_buckets(bucket) {
+        match store.get(*candidate, key).await {
+            Err(StorageError::NotFound { .. }) => continue,
+            found => return found,
+        }
+    }
+    Err(StorageError::NotFound {
+        bucket: store.bucket_name(bucket).to_owned(),
+        key: key.as_str().to_owned(),
+    })
 }
 
 /// The `expires` and `signature` query values of a download URL (the test suite reads URLs back).

@@ -8,6 +8,7 @@ pub mod download;
 pub mod error;
 mod factory;
 pub mod faults;
+pub mod links;
 pub mod localdisk;
 pub mod meta;
 pub mod s3;

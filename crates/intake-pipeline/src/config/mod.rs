@@ -19,8 +19,8 @@ pub fn default_config_yaml() -> &'static str {
     include_str!("../../examples-config/serve-default.yaml")
 }
 
-/// The upstream S3 presigned-URL pattern.
-pub const S3_PRESIGNED_PATTERN: &str = r"^(?:https://[^/]+\.s3\.amazonaws\.com/[0-9a-zA-Z/\-]+|https://s3\.[0-9a-zA-Z\-]+\.amazonaws\.com/[0-9a-zA-Z\-]+/[0-9a-zA-Z/\-]+)\?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=[^/]+$";
+/// The default `allowed_urls` patterns (storage.md, "Download URLs").
+pub use intake_storage::links::{localdisk_url_pattern, S3_PRESIGNED_PATTERN};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
@@ -342,14 +342,6 @@ fn read_consumer(r: &mut Reader<'_>, service: &mut Section<'_>) -> ConsumerConfi
         brokers,
         kafka,
     }
-}
-
-/// The localdisk download URL pattern for an ingress public URL.
-pub fn localdisk_url_pattern(public_url: &str) -> String {
-    format!(
-        r"^{}/download/[A-Za-z0-9-]{{1,64}}\?expires=[0-9]{{1,20}}&signature=[0-9a-f]{{64}}$",
-        regex::escape(public_url.trim_end_matches('/'))
-    )
 }
 
 fn read_downloader(

@@ -349,17 +349,13 @@ impl PayloadStore for S3Store {
         if bucket == Bucket::Reject {
             return Err(StorageError::NoUrlForReject);
         }
-        let presigning = PresigningConfig::expires_in(self.url_expiry)
-            .map_err(|e| StorageError::Config(format!("STORAGE_URL_EXPIRY: {e}")))?;
-        let request = self
-            .client
-            .get_object()
-            .bucket(self.name(bucket))
-            .key(key.as_str())
-            .presigned(presigning)
-            .await
-            .map_err(|e| errors::backend("presign get object", e))?;
-        Ok(request.uri().to_owned())
+        presign_get(
+            &self.client,
+            self.name(bucket),
+            key.as_str(),
+            self.url_expiry,
+        )
+        .await
     }
 
     async fn check(&self) -> Result<(), StorageError> {
@@ -380,5 +376,121 @@ impl PayloadStore for S3Store {
             }
         }
         Ok(())
+    }
+}
+
+/// A presigned GET for `bucket`/`key`, valid for `expiry`, whose query starts with
+/// `X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=` (storage.md, "Download URLs").
+async fn presign_get(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    expiry: Duration,
+) -> Result<String, StorageError> {
+    let presigning = PresigningConfig::expires_in(expiry)
+        .map_err(|e| StorageError::Config(format!("STORAGE_URL_EXPIRY: {e}")))?;
+    let request = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .customize()
+        // The SDK names the operation in the query (`x-id=GetObject`) before the signature's
+        // parameters; the stock CCX downloader takes only links whose query starts with
+        // `X-Amz-Algorithm=…&X-Amz-Credential=`. Dropped before signing, so the signature covers
+        // exactly the query that is handed out.
+        .mutate_request(|request| {
+            if let Some(uri) = without_x_id(request.uri()) {
+                // A URI the SDK built, minus one parameter, is valid again.
+                let _ = request.set_uri(uri);
+            }
+        })
+        .presigned(presigning)
+        .await
+        .map_err(|e| errors::backend("presign get object", e))?;
+    let url = request.uri().to_owned();
+    match url.split_once('?') {
+        Some((_, query)) if query.starts_with(crate::links::S3_PRESIGNED_QUERY_START) => Ok(url),
+        _ => Err(StorageError::backend(
+            "presign get object",
+            "the presigned query does not start with X-Amz-Algorithm and X-Amz-Credential",
+        )),
+    }
+}
+
+/// `uri` without its `x-id` query parameter; `None` when it has none.
+fn without_x_id(uri: &str) -> Option<String> {
+    let (base, query) = uri.split_once('?')?;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && p.split('=').next() != Some("x-id"))
+        .collect();
+    if kept.len() == query.split('&').filter(|p| !p.is_empty()).count() {
+        return None;
+    }
+    Some(if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intake_core::config::S3Config;
+
+    #[test]
+    fn x_id_is_dropped_and_nothing_else() {
+        assert_eq!(
+            without_x_id("http://h/b/k?x-id=GetObject").as_deref(),
+            Some("http://h/b/k")
+        );
+        assert_eq!(
+            without_x_id("http://h/b/k?a=1&x-id=GetObject&b=2").as_deref(),
+            Some("http://h/b/k?a=1&b=2")
+        );
+        assert_eq!(without_x_id("http://h/b/k?a=1"), None);
+        assert_eq!(without_x_id("http://h/b/k"), None);
+    }
+
+    /// Presigning needs no network: links for AWS, path-style and virtual-host style, have the
+    /// upstream query shape, and the path-style one passes the upstream pattern whole.
+    #[tokio::test]
+    async fn aws_links_have_the_upstream_shape() {
+        let pattern = regex::Regex::new(crate::links::S3_PRESIGNED_PATTERN).expect("pattern");
+        for force_path_style in [true, false] {
+            let s3 = S3Config {
+                endpoint: None,
+                access_key_id: Some("AKIDEXAMPLE".into()),
+                secret_access_key: Some("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
+                region: "us-east-1".into(),
+                force_path_style,
+            };
+            let client = client::build(&s3).await.expect("client");
+            let key = RequestId::generate();
+            let url = presign_get(
+                &client,
+                "insights-upload-perm-test",
+                key.as_str(),
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("presign");
+            let (base, query) = url.split_once('?').expect("a query");
+            assert!(
+                query.starts_with(crate::links::S3_PRESIGNED_QUERY_START),
+                "{url}"
+            );
+            assert!(!query.contains("x-id"), "{url}");
+            assert!(base.ends_with(&format!("/{key}")), "{url}");
+            if force_path_style {
+                assert!(pattern.is_match(&url), "{url}");
+            } else {
+                assert!(
+                    base.starts_with("https://insights-upload-perm-test.s3."),
+                    "{url}"
+                );
+            }
+        }
     }
 }

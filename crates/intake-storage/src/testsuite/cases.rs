@@ -463,6 +463,45 @@ pub async fn url_downloads_the_same_bytes(s: Subject) {
     assert_eq!(s.download(&url).await.sha256, pattern_sha256(len, 11));
 }
 
+/// The pipeline's default `allowed_urls` (pipeline.md) with the link's own origin as ingress's
+/// public URL: the localdisk pattern, and the upstream S3 pattern, whose AWS hosts a local S3 server
+/// cannot have (the link is also checked with its origin swapped for an AWS path-style one).
+fn passes_default_allow_list(url: &str) -> bool {
+    use crate::links::{localdisk_url_pattern, with_origin, S3_PRESIGNED_PATTERN};
+    let Some(path_start) = url
+        .split_once("://")
+        .map(|(scheme, rest)| scheme.len() + 3 + rest.find(['/', '?']).unwrap_or(rest.len()))
+    else {
+        return false;
+    };
+    let allowed = regex::RegexSet::new([
+        S3_PRESIGNED_PATTERN.to_owned(),
+        localdisk_url_pattern(&url[..path_start]),
+    ])
+    .expect("the default patterns compile");
+    let on_aws = with_origin(url, "https://s3.us-east-1.amazonaws.com");
+    allowed.is_match(url) || on_aws.is_some_and(|u| allowed.is_match(&u))
+}
+
+pub async fn links_pass_the_default_allow_list(s: Subject) {
+    let key = RequestId::generate();
+    put_hello(&s, Bucket::Quarantine, &key).await;
+    s.store
+        .copy(Bucket::Quarantine, Bucket::Perm, &key)
+        .await
+        .expect("copy");
+    for bucket in [Bucket::Quarantine, Bucket::Perm] {
+        let url = s.store.url(bucket, &key).await.expect("url");
+        assert!(
+            passes_default_allow_list(&url),
+            "a {} link fails the default allowed_urls: {url}",
+            bucket.as_str()
+        );
+        assert!(!url.contains("x-id="), "no x-id in the link: {url}");
+        assert_eq!(s.download(&url).await.sha256, hello_sha256(), "{url}");
+    }
+}
+
 pub async fn concurrent_put_new_lets_exactly_one_win(s: Subject) {
     const WRITERS: u64 = 6;
     let key = RequestId::generate();

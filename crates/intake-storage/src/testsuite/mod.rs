@@ -55,9 +55,7 @@ impl Subject {
                     .verify(&id, &expires, &signature)
                     .expect("the signature is accepted");
                 let key = intake_core::RequestId::parse(&id).expect("a request id");
-                let object = self
-                    .store
-                    .get(bucket, &key)
+                let object = crate::download::open_linked(self.store.as_ref(), bucket, &key)
                     .await
                     .expect("the signed object exists");
                 Digest::of(object.body).await
@@ -103,6 +101,7 @@ macro_rules! payload_store_contract_tests {
             locate_lists_buckets_in_order,
             url_is_refused_for_reject,
             url_downloads_the_same_bytes,
+            links_pass_the_default_allow_list,
             concurrent_put_new_lets_exactly_one_win,
             check_passes,
         );
