@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use intake_core::RequestId;
 use intake_http::ApiError;
+use intake_storage::download::open_linked;
 use intake_storage::StorageError;
 use serde::Deserialize;
 
@@ -44,11 +45,13 @@ pub async fn download(
     let bucket = verifier
         .verify(id.as_str(), expires, signature)
         .map_err(|_| denied())?;
-    let object = match state.store.get(bucket, &id).await {
+    // A link follows its payload from quarantine to perm (storage.md); a rejected or deleted one is
+    // a JSON 404, never a body a consumer could take for an archive.
+    let object = match open_linked(state.store.as_ref(), bucket, &id).await {
         Ok(o) => o,
         Err(StorageError::NotFound { .. }) => {
             return Err(ApiError::not_found(format!(
-                "payload {id} is no longer in the bucket this link was issued for"
+                "payload {id} was rejected or deleted; it is no longer served"
             )))
         }
         Err(e) => {

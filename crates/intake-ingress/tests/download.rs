@@ -1,6 +1,7 @@
 //! `GET|HEAD /download/{request_id}?expires=&signature=` on localdisk (ingress.md, "GET /download";
 //! storage.md, "Download URLs"): 400 for a bad id, 403 for anything wrong with the signature or an
-//! expired one, 404 when the signed bucket no longer holds the object, 200 with the stored bytes.
+//! expired one, 404 when the payload was rejected or deleted, 200 with the stored bytes (a quarantine
+//! link follows its payload to perm).
 
 mod harness;
 
@@ -166,10 +167,9 @@ async fn a_valid_signature_for_an_object_not_in_its_bucket_is_404() {
     let bytes = payload(50);
     h.upload_ok("dl-404", &bytes, None).await;
     let expires = now() + 3600;
-    let quarantine_url = signed(&h, Bucket::Quarantine, "dl-404", expires);
     let perm_url = signed(&h, Bucket::Perm, "dl-404", expires);
 
-    // Signed for perm while the payload is still in quarantine.
+    // Signed for perm while the payload is still in quarantine: a perm link never looks back.
     assert_error(&h.get(&perm_url, None).await, 404, "Not Found");
     // Never uploaded.
     assert_error(
@@ -178,23 +178,54 @@ async fn a_valid_signature_for_an_object_not_in_its_bucket_is_404() {
         404,
         "Not Found",
     );
+    assert_error(
+        &h.get(&signed(&h, Bucket::Quarantine, "dl-never", expires), None)
+            .await,
+        404,
+        "Not Found",
+    );
+}
 
-    // Once the payload moved, its quarantine URL stops working and the perm one serves it.
-    h.state
-        .store
-        .copy(Bucket::Quarantine, Bucket::Perm, &id("dl-404"))
-        .await
-        .unwrap();
-    h.state
-        .store
-        .delete(Bucket::Quarantine, &id("dl-404"))
-        .await
-        .unwrap();
-    assert_error(&h.get(&quarantine_url, None).await, 404, "Not Found");
-    let answer = h.get(&perm_url, None).await;
-    assert_eq!(answer.status, 200);
-    assert_eq!(answer.header("content-length"), Some("50"));
-    assert_eq!(answer.body.as_ref(), bytes.as_slice());
+#[tokio::test]
+async fn a_quarantine_link_follows_its_payload_to_perm_but_not_to_reject() {
+    let h = harness::start(&[]).await;
+    let expires = now() + 3600;
+    for (request_id, to, served) in [
+        ("dl-moved", Bucket::Perm, true),
+        ("dl-rejected", Bucket::Reject, false),
+    ] {
+        let bytes = payload(50);
+        h.upload_ok(request_id, &bytes, None).await;
+        let quarantine_url = signed(&h, Bucket::Quarantine, request_id, expires);
+        // Mid-move (in both buckets) and after it, the same link serves the same bytes.
+        h.state
+            .store
+            .copy(Bucket::Quarantine, to, &id(request_id))
+            .await
+            .unwrap();
+        let answer = h.get(&quarantine_url, None).await;
+        assert_eq!(answer.status, 200, "{request_id} mid-move");
+        assert_eq!(answer.body.as_ref(), bytes.as_slice());
+        h.state
+            .store
+            .delete(Bucket::Quarantine, &id(request_id))
+            .await
+            .unwrap();
+        let answer = h.get(&quarantine_url, None).await;
+        if served {
+            assert_eq!(answer.status, 200, "{request_id} after the move");
+            assert_eq!(answer.header("content-type"), Some(TGZ));
+            assert_eq!(answer.header("content-length"), Some("50"));
+            assert_eq!(answer.body.as_ref(), bytes.as_slice());
+            let perm = h
+                .get(&signed(&h, Bucket::Perm, request_id, expires), None)
+                .await;
+            assert_eq!(perm.body.as_ref(), bytes.as_slice());
+        } else {
+            // Rejected: a JSON 404, nothing that looks like an archive.
+            assert_error(&answer, 404, "Not Found");
+        }
+    }
 }
 
 #[tokio::test]

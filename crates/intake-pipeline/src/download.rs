@@ -282,6 +282,18 @@ impl Downloader {
                 (dl("http_rejected", format!("HTTP {code}")), None)
             });
         }
+        if let Some(kind) = error_document_type(resp.headers()) {
+            return Err((
+                dl(
+                    "http_rejected",
+                    format!(
+                        "HTTP {} with Content-Type {kind}: an error document, not an archive",
+                        status.as_u16()
+                    ),
+                ),
+                None,
+            ));
+        }
         if let Some(len) = resp.content_length() {
             if len > self.config.max_archive_size {
                 return Err((
@@ -416,6 +428,20 @@ impl From<(StageError, Option<Duration>)> for StageErrorOnly {
     fn from(v: (StageError, Option<Duration>)) -> Self {
         StageErrorOnly(v.0)
     }
+}
+
+/// The media type of a response that is an error document (JSON, XML, HTML), whatever its status:
+/// such a body is never an archive (archives are served as the uploaded type, or
+/// `application/octet-stream`).
+fn error_document_type(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let value = headers.get(reqwest::header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    let is_error = matches!(
+        essence.as_str(),
+        "application/json" | "application/xml" | "text/xml" | "text/html"
+    ) || essence.ends_with("+json")
+        || essence.ends_with("+xml");
+    is_error.then_some(essence)
 }
 
 fn classify(e: &reqwest::Error) -> StageError {

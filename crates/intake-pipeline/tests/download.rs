@@ -144,6 +144,77 @@ async fn server_errors_are_retried_then_succeed_and_4xx_are_not() {
     assert_eq!(server.hits("down"), 4);
 }
 
+/// A link whose payload is gone answers an error document; whatever its status, the body is never
+/// taken for an archive.
+#[tokio::test]
+async fn error_documents_are_never_archives() {
+    let (server, addr) = start_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(tmp.path(), "");
+    let json = br#"{"status": 404, "title": "Not Found", "message": "gone"}"#.to_vec();
+    let xml = b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code></Error>".to_vec();
+    let cases = [
+        (
+            "json-404",
+            Reply::Typed(404, "application/json", json.clone()),
+            "404",
+        ),
+        (
+            "json-200",
+            Reply::Typed(200, "application/json", json),
+            "application/json",
+        ),
+        (
+            "xml-200",
+            Reply::Typed(200, "application/xml; charset=utf-8", xml.clone()),
+            "application/xml",
+        ),
+        (
+            "problem-200",
+            Reply::Typed(200, "application/problem+json", b"{}".to_vec()),
+            "application/problem+json",
+        ),
+        (
+            "html-200",
+            Reply::Typed(200, "text/html", b"<html></html>".to_vec()),
+            "text/html",
+        ),
+    ];
+    for (name, reply, detail) in cases {
+        server.route(name, reply);
+        let dest = tmp.path().join(name);
+        let e = fetch(&d, &format!("http://{addr}/archives/{name}"), None, &dest)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.reason, e.class),
+            ("http_rejected", Class::Permanent),
+            "{name}"
+        );
+        assert!(e.detail.contains(detail), "{name}: {}", e.detail);
+        assert!(!dest.exists(), "{name}: nothing is written");
+        assert_eq!(server.hits(name), 1, "{name}: not retried");
+    }
+    // Archives under their own types still download.
+    let body = common::cluster_archive(1_000);
+    for (name, content_type) in [
+        ("tgz", "application/vnd.redhat.openshift.periodic+tar"),
+        ("octets", "application/octet-stream"),
+        ("gzip", "application/gzip"),
+    ] {
+        server.route(name, Reply::Typed(200, content_type, body.clone()));
+        let n = fetch(
+            &d,
+            &format!("http://{addr}/archives/{name}"),
+            None,
+            &tmp.path().join(name),
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, body.len() as u64, "{name}");
+    }
+}
+
 #[tokio::test]
 async fn a_stalled_body_times_out() {
     let (server, addr) = start_server().await;

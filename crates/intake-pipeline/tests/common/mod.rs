@@ -63,6 +63,8 @@ pub enum Reply {
     FailThen(Vec<u16>, Vec<u8>),
     /// Headers, then a body that never arrives.
     Stall,
+    /// A status, a `Content-Type` and a body.
+    Typed(u16, &'static str, Vec<u8>),
 }
 
 #[derive(Clone, Default)]
@@ -102,6 +104,12 @@ async fn serve_file(State(s): State<Server>, Path(name): Path<String>) -> Respon
             Some(code) => StatusCode::from_u16(*code).unwrap().into_response(),
             None => b.into_response(),
         },
+        Some(Reply::Typed(code, content_type, b)) => (
+            StatusCode::from_u16(code).unwrap(),
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            b,
+        )
+            .into_response(),
         Some(Reply::Stall) => axum::body::Body::from_stream(futures::stream::pending::<
             Result<Vec<u8>, std::io::Error>,
         >())
