@@ -232,3 +232,84 @@ async fn openapi_paths_are_all_routed() {
         }
     }
 }
+
+/// insights-client's `--test-connection` uploads an empty `test.tar.gz` with the metadata
+/// `{"test": "test"}`: 202 as for an upload, but nothing is kept, announced or tracked.
+#[tokio::test]
+async fn the_clients_connection_test_upload_is_202_and_leaves_nothing() {
+    let h = harness::start(&[]).await;
+    let advisor = "application/vnd.redhat.advisor.collection+tgz";
+    let test_upload = multipart(&[
+        ("file", Some(advisor), b""),
+        ("metadata", None, br#"{"test": "test"}"#),
+    ]);
+    let (code, body) = send(
+        &h,
+        &[
+            ("x-rh-identity", &identity()),
+            ("x-rh-insights-request-id", "conn-test"),
+        ],
+        test_upload,
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["request_id"], "conn-test");
+    assert_eq!(body["upload"]["org_id"], harness::ORG_ID);
+    for bucket in Bucket::ALL {
+        h.assert_bucket_empty(bucket);
+    }
+
+    // Not a connection test: an empty file with other metadata, or bytes with the test metadata.
+    // Both are uploads like any other (a validator judges them).
+    for (request_id, bytes, metadata) in [
+        (
+            "empty-real",
+            &b""[..],
+            r#"{"test": "test", "display_name": "web01"}"#,
+        ),
+        ("bytes-test", &b"archive"[..], r#"{"test": "test"}"#),
+    ] {
+        let parts = multipart(&[
+            ("file", Some(TGZ), bytes),
+            ("metadata", None, metadata.as_bytes()),
+        ]);
+        let (code, body) = send(
+            &h,
+            &[
+                ("x-rh-identity", &identity()),
+                ("x-rh-insights-request-id", request_id),
+            ],
+            parts,
+        )
+        .await;
+        assert_eq!(code, 202, "{request_id}: {body}");
+    }
+    assert_eq!(h.keys(Bucket::Quarantine), vec!["bytes-test", "empty-real"]);
+    let announced: Vec<Value> = h
+        .messages(&h.service_topic())
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice(&m.value).unwrap())
+        .collect();
+    let ids: Vec<&str> = announced
+        .iter()
+        .filter_map(|a| a["request_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["empty-real", "bytes-test"]);
+    // The real uploads' statuses arrive; the connection test has none.
+    let statuses = intake_testkit::poll::until(
+        std::time::Duration::from_secs(10),
+        "the statuses of both uploads",
+        || async {
+            let s = h.statuses().await;
+            (s.len() >= 4).then_some(s)
+        },
+    )
+    .await;
+    assert!(
+        statuses.iter().all(|s| s.request_id != "conn-test"),
+        "{statuses:?}"
+    );
+    let advisor_topic = h.bus_config.service_topic("advisor");
+    assert!(h.messages(&advisor_topic).await.is_empty());
+}

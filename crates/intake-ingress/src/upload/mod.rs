@@ -260,6 +260,21 @@ fn test_answer(rid: &str, identity: Option<&Identity>) -> Outcome {
     }
 }
 
+/// insights-client's connection test (an empty file with metadata `{"test": "test"}`): 202, the
+/// answer the client expects from an upload, with nothing kept, announced or tracked.
+fn client_test_answer(rid: &str, identity: Option<&Identity>) -> Outcome {
+    tracing::info!(request_id = %rid, "connection test upload answered; nothing kept");
+    let body = json!({"request_id": rid, "upload": upload_object(identity, true)});
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(v) = rid.parse() {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    Outcome {
+        response,
+        service: UNSUPPORTED.to_owned(),
+    }
+}
+
 /// Deletes a half-done upload from quarantine, retrying in the background if the store refuses.
 async fn discard(state: &AppState, request_id: &RequestId) {
     if let Some(pending) = &state.pending {

@@ -54,6 +54,15 @@ impl<'a> Upload<'a> {
         let result = self.read_parts(multipart, &mut stored).await;
         match result {
             Ok(metadata) => match stored {
+                Some(file)
+                    if super::test_connection::is_client_test_upload(
+                        file.meta.size,
+                        metadata.as_ref(),
+                    ) =>
+                {
+                    discard(self.state, self.request_id).await;
+                    super::client_test_answer(self.request_id.as_str(), self.identity)
+                }
                 Some(file) => self.finish(file, metadata).await,
                 None => self.refuse(Refusal {
                     error: ApiError::bad_request(

@@ -1,5 +1,7 @@
 //! Check 4: test-connection requests (ingress.md, "Test connection"). They are answered 200 and nothing
-//! is stored, published or tracked.
+//! is stored, published or tracked. insights-client's `--test-connection` instead uploads an empty
+//! file part with the metadata `{"test": "test"}`; [`is_client_test_upload`] recognises it once the
+//! parts are read, and it is answered 202 with nothing kept, published or tracked.
 
 use std::sync::LazyLock;
 
@@ -81,6 +83,17 @@ pub async fn probe(query: Option<&str>, headers: &HeaderMap, body: axum::body::B
     }
 }
 
+/// insights-client's connection test: an empty file part and the metadata exactly
+/// `{"test": "test"}`.
+pub fn is_client_test_upload(
+    size: u64,
+    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> bool {
+    size == 0
+        && metadata
+            .is_some_and(|m| m.len() == 1 && m.get("test").and_then(|v| v.as_str()) == Some("test"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +146,21 @@ mod tests {
             probe(None, &headers("multipart/form-data; boundary=x"), "".into()).await,
             Probe::NotTest(_)
         ));
+    }
+
+    #[test]
+    fn the_client_test_upload_is_empty_with_test_metadata_only() {
+        let test = serde_json::json!({"test": "test"});
+        let test = test.as_object();
+        assert!(is_client_test_upload(0, test));
+        assert!(!is_client_test_upload(1, test));
+        assert!(!is_client_test_upload(0, None));
+        for other in [
+            serde_json::json!({"test": "nope"}),
+            serde_json::json!({"test": "test", "display_name": "web01"}),
+            serde_json::json!({}),
+        ] {
+            assert!(!is_client_test_upload(0, other.as_object()), "{other}");
+        }
     }
 }
