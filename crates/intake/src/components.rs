@@ -103,12 +103,28 @@ pub async fn create_topics_at_start(
 /// A partition or replication count of -1 asks the broker for its configured default.
 const BROKER_DEFAULT: i32 = -1;
 
+/// Binds ingress's listener. Without `INGRESS_PUBLIC_URL`, the public URL then follows the bound
+/// address, so download links name the port actually listened on (a port 0 included).
+pub async fn bind_ingress(config: &mut IngressConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("INGRESS_LISTEN: listening on {}", config.listen))?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("INGRESS_LISTEN: the address bound for {}", config.listen))?;
+    config.follow_bound(bound);
+    tracing::info!(addr = %bound, public_url = %config.public_url, "ingress listening");
+    Ok(listener)
+}
+
 /// Starts ingress (HTTP + validation consumer). With `pipeline_metrics` (the pipeline runs in the
 /// same process, `intake serve`), ingress's `/metrics` shows the pipeline's metrics too (spec
 /// pipeline.md §3.3).
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_ingress(
     settings: &Settings,
     config: IngressConfig,
+    listener: tokio::net::TcpListener,
     bus_config: BusConfig,
     storage: Storage,
     bus: Arc<dyn Bus>,
@@ -138,7 +154,7 @@ pub fn spawn_ingress(
         grace: settings.general.shutdown_grace,
     };
     Ok(tokio::spawn(async move {
-        intake_ingress::run(state, options, cancel)
+        intake_ingress::run_on(state, listener, options, cancel)
             .await
             .context("ingress")
     }))

@@ -133,10 +133,7 @@ async fn a_payload_accepted_before_a_restart_is_validated_after_it() {
     let client = reqwest::Client::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let listen = [
-        ("INGRESS_LISTEN", format!("127.0.0.1:{port}")),
-        ("INGRESS_PUBLIC_URL", base.clone()),
-    ];
+    let listen = [("INGRESS_LISTEN", format!("127.0.0.1:{port}"))];
 
     let ingress = start(&["ingress"], dir.path(), &listen);
     ready(&client, &base).await;
@@ -162,7 +159,6 @@ async fn a_payload_accepted_before_a_restart_is_validated_after_it() {
         dir.path(),
         &[
             listen[0].clone(),
-            listen[1].clone(),
             ("TRACKER_LISTEN", format!("127.0.0.1:{tracker}")),
         ],
     );
@@ -174,4 +170,149 @@ async fn a_payload_accepted_before_a_restart_is_validated_after_it() {
     drop(serve);
     // Reused, not replaced.
     assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+}
+
+/// Runs `intake upload <args>` and returns (exit code, stdout, stderr).
+async fn intake_upload(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("upload")
+        .args(args)
+        .env("LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `intake serve` on ports other than 8080/8081 with neither public URL set: the announced links
+/// name the port ingress listens on, so the payload is validated into perm, and `upload --wait`
+/// (whose `/track` goes through ingress to the tracker) sees its `success`.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_on_other_ports_without_public_urls_validates_and_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (ingress_port, tracker_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{ingress_port}");
+    let _serve = start(
+        &["serve"],
+        dir.path(),
+        &[
+            ("INGRESS_LISTEN", format!("127.0.0.1:{ingress_port}")),
+            ("TRACKER_LISTEN", format!("127.0.0.1:{tracker_port}")),
+        ],
+    );
+    ready(&client, &base).await;
+    let readyz: serde_json::Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(readyz["checks"]["public_url"], "ok", "{readyz}");
+
+    let id = "b7c2e4f6a8d0412c9e1b3d5f7a9c0e2d";
+    let answer = post(&client, &base, id, archive("other-ports"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    ends_in_perm(dir.path(), id).await;
+
+    let file = intake_testkit::archives::write(dir.path(), "a.tar.gz", &archive("wait"));
+    let (code, stdout, stderr) = intake_upload(&[
+        &file.display().to_string(),
+        "--url",
+        &base,
+        "--service",
+        "testareno",
+        "--org-id",
+        "54321",
+        "--account",
+        "12345",
+        "--wait=60s",
+        "--poll-interval",
+        "100ms",
+    ])
+    .await;
+    assert_eq!(code, 0, "stdout: {stdout} stderr: {stderr}");
+    assert!(object(dir.path(), PERM, stdout.trim()).exists());
+}
+
+/// The body of `/readyz` once it has settled on 503 naming `INGRESS_PUBLIC_URL`.
+async fn unready_naming_the_public_url(client: &reqwest::Client, base: &str) -> String {
+    let url = format!("{base}/readyz");
+    poll::until(
+        Duration::from_secs(60),
+        "/readyz 503 naming INGRESS_PUBLIC_URL",
+        || async {
+            let answer = client.get(&url).send().await.ok()?;
+            let status = answer.status();
+            let body = answer.text().await.ok()?;
+            (status == 503 && body.contains("INGRESS_PUBLIC_URL") && !body.contains("not yet"))
+                .then_some(body)
+        },
+    )
+    .await
+}
+
+/// A public URL that leads nowhere, or to another ingress, keeps `/readyz` at 503 with a check
+/// naming `INGRESS_PUBLIC_URL`, while storage and the bus are fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_url_that_does_not_reach_ingress_makes_it_unready() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    // Nothing listens there.
+    let (port, nowhere) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let lost = start(
+        &["ingress"],
+        dir.path(),
+        &[
+            ("INGRESS_LISTEN", format!("127.0.0.1:{port}")),
+            ("INGRESS_PUBLIC_URL", format!("http://127.0.0.1:{nowhere}")),
+        ],
+    );
+    let body = unready_naming_the_public_url(&client, &base).await;
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["status"], "unavailable", "{body}");
+    assert_eq!(parsed["checks"]["storage"], "ok", "{body}");
+    assert_eq!(parsed["checks"]["bus"], "ok", "{body}");
+    assert!(
+        parsed["checks"]["public_url"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("127.0.0.1:{nowhere}"))),
+        "{body}"
+    );
+
+    // Another ingress answers there: a second one whose public URL is the first one's.
+    let other_dir = tempfile::tempdir().unwrap();
+    let second_port = free_port();
+    let second_base = format!("http://127.0.0.1:{second_port}");
+    let _second = start(
+        &["ingress"],
+        other_dir.path(),
+        &[
+            ("INGRESS_LISTEN", format!("127.0.0.1:{second_port}")),
+            ("INGRESS_PUBLIC_URL", base.clone()),
+        ],
+    );
+    let body = unready_naming_the_public_url(&client, &second_base).await;
+    assert!(body.contains("another server"), "{body}");
+
+    // Both said so at WARN, naming the variable.
+    for part in [&lost, &_second] {
+        let log = part.log.lock().unwrap().clone();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains("INGRESS_PUBLIC_URL")),
+            "{log}"
+        );
+    }
 }
