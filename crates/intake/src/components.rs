@@ -26,8 +26,36 @@ impl Settings {
         Ok(StorageConfig::from_env(&self.env, &self.general.data_dir)?)
     }
 
+    /// The ingress configuration; a service whose announce topic is one of the configured topics
+    /// is refused naming `INGRESS_VALID_SERVICES`.
     pub fn ingress(&self) -> anyhow::Result<IngressConfig> {
-        Ok(IngressConfig::from_env(&self.env)?)
+        let config = IngressConfig::from_env(&self.env)?;
+        self.refuse_own_topics("INGRESS_VALID_SERVICES", &config.valid_services)?;
+        Ok(config)
+    }
+
+    /// Refuses, naming `variable`, any service whose announce topic is one of the configured
+    /// topics: a validator subscribed to it would consume intake's own messages.
+    pub fn refuse_own_topics(&self, variable: &str, services: &[String]) -> anyhow::Result<()> {
+        let bus = self.bus()?;
+        let collisions: Vec<intake_core::config::BadVariable> = services
+            .iter()
+            .filter_map(|service| {
+                let topic = bus.topics.service_collision(service)?;
+                Some(intake_core::config::BadVariable {
+                    name: variable.to_owned(),
+                    problem: format!(
+                        "{service:?} cannot be a service: its announce topic would be {topic}, \
+                         one of intake's own"
+                    ),
+                })
+            })
+            .collect();
+        if collisions.is_empty() {
+            Ok(())
+        } else {
+            Err(intake_core::config::ConfigError(collisions).into())
+        }
     }
 
     pub fn tracker(&self) -> anyhow::Result<intake_core::config::TrackerConfig> {
@@ -60,7 +88,9 @@ impl Settings {
     }
 
     pub fn validator(&self) -> anyhow::Result<ValidatorConfig> {
-        Ok(ValidatorConfig::from_env(&self.env)?)
+        let config = ValidatorConfig::from_env(&self.env)?;
+        self.refuse_own_topics("VALIDATOR_SERVICES", &config.services)?;
+        Ok(config)
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{ConfigError, EnvMap, EnvReader};
-use crate::content_type::DEFAULT_VALID_SERVICES;
+use crate::content_type::{DEFAULT_VALID_SERVICES, RESERVED_SERVICES};
 
 pub(super) const VARIABLES: &[&str] = &[
     "INGRESS_LISTEN",
@@ -87,6 +87,18 @@ impl IngressConfig {
             r.fail("INGRESS_PUBLIC_URL", "expected an http:// or https:// URL");
         }
         let valid_services = r.list("INGRESS_VALID_SERVICES", &DEFAULT_VALID_SERVICES);
+        for service in &valid_services {
+            if RESERVED_SERVICES.contains(&service.as_str()) {
+                r.fail(
+                    "INGRESS_VALID_SERVICES",
+                    format!(
+                        "{service:?} is reserved: its announce topic would be one of intake's own \
+                         (reserved: {})",
+                        RESERVED_SERVICES.join(", ")
+                    ),
+                );
+            }
+        }
         let max_size = r.u64("INGRESS_MAX_SIZE", 104_857_600);
         let default_map: BTreeMap<String, u64> = [("qpc".to_owned(), 157_286_400)].into();
         let max_size_map = r.parsed("INGRESS_MAX_SIZE_MAP", default_map, parse_size_map);
@@ -276,6 +288,22 @@ mod tests {
         assert_eq!(c.public_url, "http://localhost:4567");
         c.follow_bound("[::1]:4568".parse().unwrap());
         assert_eq!(c.public_url, "http://[::1]:4568");
+    }
+
+    #[test]
+    fn reserved_names_are_never_services() {
+        for name in RESERVED_SERVICES {
+            let err = IngressConfig::from_env(&env(&[(
+                "INGRESS_VALID_SERVICES",
+                &format!("advisor,{name}"),
+            )]))
+            .unwrap_err();
+            assert!(err.names("INGRESS_VALID_SERVICES"), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let c = IngressConfig::from_env(&env(&[("INGRESS_VALID_SERVICES", "advisor,validator")]))
+            .unwrap();
+        assert_eq!(c.valid_services, vec!["advisor", "validator"]);
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub async fn validator(settings: Settings, args: ValidatorArgs) -> anyhow::Resul
     }
     if let Some(services) = args.services {
         config.services = intake_core::config::units::split_list(&services);
+        settings.refuse_own_topics("--services", &config.services)?;
     }
     let bus_config = settings.bus()?;
     let bus = components::open_bus(&bus_config).await?;
