@@ -125,7 +125,10 @@ pub async fn run_on(
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "re-announce task failed");
     }
-    match consumer.await {
+    let consumed = consumer.await;
+    // Statuses promised by answers already sent go out before the process ends.
+    state.statuses.drain(options.grace).await;
+    match consumed {
         Ok(result) => result?,
         Err(e) => tracing::error!(error = %e, "validation consumer task failed"),
     }
