@@ -4,8 +4,12 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-/// Services whose per-service topic would collide with a control topic.
-pub const RESERVED_SERVICES: [&str; 3] = ["validation", "available", "announce"];
+/// Names that can never be a service: with the default topic names, their per-service announce
+/// topic (`platform.upload.<service>`) is one intake itself produces or consumes, so a validator
+/// subscribed to it would consume intake's own messages (or its own verdicts, forever).
+/// `INGRESS_VALID_SERVICES` refuses them, and `Topics::service_collision` checks the configured topic
+/// names as well.
+pub const RESERVED_SERVICES: [&str; 4] = ["validation", "available", "announce", "payload-status"];
 
 /// The default `INGRESS_VALID_SERVICES`.
 pub const DEFAULT_VALID_SERVICES: [&str; 27] = [

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pending;
 pub mod router;
+pub mod selfprobe;
 pub mod state;
 pub mod statuses;
 pub mod sweeper;
@@ -105,6 +106,7 @@ pub async fn run_on(
     };
     let consumer = tokio::spawn(validation::run(state.clone(), cancel.clone()));
     let sweeper = tokio::spawn(sweeper::run(state.clone(), cancel.clone()));
+    tokio::spawn(selfprobe::run(state.clone(), cancel.clone()));
     let app = router(state.clone());
     let served = intake_http::serve::serve(
         listener,
@@ -123,7 +125,10 @@ pub async fn run_on(
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "re-announce task failed");
     }
-    match consumer.await {
+    let consumed = consumer.await;
+    // Statuses promised by answers already sent go out before the process ends.
+    state.statuses.drain(options.grace).await;
+    match consumed {
         Ok(result) => result?,
         Err(e) => tracing::error!(error = %e, "validation consumer task failed"),
     }

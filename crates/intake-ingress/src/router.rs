@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .route("/download/{request_id}", get(crate::download::download))
+        .route(crate::selfprobe::PATH, get(crate::selfprobe::answer))
         .route("/livez", get(intake_http::health::livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -52,10 +53,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let (storage, bus) = state.dependencies().await;
-    intake_http::health::readiness(
-        vec![("storage", storage), ("bus", bus)],
-        state.shutting_down.is_cancelled(),
-    )
+    let mut checks = vec![("storage", storage), ("bus", bus)];
+    if let Some(reached) = state.probe.check() {
+        checks.push(("public_url", reached));
+    }
+    intake_http::health::readiness(checks, state.shutting_down.is_cancelled())
 }
 
 /// The methods a known path takes: only `/upload` takes POST, every other one GET.

@@ -36,6 +36,8 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Records of payloads without a verdict, for announcing them again (none: never again).
     pub pending: Option<Pending>,
+    /// Whether `INGRESS_PUBLIC_URL` reaches this process (`/readyz`).
+    pub probe: crate::selfprobe::SelfProbe,
 }
 
 /// The parts ingress is built from.
@@ -80,6 +82,7 @@ impl AppState {
                 shutting_down: parts.shutting_down,
                 http,
                 pending: parts.pending,
+                probe: crate::selfprobe::SelfProbe::new(),
             }),
         })
     }

@@ -1,11 +1,14 @@
 //! Payload-status messages ingress emits (messages.md, "Statuses ingress emits"). Fire-and-forget: a
-//! failed publish is logged and counted and never blocks an upload or a verdict.
+//! failed publish is logged and counted and never blocks an upload or a verdict. Background sends
+//! are tracked, and shutdown waits for them ([`StatusPublisher::drain`]), so a status promised by a
+//! 202 is not lost to a SIGTERM.
 
 use std::sync::Arc;
 
 use intake_bus::{Bus, OutgoingMessage};
 use intake_core::messages::PayloadStatus;
 use prometheus::IntCounter;
+use tokio_util::task::TaskTracker;
 
 /// The reporting service name in every status ingress sends.
 pub const SERVICE: &str = "ingress";
@@ -15,6 +18,8 @@ pub struct StatusPublisher {
     bus: Arc<dyn Bus>,
     topic: String,
     failures: IntCounter,
+    /// Every background send, for [`Self::drain`].
+    tasks: TaskTracker,
 }
 
 /// The tenant and id a status is about.
@@ -41,6 +46,7 @@ impl StatusPublisher {
             bus,
             topic,
             failures,
+            tasks: TaskTracker::new(),
         }
     }
 
@@ -79,16 +85,35 @@ impl StatusPublisher {
     /// Sends one status in the background; the handle ends when the bus took it (or refused).
     pub fn send_later(&self, status: PayloadStatus) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move { this.send(status).await })
+        self.tasks.spawn(async move { this.send(status).await })
     }
 
     /// Sends statuses in order in the background.
     pub fn spawn(&self, statuses: Vec<PayloadStatus>) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             for s in statuses {
                 this.send(s).await;
             }
         });
+    }
+
+    /// At shutdown: waits up to `limit` for the background sends (each bounded by the bus's
+    /// publish timeout). Sends started later are still tracked.
+    pub async fn drain(&self, limit: std::time::Duration) {
+        self.tasks.close();
+        let pending = self.tasks.len();
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = self.tasks.len(),
+                "statuses still unsent when the shutdown grace ran out"
+            );
+        } else if pending > 0 {
+            tracing::debug!(pending, "background statuses sent before stopping");
+        }
+        self.tasks.reopen();
     }
 }

@@ -33,18 +33,30 @@ impl std::fmt::Debug for Storage {
 
 /// Opens the configured driver, applying storage.md's start-up rules. `public_url` is
 /// `INGRESS_PUBLIC_URL`, the base of localdisk download URLs. Without `STORAGE_URL_SIGNING_KEY`
-/// localdisk signs with a random key and warns that its URLs die with the process.
+/// localdisk signs with the key kept in the data directory (generated at the first start), so that
+/// links survive restarts.
 pub async fn open(config: &StorageConfig, public_url: &str) -> Result<Storage, StorageError> {
     match config.driver {
         StorageDriver::LocalDisk => {
             let signer = match &config.signing_key {
                 Some(key) => UrlSigner::new(key.as_bytes()),
                 None => {
-                    tracing::warn!(
-                        "STORAGE_URL_SIGNING_KEY is not set: download URLs are signed with a random key and stop \
-                         working when this process restarts; several instances must share one key"
-                    );
-                    UrlSigner::random()
+                    let path = config.signing_key_file.clone();
+                    let kept = tokio::task::spawn_blocking(move || {
+                        crate::signing_key::load_or_create(&path)
+                    })
+                    .await
+                    .map_err(|e| StorageError::Config(format!("reading the signing key: {e}")))??;
+                    if kept.created {
+                        tracing::info!(
+                            path = %kept.path.display(),
+                            "STORAGE_URL_SIGNING_KEY is not set: generated a download-URL key and kept it; \
+                             several instances must share one key (set the variable)"
+                        );
+                    } else {
+                        tracing::debug!(path = %kept.path.display(), "download URLs signed with the kept key");
+                    }
+                    UrlSigner::new(kept.key.as_bytes())
                 }
             };
             let store = LocalDiskStore::open(config, signer.clone(), public_url).await?;

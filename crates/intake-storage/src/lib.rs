@@ -13,6 +13,7 @@ pub mod localdisk;
 pub mod meta;
 pub mod s3;
 pub mod signing;
+pub mod signing_key;
 pub mod stream;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -26,8 +26,36 @@ impl Settings {
         Ok(StorageConfig::from_env(&self.env, &self.general.data_dir)?)
     }
 
+    /// The ingress configuration; a service whose announce topic is one of the configured topics
+    /// is refused naming `INGRESS_VALID_SERVICES`.
     pub fn ingress(&self) -> anyhow::Result<IngressConfig> {
-        Ok(IngressConfig::from_env(&self.env)?)
+        let config = IngressConfig::from_env(&self.env)?;
+        self.refuse_own_topics("INGRESS_VALID_SERVICES", &config.valid_services)?;
+        Ok(config)
+    }
+
+    /// Refuses, naming `variable`, any service whose announce topic is one of the configured
+    /// topics: a validator subscribed to it would consume intake's own messages.
+    pub fn refuse_own_topics(&self, variable: &str, services: &[String]) -> anyhow::Result<()> {
+        let bus = self.bus()?;
+        let collisions: Vec<intake_core::config::BadVariable> = services
+            .iter()
+            .filter_map(|service| {
+                let topic = bus.topics.service_collision(service)?;
+                Some(intake_core::config::BadVariable {
+                    name: variable.to_owned(),
+                    problem: format!(
+                        "{service:?} cannot be a service: its announce topic would be {topic}, \
+                         one of intake's own"
+                    ),
+                })
+            })
+            .collect();
+        if collisions.is_empty() {
+            Ok(())
+        } else {
+            Err(intake_core::config::ConfigError(collisions).into())
+        }
     }
 
     pub fn tracker(&self) -> anyhow::Result<intake_core::config::TrackerConfig> {
@@ -60,7 +88,9 @@ impl Settings {
     }
 
     pub fn validator(&self) -> anyhow::Result<ValidatorConfig> {
-        Ok(ValidatorConfig::from_env(&self.env)?)
+        let config = ValidatorConfig::from_env(&self.env)?;
+        self.refuse_own_topics("VALIDATOR_SERVICES", &config.services)?;
+        Ok(config)
     }
 }
 
@@ -103,12 +133,28 @@ pub async fn create_topics_at_start(
 /// A partition or replication count of -1 asks the broker for its configured default.
 const BROKER_DEFAULT: i32 = -1;
 
+/// Binds ingress's listener. Without `INGRESS_PUBLIC_URL`, the public URL then follows the bound
+/// address, so download links name the port actually listened on (a port 0 included).
+pub async fn bind_ingress(config: &mut IngressConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("INGRESS_LISTEN: listening on {}", config.listen))?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("INGRESS_LISTEN: the address bound for {}", config.listen))?;
+    config.follow_bound(bound);
+    tracing::info!(addr = %bound, public_url = %config.public_url, "ingress listening");
+    Ok(listener)
+}
+
 /// Starts ingress (HTTP + validation consumer). With `pipeline_metrics` (the pipeline runs in the
 /// same process, `intake serve`), ingress's `/metrics` shows the pipeline's metrics too (spec
 /// pipeline.md §3.3).
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_ingress(
     settings: &Settings,
     config: IngressConfig,
+    listener: tokio::net::TcpListener,
     bus_config: BusConfig,
     storage: Storage,
     bus: Arc<dyn Bus>,
@@ -138,7 +184,7 @@ pub fn spawn_ingress(
         grace: settings.general.shutdown_grace,
     };
     Ok(tokio::spawn(async move {
-        intake_ingress::run(state, options, cancel)
+        intake_ingress::run_on(state, listener, options, cancel)
             .await
             .context("ingress")
     }))

@@ -90,6 +90,25 @@ impl Default for Topics {
     }
 }
 
+impl Topics {
+    /// The configured topic (other than per-service ones) that `service`'s announce topic would
+    /// be, if any: such a name can never be a service.
+    pub fn service_collision(&self, service: &str) -> Option<&str> {
+        let topic = self.service_template.replace("{service}", service);
+        [
+            &self.announce,
+            &self.validation,
+            &self.validation_dlq,
+            &self.available,
+            &self.payload_status,
+            &self.payload_status_dlq,
+        ]
+        .into_iter()
+        .find(|t| **t == topic)
+        .map(String::as_str)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BusConfig {
     pub driver: BusDriver,
@@ -242,6 +261,23 @@ impl BusConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_whose_topic_is_one_of_ours_collides() {
+        let t = Topics::default();
+        assert_eq!(
+            t.service_collision("validation"),
+            Some("platform.upload.validation")
+        );
+        assert_eq!(t.service_collision("advisor"), None);
+        let t = Topics {
+            service_template: "svc.{service}".into(),
+            available: "svc.ready".into(),
+            ..Topics::default()
+        };
+        assert_eq!(t.service_collision("ready"), Some("svc.ready"));
+        assert_eq!(t.service_collision("available"), None);
+    }
 
     #[test]
     fn seed_kafkamq_selects_kafka() {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{ConfigError, EnvMap, EnvReader};
-use crate::content_type::DEFAULT_VALID_SERVICES;
+use crate::content_type::{DEFAULT_VALID_SERVICES, RESERVED_SERVICES};
 
 pub(super) const VARIABLES: &[&str] = &[
     "INGRESS_LISTEN",
@@ -48,8 +48,12 @@ impl AnnounceMode {
 pub struct IngressConfig {
     pub listen: String,
     pub metrics_listen: Option<String>,
-    /// Base of localdisk `/download` URLs, without a trailing slash.
+    /// Base of localdisk `/download` URLs, without a trailing slash: `INGRESS_PUBLIC_URL`, else the
+    /// URL following `INGRESS_LISTEN` (see [`url_following`]), which [`Self::follow_bound`] makes
+    /// exact once the listener is bound.
     pub public_url: String,
+    /// Whether `INGRESS_PUBLIC_URL` was set (else `public_url` follows the listener).
+    pub public_url_set: bool,
     pub valid_services: Vec<String>,
     pub max_size: u64,
     pub max_size_map: BTreeMap<String, u64>,
@@ -59,6 +63,8 @@ pub struct IngressConfig {
     pub max_concurrent_uploads: usize,
     pub header_timeout: Duration,
     pub body_idle_timeout: Duration,
+    /// `INGRESS_TRACKER_URL`, else `http://localhost:<port>/api/v1/payloads/` following
+    /// `TRACKER_LISTEN`.
     pub tracker_url: String,
     pub consumer_group: String,
     pub validation_retries: u32,
@@ -73,13 +79,26 @@ pub struct IngressConfig {
 impl IngressConfig {
     pub fn from_env(env: &EnvMap) -> Result<Self, ConfigError> {
         let mut r = EnvReader::new(env);
-        let listen = r.string("INGRESS_LISTEN", "0.0.0.0:8080");
+        let listen = r.string("INGRESS_LISTEN", DEFAULT_INGRESS_LISTEN);
         let metrics_listen = r.raw("INGRESS_METRICS_LISTEN").map(str::to_owned);
-        let public_url = r
-            .string("INGRESS_PUBLIC_URL", "http://localhost:8080")
-            .trim_end_matches('/')
-            .to_owned();
+        let public_url_set = r.raw("INGRESS_PUBLIC_URL").is_some();
+        let public_url = public_url_from(env);
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            r.fail("INGRESS_PUBLIC_URL", "expected an http:// or https:// URL");
+        }
         let valid_services = r.list("INGRESS_VALID_SERVICES", &DEFAULT_VALID_SERVICES);
+        for service in &valid_services {
+            if RESERVED_SERVICES.contains(&service.as_str()) {
+                r.fail(
+                    "INGRESS_VALID_SERVICES",
+                    format!(
+                        "{service:?} is reserved: its announce topic would be one of intake's own \
+                         (reserved: {})",
+                        RESERVED_SERVICES.join(", ")
+                    ),
+                );
+            }
+        }
         let max_size = r.u64("INGRESS_MAX_SIZE", 104_857_600);
         let default_map: BTreeMap<String, u64> = [("qpc".to_owned(), 157_286_400)].into();
         let max_size_map = r.parsed("INGRESS_MAX_SIZE_MAP", default_map, parse_size_map);
@@ -101,10 +120,13 @@ impl IngressConfig {
         }
         let header_timeout = r.duration("INGRESS_HEADER_TIMEOUT", Duration::from_secs(30));
         let body_idle_timeout = r.duration("INGRESS_BODY_IDLE_TIMEOUT", Duration::from_secs(60));
-        let tracker_url = r.string(
-            "INGRESS_TRACKER_URL",
-            "http://localhost:8081/api/v1/payloads/",
-        );
+        let tracker_url = match r.raw("INGRESS_TRACKER_URL") {
+            Some(url) => url.to_owned(),
+            None => format!(
+                "{}/api/v1/payloads/",
+                url_following(r.raw("TRACKER_LISTEN").unwrap_or(DEFAULT_TRACKER_LISTEN))
+            ),
+        };
         let consumer_group = r.string("INGRESS_CONSUMER_GROUP", "upload");
         let validation_retries = r.u64("INGRESS_VALIDATION_RETRIES", 5) as u32;
         let reannounce_after = r.duration("INGRESS_REANNOUNCE_AFTER", Duration::from_secs(600));
@@ -117,6 +139,7 @@ impl IngressConfig {
             listen,
             metrics_listen,
             public_url,
+            public_url_set,
             valid_services,
             max_size,
             max_size_map,
@@ -132,6 +155,14 @@ impl IngressConfig {
             reannounce_after,
             reannounce_attempts,
         })
+    }
+
+    /// Once the listener is bound: without `INGRESS_PUBLIC_URL`, the public URL follows the bound
+    /// address (a port 0 in `INGRESS_LISTEN` becomes the port the system chose).
+    pub fn follow_bound(&mut self, bound: std::net::SocketAddr) {
+        if !self.public_url_set {
+            self.public_url = url_following(&bound.to_string());
+        }
     }
 
     /// The file-part limit for `service`.
@@ -151,6 +182,36 @@ impl IngressConfig {
             .max()
             .unwrap_or(self.max_size)
     }
+}
+
+const DEFAULT_INGRESS_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_TRACKER_LISTEN: &str = "0.0.0.0:8081";
+
+/// The base of localdisk download URLs for this environment, without a trailing slash:
+/// `INGRESS_PUBLIC_URL`, else the URL following `INGRESS_LISTEN`. Parts that only check such URLs
+/// (the pipeline's default allow-list) read it here, so they agree with ingress.
+pub fn public_url_from(env: &EnvMap) -> String {
+    let r = EnvReader::new(env);
+    match r.raw("INGRESS_PUBLIC_URL") {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => url_following(r.raw("INGRESS_LISTEN").unwrap_or(DEFAULT_INGRESS_LISTEN)),
+    }
+}
+
+/// `http://<host>:<port>` that reaches a listener on `listen` (`host:port`) from the same machine:
+/// a wildcard or empty host becomes `localhost`, a specific host is kept as given.
+pub fn url_following(listen: &str) -> String {
+    let listen = listen.trim();
+    let (host, port) = match listen.rsplit_once(':') {
+        Some((host, port)) => (host, port),
+        None => ("", listen),
+    };
+    let host = match host {
+        "" | "0.0.0.0" | "[::]" | "::" | "*" => "localhost",
+        h if h.contains(':') && !h.starts_with('[') => return format!("http://[{h}]:{port}"),
+        h => h,
+    };
+    format!("http://{host}:{port}")
 }
 
 fn parse_size_map(text: &str) -> Result<BTreeMap<String, u64>, String> {
@@ -192,6 +253,64 @@ mod tests {
         assert_eq!(c.largest_limit(), 157_286_400);
         assert_eq!(c.announce_mode, AnnounceMode::PerService);
         assert!(c.valid_services.contains(&"testareno".to_string()));
+    }
+
+    #[test]
+    fn public_urls_follow_the_listen_addresses_when_unset() {
+        let c = IngressConfig::from_env(&EnvMap::new()).unwrap();
+        assert_eq!(c.public_url, "http://localhost:8080");
+        assert!(!c.public_url_set);
+        assert_eq!(c.tracker_url, "http://localhost:8081/api/v1/payloads/");
+        let c = IngressConfig::from_env(&env(&[
+            ("INGRESS_LISTEN", "0.0.0.0:9090"),
+            ("TRACKER_LISTEN", "127.0.0.1:9091"),
+        ]))
+        .unwrap();
+        assert_eq!(c.public_url, "http://localhost:9090");
+        assert_eq!(c.tracker_url, "http://127.0.0.1:9091/api/v1/payloads/");
+        let c = IngressConfig::from_env(&env(&[("INGRESS_LISTEN", "[::1]:7000")])).unwrap();
+        assert_eq!(c.public_url, "http://[::1]:7000");
+    }
+
+    #[test]
+    fn a_set_public_url_wins_over_the_listener() {
+        let mut c = IngressConfig::from_env(&env(&[
+            ("INGRESS_LISTEN", "127.0.0.1:0"),
+            ("INGRESS_PUBLIC_URL", "https://uploads.example.com/"),
+            ("INGRESS_TRACKER_URL", "http://tracker:1/x/"),
+        ]))
+        .unwrap();
+        c.follow_bound("127.0.0.1:4567".parse().unwrap());
+        assert_eq!(c.public_url, "https://uploads.example.com");
+        assert_eq!(c.tracker_url, "http://tracker:1/x/");
+        let mut c = IngressConfig::from_env(&env(&[("INGRESS_LISTEN", "0.0.0.0:0")])).unwrap();
+        c.follow_bound("0.0.0.0:4567".parse().unwrap());
+        assert_eq!(c.public_url, "http://localhost:4567");
+        c.follow_bound("[::1]:4568".parse().unwrap());
+        assert_eq!(c.public_url, "http://[::1]:4568");
+    }
+
+    #[test]
+    fn reserved_names_are_never_services() {
+        for name in RESERVED_SERVICES {
+            let err = IngressConfig::from_env(&env(&[(
+                "INGRESS_VALID_SERVICES",
+                &format!("advisor,{name}"),
+            )]))
+            .unwrap_err();
+            assert!(err.names("INGRESS_VALID_SERVICES"), "{name}: {err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let c = IngressConfig::from_env(&env(&[("INGRESS_VALID_SERVICES", "advisor,validator")]))
+            .unwrap();
+        assert_eq!(c.valid_services, vec!["advisor", "validator"]);
+    }
+
+    #[test]
+    fn a_public_url_without_a_scheme_is_refused() {
+        let err =
+            IngressConfig::from_env(&env(&[("INGRESS_PUBLIC_URL", "uploads:8080")])).unwrap_err();
+        assert!(err.names("INGRESS_PUBLIC_URL"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod validator;
 
 pub use bus::{BusConfig, BusDriver, KafkaConfig, Topics};
 pub use general::{GeneralConfig, LogFormat};
-pub use ingress::{AnnounceMode, IngressConfig};
+pub use ingress::{public_url_from, url_following, AnnounceMode, IngressConfig};
 pub use storage::{BucketNames, S3Config, StorageConfig, StorageDriver};
 pub use tracker::TrackerConfig;
 pub use validator::{ValidatorConfig, ValidatorMode, ValidatorSource};

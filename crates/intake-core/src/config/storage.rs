@@ -75,8 +75,11 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     pub create_buckets: bool,
     pub url_expiry: Duration,
-    /// `STORAGE_URL_SIGNING_KEY`; `None` → a random key per start (with a warning). Never logged.
+    /// `STORAGE_URL_SIGNING_KEY`; `None` → the key kept in [`Self::signing_key_file`]. Never logged.
     pub signing_key: Option<String>,
+    /// `$INTAKE_DATA_DIR/signing.key`: where the key is generated once and kept when
+    /// `STORAGE_URL_SIGNING_KEY` is unset (storage.md, "Download URLs").
+    pub signing_key_file: PathBuf,
     pub buckets: BucketNames,
     pub s3: S3Config,
 }
@@ -88,6 +91,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("dir", &self.dir)
             .field("create_buckets", &self.create_buckets)
             .field("url_expiry", &self.url_expiry)
+            .field("signing_key_file", &self.signing_key_file)
             .field("buckets", &self.buckets)
             .field("s3", &self.s3)
             .finish_non_exhaustive()
@@ -173,6 +177,7 @@ impl StorageConfig {
             create_buckets,
             url_expiry,
             signing_key,
+            signing_key_file: data_dir.join("signing.key"),
             buckets,
             s3,
         })
@@ -203,6 +208,14 @@ mod tests {
         assert_eq!(c.driver, StorageDriver::LocalDisk);
         assert_eq!(c.dir, PathBuf::from("/d/storage"));
         assert!(c.create_buckets);
+    }
+
+    #[test]
+    fn signing_key_is_kept_in_the_data_dir_even_with_another_storage_dir() {
+        let env: EnvMap = [("STORAGE_DIR".to_string(), "/elsewhere".to_string())].into();
+        let c = StorageConfig::from_env(&env, std::path::Path::new("/d")).unwrap();
+        assert_eq!(c.signing_key_file, PathBuf::from("/d/signing.key"));
+        assert_eq!(c.signing_key, None);
     }
 
     #[test]

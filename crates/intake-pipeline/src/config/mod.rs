@@ -367,14 +367,12 @@ fn read_downloader(
         .string(&mut s, "tmp_dir")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(&data_dir).join("pipeline/tmp"));
-    let public = env
-        .get("INGRESS_PUBLIC_URL")
-        .filter(|d| !d.is_empty())
-        .cloned();
+    // The links ingress issues: INGRESS_PUBLIC_URL, else the URL following INGRESS_LISTEN.
+    let public = intake_core::config::public_url_from(env);
     let allowed_urls = r.list(&mut s, "allowed_urls").unwrap_or_else(|| {
         vec![
             S3_PRESIGNED_PATTERN.to_owned(),
-            localdisk_url_pattern(public.as_deref().unwrap_or("http://localhost:8080")),
+            localdisk_url_pattern(&public),
         ]
     });
     let bucket = r.string(&mut s, "bucket").unwrap_or_else(|| {

@@ -7,7 +7,7 @@ use crate::components::{self, Settings};
 
 /// `intake serve`: every component in one process on the configured engines.
 pub async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
-    let ingress = settings.ingress()?;
+    let mut ingress = settings.ingress()?;
     let bus_config = settings.bus()?;
     let storage_config = settings.storage()?;
     let mut validator = settings.validator()?;
@@ -21,6 +21,7 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     }
     let tracker = settings.tracker()?;
     let pipeline = settings.pipeline(args.pipeline_config.as_deref())?;
+    let listener = components::bind_ingress(&mut ingress).await?;
     let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
     let bus = components::open_bus(&bus_config).await?;
     let mut services = ingress.valid_services.clone();
@@ -33,6 +34,7 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         components::spawn_ingress(
             &settings,
             ingress,
+            listener,
             bus_config.clone(),
             storage,
             bus.clone(),
@@ -61,9 +63,10 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
 
 /// `intake ingress`.
 pub async fn ingress(settings: Settings) -> anyhow::Result<()> {
-    let ingress = settings.ingress()?;
+    let mut ingress = settings.ingress()?;
     let bus_config = settings.bus()?;
     let storage_config = settings.storage()?;
+    let listener = components::bind_ingress(&mut ingress).await?;
     let storage = components::open_storage(&storage_config, &ingress.public_url).await?;
     let bus = components::open_bus(&bus_config).await?;
     let topics = intake_bus::topics::topic_names(&bus_config, &ingress.valid_services);
@@ -72,6 +75,7 @@ pub async fn ingress(settings: Settings) -> anyhow::Result<()> {
     let task = components::spawn_ingress(
         &settings,
         ingress,
+        listener,
         bus_config,
         storage,
         bus,
@@ -93,6 +97,7 @@ pub async fn validator(settings: Settings, args: ValidatorArgs) -> anyhow::Resul
     }
     if let Some(services) = args.services {
         config.services = intake_core::config::units::split_list(&services);
+        settings.refuse_own_topics("--services", &config.services)?;
     }
     let bus_config = settings.bus()?;
     let bus = components::open_bus(&bus_config).await?;
