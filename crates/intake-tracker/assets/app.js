@@ -20,10 +20,68 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// ---------------------------------------------------------------- identity
+// Behind a gateway the identity header is added for the browser. Without one, a person pastes an
+// x-rh-identity value; it stays in this tab (sessionStorage) and goes with every API call.
+
+const IDENTITY_KEY = "intake.x-rh-identity";
+
+function identity() {
+  try { return sessionStorage.getItem(IDENTITY_KEY) || ""; } catch (_) { return ""; }
+}
+
+function apiHeaders(accept) {
+  const headers = { accept };
+  const id = identity();
+  if (id) headers["x-rh-identity"] = id;
+  return headers;
+}
+
+/** The header value for what was pasted: base64 as is, or the identity JSON encoded. Throws when
+ * it is neither. */
+function identityValue(text) {
+  const t = text.trim();
+  if (t.startsWith("{")) {
+    JSON.parse(t);
+    return btoa(String.fromCharCode(...new TextEncoder().encode(t)));
+  }
+  const decoded = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(t), (c) => c.charCodeAt(0))));
+  if (!decoded || typeof decoded.identity !== "object") throw new Error("no \"identity\" object");
+  return t;
+}
+
+function showIdentity(reason) {
+  $("identity-panel").hidden = false;
+  $("identity-reason").textContent = reason || "";
+  $("identity-input").value = identity();
+  $("identity-input").focus();
+}
+
+function setupIdentity() {
+  $("identity-button").classList.toggle("on", identity() !== "");
+  $("identity-button").addEventListener("click", () => {
+    if ($("identity-panel").hidden) showIdentity(""); else $("identity-panel").hidden = true;
+  });
+  $("identity-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    let value;
+    try { value = identityValue($("identity-input").value); } catch (err) {
+      $("identity-error").textContent = `Not an x-rh-identity value: ${err.message}`;
+      return;
+    }
+    sessionStorage.setItem(IDENTITY_KEY, value);
+    location.reload();
+  });
+  $("identity-clear").addEventListener("click", () => { sessionStorage.removeItem(IDENTITY_KEY); location.reload(); });
+}
+
 async function getJson(url) {
-  const response = await fetch(url, { headers: { accept: "application/json" } });
+  const response = await fetch(url, { headers: apiHeaders("application/json") });
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (response.status === 401) {
+    showIdentity(`${(body && body.message) || "This tracker needs an identity"}: paste an x-rh-identity value to continue.`);
+  }
   return { status: response.status, body };
 }
 
@@ -290,18 +348,65 @@ function renderTimeline(freshId) {
   }
 }
 
+function onStatusEvent(data) {
+  const s = JSON.parse(data);
+  const known = statuses.has(s.id);
+  statuses.set(s.id, s);
+  if (!known) { renderTimeline(s.id); renderChart(); }
+}
+
 function follow(requestId) {
+  const url = `${API}/payloads/${encodeURIComponent(requestId)}/events`;
+  if (identity()) { followWithIdentity(url); return; }
   const live = $("live");
-  const source = new EventSource(`${API}/payloads/${encodeURIComponent(requestId)}/events`);
+  const source = new EventSource(url);
   source.onopen = () => { live.textContent = "live"; live.classList.add("on"); };
   source.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
-  source.addEventListener("status", (e) => {
-    const s = JSON.parse(e.data);
-    const known = statuses.has(s.id);
-    statuses.set(s.id, s);
-    if (!known) { renderTimeline(s.id); renderChart(); }
-  });
+  source.addEventListener("status", (e) => onStatusEvent(e.data));
   source.addEventListener("duration", (e) => renderDurations(JSON.parse(e.data)));
+}
+
+/** EventSource cannot send headers: with an identity, the stream is read through fetch. */
+async function followWithIdentity(url) {
+  const live = $("live");
+  let lastId = "";
+  for (;;) {
+    try {
+      const headers = apiHeaders("text/event-stream");
+      if (lastId) headers["last-event-id"] = lastId;
+      const response = await fetch(url, { headers });
+      if (!response.ok || !response.body) throw new Error(`status ${response.status}`);
+      live.textContent = "live";
+      live.classList.add("on");
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let event = "message";
+          const data = [];
+          for (const line of block.split("\n")) {
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") event = text;
+            else if (field === "data") data.push(text);
+            else if (field === "id") lastId = text;
+          }
+          if (event === "status") onStatusEvent(data.join("\n"));
+          else if (event === "duration") renderDurations(JSON.parse(data.join("\n")));
+        }
+      }
+    } catch (_) { /* reconnect below */ }
+    live.textContent = "reconnecting…";
+    live.classList.remove("on");
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
 }
 
 async function setupTrack() {
@@ -330,6 +435,7 @@ async function setupTrack() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("search").value); });
+  setupIdentity();
   if (location.pathname === "/track") setupTrack();
   else setupList();
 });

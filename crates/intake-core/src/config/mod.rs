@@ -17,7 +17,7 @@ pub use bus::{BusConfig, BusDriver, KafkaConfig, Topics};
 pub use general::{GeneralConfig, LogFormat};
 pub use ingress::{public_url_from, url_following, AnnounceMode, IngressConfig};
 pub use storage::{BucketNames, S3Config, StorageConfig, StorageDriver};
-pub use tracker::TrackerConfig;
+pub use tracker::{is_loopback, LocalMode, TrackerConfig};
 pub use validator::{ValidatorConfig, ValidatorMode, ValidatorSource};
 
 /// The environment: variable name → value.

@@ -15,7 +15,21 @@ pub(super) const VARIABLES: &[&str] = &[
     "TRACKER_PARTITION_DAYS_AHEAD",
     "TRACKER_FUTURE_SKEW",
     "TRACKER_MAX_PAGE_SIZE",
+    "TRACKER_LOCAL_MODE",
 ];
+
+/// `TRACKER_LOCAL_MODE`: whether the tracker shows every payload to callers without an
+/// `x-rh-identity` header (a person with a browser on their own machine has no gateway to add one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalMode {
+    /// On only in `intake serve` on the embedded default (embedded bus, local disk, SQLite) with the
+    /// tracker bound to a loopback address; off everywhere else.
+    Auto,
+    /// On wherever the tracker runs.
+    On,
+    /// Never: the identity rules apply as `IDENTITY_REQUIRED` says.
+    Off,
+}
 
 #[derive(Clone)]
 pub struct TrackerConfig {
@@ -30,6 +44,8 @@ pub struct TrackerConfig {
     pub partition_days_ahead: u32,
     pub future_skew: Duration,
     pub max_page_size: u32,
+    /// `TRACKER_LOCAL_MODE`, default `auto`.
+    pub local_mode: LocalMode,
 }
 
 impl std::fmt::Debug for TrackerConfig {
@@ -39,6 +55,7 @@ impl std::fmt::Debug for TrackerConfig {
             .field("consumer_group", &self.consumer_group)
             .field("batch_size", &self.batch_size)
             .field("retention_days", &self.retention_days)
+            .field("local_mode", &self.local_mode)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +92,14 @@ impl TrackerConfig {
         if max_page_size == 0 {
             r.fail("TRACKER_MAX_PAGE_SIZE", "must be at least 1");
         }
+        let local_mode = r.parsed("TRACKER_LOCAL_MODE", LocalMode::Auto, |t| {
+            match t.to_ascii_lowercase().as_str() {
+                "auto" => Ok(LocalMode::Auto),
+                "true" | "on" => Ok(LocalMode::On),
+                "false" | "off" => Ok(LocalMode::Off),
+                _ => Err("expected auto, true or false".into()),
+            }
+        });
         r.finish(Self {
             listen,
             metrics_listen,
@@ -86,6 +111,94 @@ impl TrackerConfig {
             partition_days_ahead,
             future_skew,
             max_page_size,
+            local_mode,
         })
+    }
+
+    /// Whether local mode applies. `embedded_default`: the process is `intake serve` on the embedded
+    /// bus, local disk and SQLite, the set-up of one person's machine.
+    pub fn local_mode_applies(&self, embedded_default: bool) -> bool {
+        match self.local_mode {
+            LocalMode::On => true,
+            LocalMode::Off => false,
+            LocalMode::Auto => {
+                embedded_default
+                    && self.database_url.starts_with("sqlite://")
+                    && is_loopback(&self.listen)
+            }
+        }
+    }
+}
+
+/// Whether a listen address (`host:port`) only accepts connections from this machine.
+pub fn is_loopback(listen: &str) -> bool {
+    if let Ok(address) = listen.parse::<std::net::SocketAddr>() {
+        return address.ip().is_loopback();
+    }
+    listen
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<TrackerConfig, ConfigError> {
+        let env: EnvMap = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TrackerConfig::from_env(&env, std::path::Path::new("/data"))
+    }
+
+    #[test]
+    fn local_mode_auto_needs_the_embedded_default_and_loopback() {
+        let loopback = config(&[("TRACKER_LISTEN", "127.0.0.1:8081")]).unwrap();
+        assert_eq!(loopback.local_mode, LocalMode::Auto);
+        assert!(loopback.local_mode_applies(true));
+        assert!(
+            !loopback.local_mode_applies(false),
+            "not outside serve's default"
+        );
+        let open = config(&[]).unwrap();
+        assert!(!open.local_mode_applies(true), "0.0.0.0 is not loopback");
+        let postgres = config(&[
+            ("TRACKER_LISTEN", "localhost:8081"),
+            ("TRACKER_DATABASE_URL", "postgres://u:p@db/t"),
+        ])
+        .unwrap();
+        assert!(!postgres.local_mode_applies(true));
+        let forced = config(&[("TRACKER_LOCAL_MODE", "true")]).unwrap();
+        assert!(forced.local_mode_applies(false));
+        let never = config(&[
+            ("TRACKER_LOCAL_MODE", "false"),
+            ("TRACKER_LISTEN", "[::1]:8081"),
+        ])
+        .unwrap();
+        assert!(!never.local_mode_applies(true));
+        let bad = config(&[("TRACKER_LOCAL_MODE", "sometimes")]).unwrap_err();
+        assert!(bad.names("TRACKER_LOCAL_MODE"));
+    }
+
+    #[test]
+    fn loopback_addresses() {
+        for yes in [
+            "127.0.0.1:8081",
+            "[::1]:80",
+            "localhost:8081",
+            "127.0.0.2:1",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "0.0.0.0:8081",
+            "[::]:8081",
+            "10.0.0.1:80",
+            "example.com:80",
+            "bad",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
     }
 }

@@ -1,15 +1,59 @@
 //! `serve`, `ingress` and `validator`: long-running components until SIGTERM/SIGINT.
 
-use intake_core::config::{ValidatorMode, ValidatorSource};
+use intake_core::config::{
+    BusDriver, EnvMap, StorageDriver, TrackerConfig, ValidatorMode, ValidatorSource,
+};
 
 use crate::cli::{Mode, ServeArgs, ValidatorArgs};
 use crate::components::{self, Settings};
 
+/// Listeners of `serve` unless `INGRESS_LISTEN` / `TRACKER_LISTEN` say otherwise: `serve` is what a
+/// person runs on their own machine, where the upload API should not be open to the network.
+const SERVE_LISTEN_DEFAULTS: [(&str, &str); 2] = [
+    ("INGRESS_LISTEN", "127.0.0.1:8080"),
+    ("TRACKER_LISTEN", "127.0.0.1:8081"),
+];
+
+/// Puts `serve`'s loopback listeners into `env` where the variables are unset or empty.
+fn serve_listen_defaults(env: &mut EnvMap) {
+    for (name, default) in SERVE_LISTEN_DEFAULTS {
+        if env.get(name).is_none_or(|v| v.trim().is_empty()) {
+            env.insert(name.to_owned(), default.to_owned());
+        }
+    }
+}
+
+/// Settings for a tracker in which identity is not required when local mode applies
+/// (`TRACKER_LOCAL_MODE`), with a log line saying so either way it matters.
+fn tracker_settings(
+    settings: &Settings,
+    tracker: &TrackerConfig,
+    embedded_default: bool,
+) -> Settings {
+    let local = tracker.local_mode_applies(embedded_default);
+    let mut general = settings.general.clone();
+    if local {
+        general.identity_required = false;
+        if intake_core::config::is_loopback(&tracker.listen) {
+            tracing::info!(listen = %tracker.listen, "tracker local mode: the page and API show every payload without x-rh-identity (TRACKER_LOCAL_MODE=false turns it off)");
+        } else {
+            tracing::warn!(listen = %tracker.listen, "tracker local mode on a non-loopback address: anyone who reaches it sees every payload (TRACKER_LOCAL_MODE)");
+        }
+    }
+    Settings {
+        env: settings.env.clone(),
+        general,
+    }
+}
+
 /// `intake serve`: every component in one process on the configured engines.
-pub async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
+    serve_listen_defaults(&mut settings.env);
     let mut ingress = settings.ingress()?;
     let bus_config = settings.bus()?;
     let storage_config = settings.storage()?;
+    let embedded_default = bus_config.driver == BusDriver::Embedded
+        && storage_config.driver == StorageDriver::LocalDisk;
     let mut validator = settings.validator()?;
     // The all-in-one validator covers every service ingress accepts, in check mode, unless told
     // otherwise through VALIDATOR_* variables.
@@ -43,7 +87,7 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         )?,
         components::spawn_validator(validator, bus_config.clone(), bus.clone(), cancel.clone()),
         components::spawn_tracker(
-            &settings,
+            &tracker_settings(&settings, &tracker, embedded_default),
             tracker,
             bus_config.clone(),
             bus.clone(),
@@ -134,9 +178,29 @@ pub async fn tracker(
         None => {
             let config = settings.tracker()?;
             let cancel = components::cancel_on_signal();
-            let task =
-                components::spawn_tracker(&settings, config, bus_config, bus, cancel.clone());
+            let task = components::spawn_tracker(
+                &tracker_settings(&settings, &config, false),
+                config,
+                bus_config,
+                bus,
+                cancel.clone(),
+            );
             components::join_all(vec![task], cancel).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_listens_on_loopback_unless_told_otherwise() {
+        let mut env = EnvMap::new();
+        env.insert("TRACKER_LISTEN".into(), "0.0.0.0:9000".into());
+        env.insert("INGRESS_LISTEN".into(), " ".into());
+        serve_listen_defaults(&mut env);
+        assert_eq!(env["INGRESS_LISTEN"], "127.0.0.1:8080");
+        assert_eq!(env["TRACKER_LISTEN"], "0.0.0.0:9000");
     }
 }
