@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(|req, next| {
             intake_http::fallback::json_method_not_allowed(allowed_methods, req, next)
         }))
+        .layer(intake_http::access_log::layer())
         .with_state(state)
 }
 

@@ -164,6 +164,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_responses,
         ))
+        .layer(intake_http::access_log::layer())
         .with_state(state)
 }
 
