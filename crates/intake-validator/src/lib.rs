@@ -44,6 +44,7 @@
 mod announce;
 mod commits;
 mod download;
+pub mod metrics;
 mod respond;
 mod verdict;
 
@@ -259,6 +260,7 @@ async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
                     reason = verdict.reason().unwrap_or(""),
                     "verdict"
                 );
+                metrics::get().verdict(verdict.validation().unwrap_or(""), verdict.reason());
                 let response = OutgoingMessage::new(&ctx.validation_topic, response)
                     .key(announce.request_id.as_str());
                 if !respond::publish_acknowledged(&ctx.bus, response, &ctx.cancel).await {

@@ -114,7 +114,13 @@ async fn check_inner(
         attempt_timeout: config.timeout,
         retry_for: config.download_retry_for,
     };
-    let (downloaded, bytes, started) = match download(client, url, bounds, cancel).await? {
+    let fetch_started = Instant::now();
+    let fetched = download(client, url, bounds, cancel).await?;
+    crate::metrics::get()
+        .download_duration
+        .with_label_values(&[if fetched.is_ok() { "ok" } else { "error" }])
+        .observe(fetch_started.elapsed().as_secs_f64());
+    let (downloaded, bytes, started) = match fetched {
         Ok(done) => done,
         Err(DownloadError::NotHttp) => return Some(Ok(from_download(DownloadError::NotHttp))),
         Err(e) => return Some(Err(e)),

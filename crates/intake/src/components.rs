@@ -147,9 +147,9 @@ pub async fn bind_ingress(config: &mut IngressConfig) -> anyhow::Result<tokio::n
     Ok(listener)
 }
 
-/// Starts ingress (HTTP + validation consumer). With `pipeline_metrics` (the pipeline runs in the
-/// same process, `intake serve`), ingress's `/metrics` shows the pipeline's metrics too (spec
-/// pipeline.md §3.3).
+/// Starts ingress (HTTP + validation consumer). With `pipeline_metrics` (the pipeline and the
+/// validator run in the same process, `intake serve`), ingress's `/metrics` shows their metrics too
+/// (spec pipeline.md §3.3).
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_ingress(
     settings: &Settings,
@@ -179,6 +179,8 @@ pub fn spawn_ingress(
     if pipeline_metrics {
         intake_pipeline::metrics::register_into(&state.inner.metrics.registry)
             .context("registering the pipeline's metrics")?;
+        intake_validator::metrics::register_into(&state.inner.metrics.registry)
+            .context("registering the validator's metrics")?;
     }
     let options = intake_ingress::ServeOptions {
         grace: settings.general.shutdown_grace,

@@ -24,6 +24,7 @@
 mod cli;
 mod commands;
 mod components;
+mod health_listener;
 mod logging;
 
 use clap::Parser;

@@ -17,6 +17,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "VALIDATOR_DOWNLOAD_RETRY_FOR",
     "VALIDATOR_CONCURRENCY",
     "VALIDATOR_NAME",
+    "VALIDATOR_LISTEN",
 ];
 
 /// How the validator reaches its verdict.
@@ -85,6 +86,9 @@ pub struct ValidatorConfig {
     /// `VALIDATOR_NAME`: the `service` of the validator's own payload-status messages; default
     /// `validator`.
     pub name: String,
+    /// `VALIDATOR_LISTEN`: where `intake validator` serves `/livez`, `/readyz` and `/metrics`;
+    /// default none (in `intake serve` the validator's metrics are on ingress's `/metrics`).
+    pub listen: Option<String>,
 }
 
 impl ValidatorConfig {
@@ -123,6 +127,7 @@ impl ValidatorConfig {
         // validator from being the round-trip's bottleneck; each holds at most 1 MiB in memory.
         let concurrency = r.parsed("VALIDATOR_CONCURRENCY", 16, positive);
         let name = r.string("VALIDATOR_NAME", "validator");
+        let listen = r.raw("VALIDATOR_LISTEN").map(str::to_owned);
         r.finish(Self {
             services,
             mode,
@@ -135,6 +140,7 @@ impl ValidatorConfig {
             download_retry_for,
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
             name,
+            listen,
         })
     }
 }

@@ -150,8 +150,27 @@ pub async fn validator(settings: Settings, args: ValidatorArgs) -> anyhow::Resul
     topics.push(bus_config.topic(&bus_config.topics.payload_status));
     components::create_topics_at_start(bus.as_ref(), &bus_config, topics).await?;
     let cancel = components::cancel_on_signal();
-    let task = components::spawn_validator(config, bus_config, bus, cancel.clone());
-    components::join_all(vec![task], cancel).await
+    let mut tasks = Vec::new();
+    if let Some(listen) = config.listen.clone() {
+        tasks.push(
+            crate::health_listener::spawn(
+                "VALIDATOR_LISTEN",
+                &listen,
+                intake_validator::metrics::registry(),
+                bus.clone(),
+                cancel.clone(),
+                settings.general.shutdown_grace,
+            )
+            .await?,
+        );
+    }
+    tasks.push(components::spawn_validator(
+        config,
+        bus_config,
+        bus,
+        cancel.clone(),
+    ));
+    components::join_all(tasks, cancel).await
 }
 
 /// `intake tracker` and `intake tracker mock`.

@@ -1,0 +1,120 @@
+//! Black-box: `intake validator` alone can be probed and scraped. With `VALIDATOR_LISTEN` it serves
+//! `/livez`, `/readyz` and `/metrics`, and its counters move when a payload goes through. Ingress
+//! and the validator are separate processes on one embedded bus, as they would be deployed.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::process::free_port;
+use intake_testkit::poll;
+
+const IDENTITY: &str = "eyJpZGVudGl0eSI6IHsiYWNjb3VudF9udW1iZXIiOiAiMTIzNDUiLCAiaW50ZXJuYWwiOiB7Im9yZ19pZCI6ICI1NDMyMSJ9fX0=";
+
+/// Kills the child when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn intake(dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("INTAKE_DATA_DIR", dir.join("data"))
+        .env("LOG_LEVEL", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("KAFKAMQ")
+        .env_remove("BUS_DRIVER")
+        .env_remove("S3_ENDPOINT_URL")
+        .env_remove("STORAGE_DRIVER")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Child(cmd.spawn().unwrap())
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
+    let answer = client.get(url).send().await.ok()?;
+    let status = answer.status().as_u16();
+    Some((status, answer.text().await.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validator_serves_health_and_counts_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (ingress_port, health_port) = (free_port(), free_port());
+    let ingress_url = format!("http://127.0.0.1:{ingress_port}");
+    let health = format!("http://127.0.0.1:{health_port}");
+    let _ingress = intake(
+        dir.path(),
+        &["ingress"],
+        &[
+            ("INGRESS_LISTEN", format!("127.0.0.1:{ingress_port}")),
+            ("INGRESS_PUBLIC_URL", ingress_url.clone()),
+        ],
+    );
+    let _validator = intake(
+        dir.path(),
+        &["validator", "--services", "testareno"],
+        &[("VALIDATOR_LISTEN", format!("127.0.0.1:{health_port}"))],
+    );
+    for url in [
+        format!("{ingress_url}/readyz"),
+        format!("{health}/readyz"),
+        format!("{health}/livez"),
+    ] {
+        poll::until_true(Duration::from_secs(60), &format!("{url} 200"), || async {
+            matches!(get(&client, &url).await, Some((200, _)))
+        })
+        .await;
+    }
+    let (_, before) = get(&client, &format!("{health}/metrics")).await.unwrap();
+    assert!(
+        !before.contains("intake_validator_verdicts_total{"),
+        "no verdict yet: {before}"
+    );
+
+    let part = reqwest::multipart::Part::bytes(intake_testkit::archives::gzip(
+        &intake_testkit::archives::sample_tar(),
+    ))
+    .file_name("archive.tar.gz")
+    .mime_str("application/vnd.redhat.testareno.something+tgz")
+    .unwrap();
+    let answer = client
+        .post(format!("{ingress_url}/api/ingress/v1/upload"))
+        .header("x-rh-identity", IDENTITY)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+
+    let metrics_url = format!("{health}/metrics");
+    poll::until_true(
+        Duration::from_secs(30),
+        "the validator's /metrics to count one successful verdict",
+        || async {
+            get(&client, &metrics_url).await.is_some_and(|(_, text)| {
+                text.contains(
+                    "intake_validator_verdicts_total{reason=\"none\",validation=\"success\"} 1",
+                )
+            })
+        },
+    )
+    .await;
+    let (status, text) = get(&client, &metrics_url).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("intake_validator_download_duration_seconds_count{outcome=\"ok\"} 1"),
+        "{text}"
+    );
+}
