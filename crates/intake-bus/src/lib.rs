@@ -20,7 +20,7 @@ pub mod topics;
 pub use error::BusError;
 pub use factory::open;
 pub use message::{Header, OutgoingMessage, ReceivedMessage};
-pub use tail::{tail, TailRecord};
+pub use tail::{tail, tail_until_end, TailRecord};
 
 use async_trait::async_trait;
 

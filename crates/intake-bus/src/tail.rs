@@ -71,6 +71,33 @@ pub async fn tail(
     topic: &str,
     from_beginning: bool,
     count: Option<usize>,
+    out: impl FnMut(TailRecord),
+) -> Result<usize, BusError> {
+    read(bus, topic, from_beginning, count, false, out).await
+}
+
+/// [`tail`] that also returns once it has read up to the end of every partition of `topic` (kcat's
+/// `-e`): what was published before it caught up is passed on, later messages may be too.
+pub async fn tail_until_end(
+    bus: &dyn Bus,
+    topic: &str,
+    from_beginning: bool,
+    count: Option<usize>,
+    out: impl FnMut(TailRecord),
+) -> Result<usize, BusError> {
+    read(bus, topic, from_beginning, count, true, out).await
+}
+
+/// How long a read waits before looking at the partitions' ends again (on Kafka the group is only
+/// joined, and the ends known, once reading started).
+const END_CHECK: std::time::Duration = std::time::Duration::from_millis(300);
+
+async fn read(
+    bus: &dyn Bus,
+    topic: &str,
+    from_beginning: bool,
+    count: Option<usize>,
+    until_end: bool,
     mut out: impl FnMut(TailRecord),
 ) -> Result<usize, BusError> {
     if count == Some(0) {
@@ -87,8 +114,31 @@ pub async fn tail(
     };
     let mut consumer = bus.subscribe(subscription).await?;
     let mut seen = 0;
+    // Per partition: the next offset to read, once known.
+    let mut next: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
     loop {
-        let message = consumer.next().await?;
+        let message = if until_end {
+            let partitions = consumer.lag().await?;
+            let caught_up = !partitions.is_empty()
+                && partitions.iter().all(|p| {
+                    let from = *next.entry(p.partition).or_insert(if from_beginning {
+                        p.start
+                    } else {
+                        p.end
+                    });
+                    from.max(p.start) >= p.end
+                });
+            if caught_up {
+                return Ok(seen);
+            }
+            match tokio::time::timeout(END_CHECK, consumer.next()).await {
+                Ok(message) => message?,
+                Err(_) => continue,
+            }
+        } else {
+            consumer.next().await?
+        };
+        next.insert(message.partition, message.offset + 1);
         out(TailRecord::from_message(&message));
         seen += 1;
         if count.is_some_and(|n| seen >= n) {

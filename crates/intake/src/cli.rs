@@ -82,6 +82,9 @@ pub enum TopicsCommand {
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<usize>,
+        /// Stop once the end of every partition is reached (like kcat's -e).
+        #[arg(long, short = 'e')]
+        until_end: bool,
     },
     /// Create every topic the configuration uses (idempotent).
     Create {

@@ -16,10 +16,11 @@ pub async fn run(settings: Settings, command: TopicsCommand) -> anyhow::Result<(
             topic,
             from_beginning,
             count,
+            until_end,
         } => {
             let wire = bus_config.topic(&topic);
             let stdout = std::io::stdout();
-            let tail = intake_bus::tail(bus.as_ref(), &wire, from_beginning, count, |record| {
+            let print = |record: intake_bus::TailRecord| {
                 let mut out = stdout.lock();
                 // A closed pipe (e.g. `| head`) ends the command quietly.
                 if writeln!(out, "{}", record.to_json_line())
@@ -28,7 +29,15 @@ pub async fn run(settings: Settings, command: TopicsCommand) -> anyhow::Result<(
                 {
                     std::process::exit(0);
                 }
-            });
+            };
+            let tail = async {
+                if until_end {
+                    intake_bus::tail_until_end(bus.as_ref(), &wire, from_beginning, count, print)
+                        .await
+                } else {
+                    intake_bus::tail(bus.as_ref(), &wire, from_beginning, count, print).await
+                }
+            };
             tokio::select! {
                 r = tail => { r?; }
                 _ = intake_http::serve::shutdown_signal() => {}

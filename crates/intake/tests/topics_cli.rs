@@ -1,0 +1,75 @@
+//! Black-box: `intake topics tail --until-end` stops at the end of the topic (kcat's `-e`) on the
+//! embedded bus, after printing what was there.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn intake(dir: &std::path::Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(args)
+        .current_dir(dir)
+        .env("INTAKE_DATA_DIR", dir.join("data"))
+        .env("LOG_LEVEL", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("KAFKAMQ")
+        .env_remove("BUS_DRIVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("intake {args:?} did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn tail_until_end_prints_the_topic_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = intake(
+        dir.path(),
+        &["tracker", "mock", "--payloads", "2", "--rate", "1000"],
+    );
+    assert!(sent.status.success(), "{sent:?}");
+    let report = String::from_utf8(sent.stdout).unwrap();
+    let statuses: usize = report
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected mock report: {report}"));
+    assert!(statuses > 0);
+
+    let all = intake(
+        dir.path(),
+        &[
+            "topics",
+            "tail",
+            "platform.payload-status",
+            "--from-beginning",
+            "--until-end",
+        ],
+    );
+    assert!(all.status.success(), "{all:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(all.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), statuses, "every status, then the end");
+    assert!(lines
+        .iter()
+        .all(|l| l["topic"] == "platform.payload-status"));
+
+    // From now on: nothing new, so it ends at once with nothing printed.
+    let new = intake(
+        dir.path(),
+        &["topics", "tail", "platform.payload-status", "-e"],
+    );
+    assert!(new.status.success(), "{new:?}");
+    assert!(new.stdout.is_empty());
+}
