@@ -35,6 +35,16 @@ use crate::components::Settings;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        // Needs no configuration: it must work whatever the environment holds.
+        let mut command = <Cli as clap::CommandFactory>::command();
+        // Into memory first (a few KiB): the generator panics on a closed pipe (`| head`).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "intake", &mut script);
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(&script);
+        return std::process::ExitCode::SUCCESS;
+    }
     let env = process_env();
     let general = match GeneralConfig::from_env(&env) {
         Ok(g) => g,
@@ -65,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Topics { command } => commands::topics::run(settings, command).await,
             Command::Upload(args) => commands::upload::run(args).await,
             Command::Load(args) => commands::load::run(args).await,
+            Command::Completions { .. } => Ok(()),
         }
     });
     match result {
