@@ -41,6 +41,8 @@ pub enum Command {
     /// Send uploads to a running ingress as fast as it takes them and report throughput, latency
     /// and answers.
     Load(crate::commands::load::LoadArgs),
+    /// Print the settings each part would run with (environment and defaults), secrets masked.
+    Config,
     /// Print a shell completion script, e.g. `intake completions bash > ~/.local/share/bash-completion/completions/intake`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

@@ -75,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Topics { command } => commands::topics::run(settings, command).await,
             Command::Upload(args) => commands::upload::run(args).await,
             Command::Load(args) => commands::load::run(args).await,
+            Command::Config => commands::config::run(&settings),
             Command::Completions { .. } => Ok(()),
         }
     });

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod config;
 pub mod load;
 pub mod pipeline;
 pub mod run;
