@@ -1,4 +1,4 @@
-//! The listener of a part that has no HTTP API of its own (`intake validator`): `/livez`, `/readyz`
+//! The listener of a part that has no HTTP API of its own (`intake validator`, `intake pipeline`): `/livez`, `/readyz`
 //! (the bus answers, and the process is not shutting down) and `/metrics`, so that it can be probed
 //! and scraped like ingress and the tracker.
 

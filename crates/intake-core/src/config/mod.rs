@@ -8,6 +8,7 @@ use std::time::Duration;
 mod bus;
 mod general;
 mod ingress;
+mod pipeline;
 mod storage;
 mod tracker;
 pub mod units;
@@ -16,6 +17,7 @@ mod validator;
 pub use bus::{BusConfig, BusDriver, KafkaConfig, Topics};
 pub use general::{GeneralConfig, LogFormat};
 pub use ingress::{public_url_from, url_following, AnnounceMode, IngressConfig};
+pub use pipeline::PipelineServiceConfig;
 pub use storage::{BucketNames, S3Config, StorageConfig, StorageDriver};
 pub use tracker::{is_loopback, LocalMode, TrackerConfig};
 pub use validator::{ValidatorConfig, ValidatorMode, ValidatorSource};
@@ -138,5 +140,6 @@ pub fn documented_variables() -> Vec<&'static str> {
     all.extend_from_slice(bus::VARIABLES);
     all.extend_from_slice(tracker::VARIABLES);
     all.extend_from_slice(validator::VARIABLES);
+    all.extend_from_slice(pipeline::VARIABLES);
     all
 }

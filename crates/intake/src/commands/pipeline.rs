@@ -94,16 +94,33 @@ async fn serve(settings: Settings, path: Option<&Path>) -> anyhow::Result<()> {
     let storage_config = settings.storage()?;
     let public_url = settings.ingress()?.public_url;
     let storage = components::open_storage(&storage_config, &public_url).await?;
+    let service = intake_core::config::PipelineServiceConfig::from_env(&settings.env)?;
     let cancel = components::cancel_on_signal();
-    let task = components::spawn_pipeline(
+    let mut tasks = Vec::new();
+    if let Some(listen) = &service.listen {
+        // Registered on first use: make them exist before the first scrape.
+        intake_pipeline::metrics::get();
+        tasks.push(
+            crate::health_listener::spawn(
+                "PIPELINE_LISTEN",
+                listen,
+                prometheus::default_registry(),
+                bus.clone(),
+                cancel.clone(),
+                settings.general.shutdown_grace,
+            )
+            .await?,
+        );
+    }
+    tasks.push(components::spawn_pipeline(
         &settings,
         config,
         bus_config,
         bus,
         Some(storage.store),
         cancel.clone(),
-    );
-    components::join_all(vec![task], cancel).await
+    ));
+    components::join_all(tasks, cancel).await
 }
 
 /// `intake pipeline check`: every problem on stderr and exit 2, or the component graph and 0.
