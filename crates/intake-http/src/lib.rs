@@ -3,6 +3,7 @@
 //! text ([`metrics`]), JSON 404/405 answers ([`fallback`]) and serving with graceful shutdown
 //! ([`serve`]).
 
+pub mod conn;
 pub mod error;
 pub mod fallback;
 pub mod health;

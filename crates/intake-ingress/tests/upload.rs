@@ -261,6 +261,35 @@ async fn unknown_paths_and_methods_answer_json() {
 }
 
 #[tokio::test]
+async fn framework_rejections_answer_json() {
+    let h = harness::start(&[]).await;
+    // Path segments that are not UTF-8 once decoded, and query strings axum cannot read: axum
+    // rejects them before any handler runs; the answer is still the error body.
+    for uri in [
+        "/api/ingress/v1/track/%FF%FE",
+        "/download/%C3%28",
+        "/api/ingress/v1/track/abc?verbosity=%FF",
+    ] {
+        let answer = h
+            .call(
+                Request::get(uri)
+                    .header("x-rh-identity", identity())
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let code = answer.status.as_u16();
+        assert!((400..500).contains(&code), "{uri}: {code}");
+        let body = answer.json();
+        assert_eq!(body["status"], code, "{uri}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{uri}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn openapi_paths_are_all_routed() {
     let h = harness::start(&[]).await;
     let doc = intake_ingress::openapi::document();

@@ -111,10 +111,21 @@ async fn handle(state: AppState, req: Request) -> Outcome {
     }
 
     // 4. test connection
-    let body = match test_connection::probe(head.uri.query(), &head.headers, body).await {
+    let idle = state.config.body_idle_timeout;
+    let body = match test_connection::probe(head.uri.query(), &head.headers, body, idle).await {
         test_connection::Probe::Test => return test_answer(&rid, identity.as_ref()),
         test_connection::Probe::NotTest(body) => Some(body),
         test_connection::Probe::Consumed => None,
+        test_connection::Probe::Stalled => {
+            return refuse(
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {idle:?}"),
+                )
+                .closing(),
+                UNSUPPORTED,
+            )
+        }
     };
 
     // 5. concurrency (and shutdown)
