@@ -78,9 +78,13 @@ pub async fn serve_with(
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let guard = tracked.request_started();
                 let app = app.clone();
+                let mut req = req.map(axum::body::Body::new);
+                // The client's address, for per-client limits.
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 async move {
                     use tower::ServiceExt;
-                    let response = app.oneshot(req.map(axum::body::Body::new)).await?;
+                    let response = app.oneshot(req).await?;
                     Ok::<_, std::convert::Infallible>(
                         response.map(|body| GuardedBody::wrap(body, guard)),
                     )

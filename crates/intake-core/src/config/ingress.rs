@@ -20,6 +20,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "INGRESS_HEADER_TIMEOUT",
     "INGRESS_BODY_IDLE_TIMEOUT",
     "INGRESS_IDLE_TIMEOUT",
+    "INGRESS_MAX_UPLOADS_PER_CLIENT",
     "INGRESS_MAX_HEADER_BYTES",
     "INGRESS_MAX_PART_HEADER_BYTES",
     "INGRESS_MAX_PREAMBLE_BYTES",
@@ -66,6 +67,8 @@ pub struct IngressConfig {
     pub announce_mode: AnnounceMode,
     pub legacy_advisor_201: bool,
     pub max_concurrent_uploads: usize,
+    /// Uploads one client address may have in flight at once.
+    pub max_uploads_per_client: usize,
     /// Longest wait for a complete request head (408 and close past it).
     pub header_timeout: Duration,
     /// Longest time a connection stays open with no request in flight.
@@ -134,6 +137,10 @@ impl IngressConfig {
         if max_concurrent_uploads == 0 {
             r.fail("INGRESS_MAX_CONCURRENT_UPLOADS", "must be at least 1");
         }
+        let max_uploads_per_client = r.u64("INGRESS_MAX_UPLOADS_PER_CLIENT", 64) as usize;
+        if max_uploads_per_client == 0 {
+            r.fail("INGRESS_MAX_UPLOADS_PER_CLIENT", "must be at least 1");
+        }
         let header_timeout = r.duration("INGRESS_HEADER_TIMEOUT", Duration::from_secs(10));
         let body_idle_timeout = r.duration("INGRESS_BODY_IDLE_TIMEOUT", Duration::from_secs(30));
         let idle_timeout = r.duration("INGRESS_IDLE_TIMEOUT", Duration::from_secs(60));
@@ -175,6 +182,7 @@ impl IngressConfig {
             announce_mode,
             legacy_advisor_201,
             max_concurrent_uploads,
+            max_uploads_per_client,
             header_timeout,
             idle_timeout,
             max_header_bytes,
