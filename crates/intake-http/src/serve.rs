@@ -125,8 +125,6 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Most unread request bytes [`linger`] reads and drops.
-const LINGER_BYTES: usize = 4 * 1024 * 1024;
 /// Longest [`linger`] waits.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 
@@ -140,11 +138,9 @@ async fn linger(mut stream: tokio::net::TcpStream) {
     }
     let drain = async {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut read = 0;
-        while read < LINGER_BYTES {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => read += n,
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
             }
         }
     };
