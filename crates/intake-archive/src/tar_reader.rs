@@ -132,6 +132,11 @@ pub(crate) fn walk<R: Read>(
             "extension header without the entry it describes".into(),
         ));
     }
+    // The tar ends before its container does: read the rest (record padding, later gzip members)
+    // so that the decompressor reaches each trailer and checks its CRC and length. A bad trailer
+    // or a corrupt block after the tar's end refuses the archive like one inside it.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+        .map_err(|e| classify(&budget, e))?;
     Ok(())
 }
 

@@ -593,3 +593,54 @@ fn extract_matching_writes_only_what_is_kept_but_checks_everything() {
             .unwrap_err();
     assert!(matches!(e, ArchiveError::ParentTraversal(_)), "{e:?}");
 }
+
+/// The gzip of `tar` with its 8-byte trailer (CRC-32, then ISIZE, little-endian) changed by `damage`.
+fn gzip_with_trailer(tar: &[u8], damage: impl Fn(&mut [u8])) -> Vec<u8> {
+    let mut gz = gzip(tar);
+    let len = gz.len();
+    damage(&mut gz[len - 8..]);
+    gz
+}
+
+#[test]
+fn gzip_with_a_wrong_crc_is_corrupt() {
+    let gz = gzip_with_trailer(&sample_tar(), |t| t[0] ^= 0xff);
+    let (e, _) = refused_with(&gz, &limits());
+    assert!(matches!(e, ArchiveError::Corrupt(_)), "{e:?}");
+    assert_eq!(e.code(), "corrupt_archive");
+}
+
+#[test]
+fn gzip_with_a_wrong_isize_is_corrupt() {
+    let gz = gzip_with_trailer(&sample_tar(), |t| t[4] = t[4].wrapping_add(1));
+    let (e, _) = refused_with(&gz, &limits());
+    assert!(matches!(e, ArchiveError::Corrupt(_)), "{e:?}");
+    assert_eq!(e.code(), "corrupt_archive");
+}
+
+#[test]
+fn gzip_without_its_trailer_is_refused() {
+    let gz = gzip(&sample_tar());
+    let (e, _) = refused_with(&gz[..gz.len() - 8], &limits());
+    assert_eq!(e.code(), "corrupt_archive", "{e:?}");
+}
+
+#[test]
+fn a_corrupt_second_gzip_member_is_refused() {
+    // The tar ends inside the first member; a damaged member after it must still be noticed.
+    let mut gz = gzip(&sample_tar());
+    let mut second = gzip(&big_tar());
+    let middle = second.len() / 2;
+    for b in &mut second[middle..middle + 32] {
+        *b ^= 0xa5;
+    }
+    gz.extend_from_slice(&second);
+    let (e, _) = refused_with(&gz, &limits());
+    assert_eq!(e.code(), "corrupt_archive", "{e:?}");
+}
+
+#[test]
+fn a_sound_gzip_still_passes() {
+    let summary = inspect_bytes(gzip(&sample_tar()), &limits()).unwrap();
+    assert!(summary.files > 0, "{summary:?}");
+}

@@ -55,3 +55,39 @@ pub async fn json_method_not_allowed(
     .with_header(header::ALLOW, &allow)
     .into_response()
 }
+
+/// Longest framework error text carried over into the JSON body.
+const MAX_REJECTION_TEXT: usize = 1024;
+
+/// Middleware: any error answer that is not already the JSON error body (axum's extractor
+/// rejections, a bare status from a layer) is rewritten as one, keeping its status and headers.
+/// Use as `axum::middleware::from_fn(json_errors)`.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REJECTION_TEXT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut error = ApiError::new(status, message);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            error.headers.push((name.clone(), value.clone()));
+        }
+    }
+    error.into_response()
+}

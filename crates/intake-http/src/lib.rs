@@ -4,6 +4,7 @@
 //! ([`serve`]); a line and a span per request ([`access_log`]).
 
 pub mod access_log;
+pub mod conn;
 pub mod error;
 pub mod fallback;
 pub mod health;

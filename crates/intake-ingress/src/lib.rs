@@ -96,10 +96,9 @@ pub async fn run_on(
                 })?;
             let app = router::metrics_router(state.clone());
             let stop = stop_http.clone();
-            let header_timeout = state.config.header_timeout;
+            let limits = router::conn_limits(&state.config);
             Some(tokio::spawn(async move {
-                intake_http::serve::serve(l, app, stop, header_timeout, Duration::from_secs(1))
-                    .await
+                intake_http::serve::serve_with(l, app, stop, limits, Duration::from_secs(1)).await
             }))
         }
         None => None,
@@ -108,11 +107,11 @@ pub async fn run_on(
     let sweeper = tokio::spawn(sweeper::run(state.clone(), cancel.clone()));
     tokio::spawn(selfprobe::run(state.clone(), cancel.clone()));
     let app = router(state.clone());
-    let served = intake_http::serve::serve(
+    let served = intake_http::serve::serve_with(
         listener,
         app,
         stop_http,
-        state.config.header_timeout,
+        router::conn_limits(&state.config),
         options.grace,
     )
     .await;

@@ -37,8 +37,20 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(|req, next| {
             intake_http::fallback::json_method_not_allowed(allowed_methods, req, next)
         }))
+        .layer(axum::middleware::from_fn(
+            intake_http::fallback::json_errors,
+        ))
         .layer(intake_http::access_log::layer())
         .with_state(state)
+}
+
+/// The connection bounds of the ingress listeners.
+pub fn conn_limits(config: &intake_core::config::IngressConfig) -> intake_http::serve::ConnLimits {
+    intake_http::serve::ConnLimits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_header_bytes: config.max_header_bytes,
+    }
 }
 
 /// Metrics only, for `INGRESS_METRICS_LISTEN`.

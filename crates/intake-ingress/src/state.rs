@@ -30,6 +30,8 @@ pub struct Inner {
     pub statuses: StatusPublisher,
     /// One permit per upload in flight.
     pub uploads: Arc<Semaphore>,
+    /// Upload slots per client address.
+    pub clients: Arc<crate::upload::clients::ClientSlots>,
     /// Fires when shutdown starts: readiness turns 503 and new uploads are refused.
     pub shutting_down: CancellationToken,
     /// Client for `/track` calls to the tracker.
@@ -71,6 +73,9 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 uploads: Arc::new(Semaphore::new(parts.config.max_concurrent_uploads)),
+                clients: crate::upload::clients::ClientSlots::new(
+                    parts.config.max_uploads_per_client,
+                ),
                 config: parts.config,
                 bus_config: parts.bus_config,
                 identity_required: parts.identity_required,

@@ -95,6 +95,64 @@ async fn identity_and_request_id_checks() {
     );
 }
 
+/// Base64 of a raw identity document, so tests can send what `Identity::encode` never would.
+fn raw_identity(doc: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(doc)
+}
+
+#[tokio::test]
+async fn deny_list_sees_the_canonical_org_id() {
+    let h = harness::start(&[("INGRESS_DENY_ORG_IDS", "666")]).await;
+    let file = || multipart(&[("file", Some(TGZ), b"x")]);
+    // Every spelling of org 666 is either refused as malformed (400) or denied (403); none is 202.
+    for (doc, want) in [
+        (r#"{"identity":{"org_id":"666"}}"#, 403),
+        (r#"{"identity":{"org_id":666}}"#, 403),
+        (r#"{"identity":{"org_id":" 666"}}"#, 403),
+        (
+            r#"{"identity":{"org_id":"","internal":{"org_id":666}}}"#,
+            403,
+        ),
+        (r#"{"identity":{"org_id":666.0}}"#, 400),
+        (r#"{"identity":{"org_id":6.66e2}}"#, 400),
+        (r#"{"identity":{"org_id":"0666"}}"#, 400),
+        (
+            r#"{"identity":{"org_id":"666"},"identity":{"org_id":"777"}}"#,
+            400,
+        ),
+        (r#"{"identity":{"org_id":"666","org_id":"777"}}"#, 400),
+        (
+            r#"{"identity":{"org_id":"","internal":{"org_id":"666","org_id":"777"}}}"#,
+            400,
+        ),
+        (r#"{"identity":{"org_id":"777"}}"#, 202),
+    ] {
+        let (code, body) = send(&h, &[("x-rh-identity", &raw_identity(doc))], file()).await;
+        assert_eq!(code, want, "{doc}: {body}");
+        if want != 202 {
+            assert_eq!(body["status"], want, "{doc}: {body}");
+            assert!(
+                body["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{body}"
+            );
+        }
+        if want == 400 {
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("x-rh-identity"),
+                "{doc}: {body}"
+            );
+        }
+    }
+    assert!(
+        h.keys(Bucket::Quarantine).len() == 1,
+        "only the allowed org's payload is kept"
+    );
+}
+
 #[tokio::test]
 async fn parts_types_and_sizes() {
     let h = harness::start(&[]).await;
@@ -200,6 +258,35 @@ async fn unknown_paths_and_methods_answer_json() {
         r.headers()
     );
     assert_eq!(r.headers()["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn framework_rejections_answer_json() {
+    let h = harness::start(&[]).await;
+    // Path segments that are not UTF-8 once decoded, and query strings axum cannot read: axum
+    // rejects them before any handler runs; the answer is still the error body.
+    for uri in [
+        "/api/ingress/v1/track/%FF%FE",
+        "/download/%C3%28",
+        "/api/ingress/v1/track/abc?verbosity=%FF",
+    ] {
+        let answer = h
+            .call(
+                Request::get(uri)
+                    .header("x-rh-identity", identity())
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let code = answer.status.as_u16();
+        assert!((400..500).contains(&code), "{uri}: {code}");
+        let body = answer.json();
+        assert_eq!(body["status"], code, "{uri}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{uri}: {body}"
+        );
+    }
 }
 
 #[tokio::test]

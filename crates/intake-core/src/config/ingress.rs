@@ -19,6 +19,12 @@ pub(super) const VARIABLES: &[&str] = &[
     "INGRESS_MAX_CONCURRENT_UPLOADS",
     "INGRESS_HEADER_TIMEOUT",
     "INGRESS_BODY_IDLE_TIMEOUT",
+    "INGRESS_IDLE_TIMEOUT",
+    "INGRESS_MAX_UPLOADS_PER_CLIENT",
+    "INGRESS_MAX_HEADER_BYTES",
+    "INGRESS_MAX_PART_HEADER_BYTES",
+    "INGRESS_MAX_PREAMBLE_BYTES",
+    "INGRESS_MAX_METADATA_BYTES",
     "INGRESS_TRACKER_URL",
     "INGRESS_CONSUMER_GROUP",
     "INGRESS_VALIDATION_RETRIES",
@@ -61,7 +67,20 @@ pub struct IngressConfig {
     pub announce_mode: AnnounceMode,
     pub legacy_advisor_201: bool,
     pub max_concurrent_uploads: usize,
+    /// Uploads one client address may have in flight at once.
+    pub max_uploads_per_client: usize,
+    /// Longest wait for a complete request head (408 and close past it).
     pub header_timeout: Duration,
+    /// Longest time a connection stays open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Largest request head, request line and headers together (431 past it).
+    pub max_header_bytes: usize,
+    /// Largest headers of one multipart part (400 past it).
+    pub max_part_header_bytes: usize,
+    /// Largest multipart preamble, before the first boundary (400 past it).
+    pub max_preamble_bytes: usize,
+    /// Largest metadata part (413 past it).
+    pub max_metadata_bytes: usize,
     pub body_idle_timeout: Duration,
     /// `INGRESS_TRACKER_URL`, else `http://localhost:<port>/api/v1/payloads/` following
     /// `TRACKER_LISTEN`.
@@ -118,8 +137,24 @@ impl IngressConfig {
         if max_concurrent_uploads == 0 {
             r.fail("INGRESS_MAX_CONCURRENT_UPLOADS", "must be at least 1");
         }
-        let header_timeout = r.duration("INGRESS_HEADER_TIMEOUT", Duration::from_secs(30));
-        let body_idle_timeout = r.duration("INGRESS_BODY_IDLE_TIMEOUT", Duration::from_secs(60));
+        let max_uploads_per_client = r.u64("INGRESS_MAX_UPLOADS_PER_CLIENT", 64) as usize;
+        if max_uploads_per_client == 0 {
+            r.fail("INGRESS_MAX_UPLOADS_PER_CLIENT", "must be at least 1");
+        }
+        let header_timeout = r.duration("INGRESS_HEADER_TIMEOUT", Duration::from_secs(10));
+        let body_idle_timeout = r.duration("INGRESS_BODY_IDLE_TIMEOUT", Duration::from_secs(30));
+        let idle_timeout = r.duration("INGRESS_IDLE_TIMEOUT", Duration::from_secs(60));
+        fn bytes(r: &mut EnvReader<'_>, name: &str, default: u64, least: u64) -> usize {
+            let v = r.u64(name, default);
+            if v < least {
+                r.fail(name, format!("must be at least {least}"));
+            }
+            usize::try_from(v).unwrap_or(usize::MAX)
+        }
+        let max_header_bytes = bytes(&mut r, "INGRESS_MAX_HEADER_BYTES", 65_536, 8_192);
+        let max_part_header_bytes = bytes(&mut r, "INGRESS_MAX_PART_HEADER_BYTES", 16_384, 256);
+        let max_preamble_bytes = bytes(&mut r, "INGRESS_MAX_PREAMBLE_BYTES", 16_384, 0);
+        let max_metadata_bytes = bytes(&mut r, "INGRESS_MAX_METADATA_BYTES", 1_048_576, 2);
         let tracker_url = match r.raw("INGRESS_TRACKER_URL") {
             Some(url) => url.to_owned(),
             None => format!(
@@ -147,7 +182,13 @@ impl IngressConfig {
             announce_mode,
             legacy_advisor_201,
             max_concurrent_uploads,
+            max_uploads_per_client,
             header_timeout,
+            idle_timeout,
+            max_header_bytes,
+            max_part_header_bytes,
+            max_preamble_bytes,
+            max_metadata_bytes,
             body_idle_timeout,
             tracker_url,
             consumer_group,

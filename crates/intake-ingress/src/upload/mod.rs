@@ -5,6 +5,7 @@
 //! task goes on to clean up, so nothing is left in quarantine.
 
 mod body;
+pub mod clients;
 mod parts;
 mod test_connection;
 
@@ -111,33 +112,32 @@ async fn handle(state: AppState, req: Request) -> Outcome {
     }
 
     // 4. test connection
-    let body = match test_connection::probe(head.uri.query(), &head.headers, body).await {
+    let idle = state.config.body_idle_timeout;
+    let body = match test_connection::probe(head.uri.query(), &head.headers, body, idle).await {
         test_connection::Probe::Test => return test_answer(&rid, identity.as_ref()),
         test_connection::Probe::NotTest(body) => Some(body),
         test_connection::Probe::Consumed => None,
+        test_connection::Probe::Stalled => {
+            return refuse(
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {idle:?}"),
+                )
+                .closing(),
+                UNSUPPORTED,
+            )
+        }
     };
 
-    // 5. concurrency (and shutdown)
+    // 5. shutdown
     if state.shutting_down.is_cancelled() {
         return refuse(
             ApiError::unavailable("ingress is shutting down; retry shortly", 30),
             UNSUPPORTED,
         );
     }
-    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
-        return refuse(
-            ApiError::unavailable(
-                format!(
-                    "more than {} uploads are in flight; retry shortly",
-                    state.config.max_concurrent_uploads
-                ),
-                5,
-            ),
-            UNSUPPORTED,
-        );
-    };
 
-    // 6. declared length
+    // 6. declared length (before the body is asked for, so `Expect: 100-continue` gets its 413)
     let ceiling = state.config.largest_limit() + FORM_OVERHEAD;
     if let Some(len) = content_length(&head.headers) {
         if len > ceiling {
@@ -151,6 +151,59 @@ async fn handle(state: AppState, req: Request) -> Outcome {
             );
         }
     }
+
+    // 5 (cont.). concurrency: a slot is taken only once the body makes progress, and one client
+    // address holds at most `INGRESS_MAX_UPLOADS_PER_CLIENT` of them.
+    let body = match body {
+        Some(body) => match first_progress(body, idle).await {
+            Some(body) => Some(body),
+            None => {
+                return refuse(
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("the request body did not start within {idle:?}"),
+                    )
+                    .closing(),
+                    UNSUPPORTED,
+                )
+            }
+        },
+        None => None,
+    };
+    let peer = head
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let _client_slot = match peer {
+        Some(ip) => match state.clients.acquire(ip) {
+            Some(slot) => Some(slot),
+            None => {
+                return refuse(
+                    ApiError::unavailable(
+                        format!(
+                            "this client already has {} uploads in flight; retry when one ends",
+                            state.config.max_uploads_per_client
+                        ),
+                        5,
+                    ),
+                    UNSUPPORTED,
+                )
+            }
+        },
+        None => None,
+    };
+    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+        return refuse(
+            ApiError::unavailable(
+                format!(
+                    "more than {} uploads are in flight; retry shortly",
+                    state.config.max_concurrent_uploads
+                ),
+                5,
+            ),
+            UNSUPPORTED,
+        );
+    };
 
     // 7. an id the client chose must be new
     if client_supplied {
@@ -212,6 +265,27 @@ async fn handle(state: AppState, req: Request) -> Outcome {
         received,
     };
     upload.receive(body, boundary).await
+}
+
+/// Waits up to `idle` for the first body byte; the body with that byte put back, `None` when none
+/// came. An empty or broken body is handed on as it is, for the multipart check to refuse.
+async fn first_progress(
+    body: axum::body::Body,
+    idle: std::time::Duration,
+) -> Option<axum::body::Body> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return None,
+            Ok(None) => return Some(axum::body::Body::empty()),
+            Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
+            Ok(Some(first)) => {
+                let rest = futures::stream::once(async move { first }).chain(stream);
+                return Some(axum::body::Body::from_stream(rest));
+            }
+        }
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -15,12 +15,12 @@ use intake_storage::meta::user_agent_value;
 use intake_storage::{Bucket, ObjectMeta, StorageError};
 use serde_json::{json, Map, Value};
 
-use super::body::{multer_abort, BodyAbort, IdleBody, LimitedPart};
+use super::body::{multer_abort, BodyAbort, FramingGuard, IdleBody, LimitedPart};
 use super::{discard, storage_unavailable, upload_object, Outcome, UNSUPPORTED};
 use crate::state::AppState;
 use crate::statuses::{StatusPublisher, Subject};
 
-/// Largest metadata part and largest ignored part.
+/// Largest ignored part (the metadata part has `INGRESS_MAX_METADATA_BYTES`).
 pub const MAX_SMALL_PART: usize = 65_536;
 /// Most parts in one request.
 pub const MAX_PARTS: usize = 16;
@@ -48,7 +48,13 @@ struct Refusal {
 
 impl<'a> Upload<'a> {
     pub async fn receive(&self, body: axum::body::Body, boundary: String) -> Outcome {
-        let stream = IdleBody::new(body, self.state.config.body_idle_timeout);
+        let config = &self.state.config;
+        let stream = FramingGuard::new(
+            IdleBody::new(body, config.body_idle_timeout),
+            &boundary,
+            config.max_preamble_bytes,
+            config.max_part_header_bytes,
+        );
         let multipart = multer::Multipart::new(stream, boundary);
         let mut stored: Option<Stored> = None;
         let result = self.read_parts(multipart, &mut stored).await;
@@ -130,10 +136,14 @@ impl<'a> Upload<'a> {
                     *stored = Some(self.store_file(field).await?);
                 }
                 "metadata" => {
-                    let bytes = read_small(field, "metadata").await.map_err(|e| Refusal {
-                        error: e,
-                        service: service_label(stored),
-                    })?;
+                    let limit = self.state.config.max_metadata_bytes;
+                    let bytes =
+                        read_small(field, "metadata", limit)
+                            .await
+                            .map_err(|e| Refusal {
+                                error: e,
+                                service: service_label(stored),
+                            })?;
                     match serde_json::from_slice::<Value>(&bytes) {
                         Ok(Value::Object(m)) => metadata = Some(m),
                         _ => {
@@ -145,10 +155,12 @@ impl<'a> Upload<'a> {
                     }
                 }
                 other => {
-                    read_small(field, other).await.map_err(|e| Refusal {
-                        error: e,
-                        service: service_label(stored),
-                    })?;
+                    read_small(field, other, MAX_SMALL_PART)
+                        .await
+                        .map_err(|e| Refusal {
+                            error: e,
+                            service: service_label(stored),
+                        })?;
                 }
             }
         }
@@ -317,21 +329,27 @@ fn abort_refusal(abort: BodyAbort, service: String) -> Refusal {
         // Nobody reads this answer; it is counted and logged.
         BodyAbort::ClientGone(_) => ApiError::bad_request(abort.to_string()).closing(),
         BodyAbort::Malformed(_) => ApiError::bad_request(abort.to_string()),
+        BodyAbort::Framing { .. } => ApiError::bad_request(abort.to_string()).closing(),
     };
     Refusal { error, service }
 }
 
-/// Reads a small part (metadata or an ignored part) up to 64 KiB.
-async fn read_small(mut field: multer::Field<'static>, name: &str) -> Result<Vec<u8>, ApiError> {
+/// Reads a small part (metadata or an ignored part) up to `limit` bytes: 413 past it, and the
+/// connection closes, as the rest of the body is not read.
+async fn read_small(
+    mut field: multer::Field<'static>,
+    name: &str,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let mut buf = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| abort_refusal(multer_abort(e), String::new()).error)?;
-        buf.extend_from_slice(&chunk);
-        if buf.len() > MAX_SMALL_PART {
-            return Err(ApiError::bad_request(format!(
-                "{name} exceeds {MAX_SMALL_PART} bytes"
-            )));
+        if buf.len() + chunk.len() > limit {
+            return Err(
+                ApiError::too_large(format!("the {name} part exceeds {limit} bytes")).closing(),
+            );
         }
+        buf.extend_from_slice(&chunk);
     }
     Ok(buf)
 }

@@ -4,6 +4,7 @@
 //! parts are read, and it is answered 202 with nothing kept, published or tracked.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -26,6 +27,9 @@ pub enum Probe {
     NotTest(axum::body::Body),
     /// Not a test, and the (small, non-multipart) body was read to find out.
     Consumed,
+    /// The small body did not arrive within the body idle timeout (it is at most 1 KiB, so it
+    /// gets that long in all, not per byte).
+    Stalled,
 }
 
 fn query_says_test(query: Option<&str>) -> bool {
@@ -43,34 +47,57 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Reads at most `MAX_TEST_BODY + 1` bytes; `None` when the body is longer (so it cannot be a test).
-async fn read_small(body: axum::body::Body) -> Option<Bytes> {
-    let mut stream = body.into_data_stream();
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.ok()?;
-        buf.extend_from_slice(&chunk);
-        if buf.len() > MAX_TEST_BODY {
-            return None;
-        }
-    }
-    Some(Bytes::from(buf))
+/// What reading a small body gave.
+enum Small {
+    Body(Bytes),
+    /// Longer than `MAX_TEST_BODY`, or broken: it cannot be a test.
+    NotTest,
+    Stalled,
 }
 
-/// Decides whether the request is a test connection.
-pub async fn probe(query: Option<&str>, headers: &HeaderMap, body: axum::body::Body) -> Probe {
+/// Reads at most `MAX_TEST_BODY + 1` bytes, all within `within`.
+async fn read_small(body: axum::body::Body, within: Duration) -> Small {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => return Small::Stalled,
+            Ok(None) => return Small::Body(Bytes::from(buf)),
+            Ok(Some(Err(_))) => return Small::NotTest,
+            Ok(Some(Ok(chunk))) => {
+                buf.extend_from_slice(&chunk);
+                if buf.len() > MAX_TEST_BODY {
+                    return Small::NotTest;
+                }
+            }
+        }
+    }
+}
+
+/// Decides whether the request is a test connection; a small body gets `idle` to arrive.
+pub async fn probe(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    idle: Duration,
+) -> Probe {
     if query_says_test(query) {
         return Probe::Test;
     }
     match media_type(headers).as_str() {
-        "application/x-www-form-urlencoded" => match read_small(body).await {
-            Some(b) if url::form_urlencoded::parse(&b).any(|(k, v)| k == "test" && v == "test") => {
+        "application/x-www-form-urlencoded" => match read_small(body, idle).await {
+            Small::Stalled => Probe::Stalled,
+            Small::Body(b)
+                if url::form_urlencoded::parse(&b).any(|(k, v)| k == "test" && v == "test") =>
+            {
                 Probe::Test
             }
             _ => Probe::Consumed,
         },
-        "application/json" => match read_small(body).await {
-            Some(b)
+        "application/json" => match read_small(body, idle).await {
+            Small::Stalled => Probe::Stalled,
+            Small::Body(b)
                 if std::str::from_utf8(&b)
                     .map(|t| JSON_TEST.is_match(t))
                     .unwrap_or(false) =>
@@ -104,17 +131,37 @@ mod tests {
         h
     }
 
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn a_stalled_small_body_is_abandoned() {
+        let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let body = axum::body::Body::from_stream(rx);
+        let started = std::time::Instant::now();
+        let probe = probe(
+            None,
+            &headers("application/json"),
+            body,
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(matches!(probe, Probe::Stalled));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(tx);
+    }
+
     #[tokio::test]
     async fn recognises_the_three_forms() {
         assert!(matches!(
-            probe(Some("a=b&test=test"), &HeaderMap::new(), "".into()).await,
+            probe(Some("a=b&test=test"), &HeaderMap::new(), "".into(), SECOND).await,
             Probe::Test
         ));
         assert!(matches!(
             probe(
                 None,
                 &headers("application/x-www-form-urlencoded"),
-                "x=1&test=test".into()
+                "x=1&test=test".into(),
+                SECOND
             )
             .await,
             Probe::Test
@@ -123,7 +170,8 @@ mod tests {
             probe(
                 None,
                 &headers("application/json; charset=utf-8"),
-                " { \"test\" : \"test\" }\n".into()
+                " { \"test\" : \"test\" }\n".into(),
+                SECOND
             )
             .await,
             Probe::Test
@@ -132,18 +180,25 @@ mod tests {
             probe(
                 None,
                 &headers("application/json"),
-                "{\"test\":\"nope\"}".into()
+                "{\"test\":\"nope\"}".into(),
+                SECOND
             )
             .await,
             Probe::Consumed
         ));
         let big = format!("{{\"test\":\"test\"}}{}", " ".repeat(2000));
         assert!(matches!(
-            probe(None, &headers("application/json"), big.into()).await,
+            probe(None, &headers("application/json"), big.into(), SECOND).await,
             Probe::Consumed
         ));
         assert!(matches!(
-            probe(None, &headers("multipart/form-data; boundary=x"), "".into()).await,
+            probe(
+                None,
+                &headers("multipart/form-data; boundary=x"),
+                "".into(),
+                SECOND
+            )
+            .await,
             Probe::NotTest(_)
         ));
     }

@@ -62,6 +62,13 @@ pub fn start_with(dir: &Path, extra: &[(&str, &str)]) -> Serve {
     }
 }
 
+impl Serve {
+    /// The process id of `intake serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// Waits until ingress and the tracker both answer as ready.
 pub async fn ready(client: &reqwest::Client, serve: &Serve) {
     poll::until_true(
