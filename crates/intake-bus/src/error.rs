@@ -14,6 +14,10 @@ pub enum BusError {
     Config(String),
     #[error("bus backend: {0}")]
     Backend(String),
+    /// A commit for a partition this consumer no longer owns (reassigned since delivery): retrying
+    /// cannot succeed, and nothing is lost, since its next owner receives the message again.
+    #[error("not owned: {0}")]
+    NotOwned(String),
 }
 
 impl BusError {

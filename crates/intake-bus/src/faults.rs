@@ -1,5 +1,5 @@
 //! A wrapper that injects failures into any bus, for tests: make `publish` fail (for every topic or
-//! only some), or make `check` fail, while consumers pass through untouched. Other crates use it to
+//! only some), make `check` fail, or make consumers' commits fail, as when the broker is down. Other crates use it to
 //! test their behaviour when the bus is down (e.g. ingress answering 503).
 //!
 //! ```
@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::{Bus, BusError, Consumer, Delivery, OutgoingMessage, Subscription, TopicSpec};
+use crate::{
+    Bus, BusError, Consumer, Delivery, OutgoingMessage, PartitionLag, ReceivedMessage,
+    Subscription, TopicSpec,
+};
 
 /// How an injected publish failure looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,7 @@ type TopicFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 #[derive(Default)]
 struct State {
     publish: Option<(PublishFault, Option<TopicFilter>)>,
+    commit: bool,
     check: bool,
 }
 
@@ -45,6 +49,7 @@ struct State {
 pub struct FaultHandle {
     state: Arc<Mutex<State>>,
     injected: Arc<AtomicU64>,
+    injected_commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for FaultHandle {
@@ -90,6 +95,17 @@ impl FaultHandle {
     /// `check()` fails with [`BusError::Unavailable`] while `failing` is true.
     pub fn fail_check(&self, failing: bool) {
         self.state().check = failing;
+    }
+
+    /// Commits of every consumer of this bus fail with [`BusError::Unavailable`] while `failing`
+    /// is true (as when the broker is unreachable); fetching goes on.
+    pub fn fail_commit(&self, failing: bool) {
+        self.state().commit = failing;
+    }
+
+    /// How many commits were failed on purpose so far.
+    pub fn injected_commit_failures(&self) -> u64 {
+        self.injected_commits.load(Ordering::Relaxed)
     }
 
     /// Removes every fault.
@@ -170,7 +186,11 @@ impl Bus for FaultyBus {
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError> {
-        self.inner.subscribe(subscription).await
+        let inner = self.inner.subscribe(subscription).await?;
+        Ok(Box::new(FaultyConsumer {
+            inner,
+            faults: self.faults.clone(),
+        }))
     }
 
     async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
@@ -188,5 +208,32 @@ impl Bus for FaultyBus {
             ));
         }
         self.inner.check().await
+    }
+}
+
+/// A consumer of a [`FaultyBus`]: passes through but for commits while they are set to fail.
+struct FaultyConsumer {
+    inner: Box<dyn Consumer>,
+    faults: FaultHandle,
+}
+
+#[async_trait]
+impl Consumer for FaultyConsumer {
+    async fn next(&mut self) -> Result<ReceivedMessage, BusError> {
+        self.inner.next().await
+    }
+
+    async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError> {
+        if self.faults.state().commit {
+            self.faults.injected_commits.fetch_add(1, Ordering::Relaxed);
+            return Err(BusError::Unavailable(
+                "injected fault: the commit was not acknowledged".into(),
+            ));
+        }
+        self.inner.commit(message).await
+    }
+
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
+        self.inner.lag().await
     }
 }

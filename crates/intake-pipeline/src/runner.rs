@@ -61,15 +61,19 @@ pub async fn consume(
     let (done_tx, mut done_rx) = mpsc::channel::<(ReceivedMessage, Ended)>(c.max_in_flight.max(1));
     let work_cancel = CancellationToken::new();
     let mut tracker = CommitTracker::default();
+    let mut owed = OwedCommits::default();
+    let mut retry = tokio::time::interval(COMMIT_RETRY_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let metrics = crate::metrics::get();
     loop {
         let room = tracker.in_flight() < c.max_in_flight;
         tokio::select! {
             biased;
             Some((msg, ended)) = done_rx.recv() => {
-                settle(&mut tracker, consumer.as_mut(), msg, ended).await?;
+                settle(&mut tracker, &mut owed, consumer.as_mut(), msg, ended).await;
             }
             _ = cancel.cancelled() => break,
+            _ = retry.tick(), if !owed.is_empty() => owed.retry(consumer.as_mut()).await,
             next = consumer.next(), if room => {
                 let msg = match next {
                     Ok(m) => m,
@@ -101,7 +105,9 @@ pub async fn consume(
     let drain = async {
         while tracker.in_flight() > 0 {
             match done_rx.recv().await {
-                Some((msg, ended)) => settle(&mut tracker, consumer.as_mut(), msg, ended).await?,
+                Some((msg, ended)) => {
+                    settle(&mut tracker, &mut owed, consumer.as_mut(), msg, ended).await
+                }
                 None => break,
             }
         }
@@ -111,26 +117,76 @@ pub async fn consume(
         tracing::warn!("shutdown grace passed; cancelling in-flight messages");
         work_cancel.cancel();
     }
+    // One last try for commits the bus refused; what still fails is delivered again after restart.
+    owed.retry(consumer.as_mut()).await;
     metrics.in_flight.set(0);
     Ok(())
 }
 
 async fn settle(
     tracker: &mut CommitTracker,
+    owed: &mut OwedCommits,
     consumer: &mut dyn Consumer,
     msg: ReceivedMessage,
     ended: Ended,
-) -> Result<(), PipelineError> {
+) {
     if ended == Ended::Cancelled {
-        return Ok(());
+        return;
     }
     if let Some(commit) = tracker.finish(msg) {
-        consumer.commit(&commit).await?;
+        owed.commit(consumer, commit).await;
     }
     crate::metrics::get()
         .in_flight
         .set(tracker.in_flight() as i64);
-    Ok(())
+}
+
+/// How often commits the bus refused are tried again.
+const COMMIT_RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Per partition, the newest finished message whose commit the bus refused (a broker outage, a
+/// commit timeout). A refused commit never stops the pipeline: it is tried again every
+/// [`COMMIT_RETRY_EVERY`] and by the partition's next commit, which covers it; until then a restart
+/// delivers those messages again (at-least-once).
+#[derive(Default)]
+struct OwedCommits {
+    partitions: HashMap<(String, i32), ReceivedMessage>,
+}
+
+impl OwedCommits {
+    fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
+    async fn commit(&mut self, consumer: &mut dyn Consumer, msg: ReceivedMessage) {
+        let key = (msg.topic.clone(), msg.partition);
+        match consumer.commit(&msg).await {
+            Ok(()) => {
+                if self
+                    .partitions
+                    .get(&key)
+                    .is_some_and(|o| o.offset <= msg.offset)
+                {
+                    self.partitions.remove(&key);
+                }
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, error = %e,
+                    "commit refused; trying again while the pipeline goes on");
+                self.partitions.insert(key, msg);
+            }
+            Err(e) => {
+                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, error = %e,
+                    "commit refused for good; the message will be delivered again");
+            }
+        }
+    }
+
+    async fn retry(&mut self, consumer: &mut dyn Consumer) {
+        for (_, msg) in std::mem::take(&mut self.partitions) {
+            self.commit(consumer, msg).await;
+        }
+    }
 }
 
 /// The subscription of the consumer section (wire names).

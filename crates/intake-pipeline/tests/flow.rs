@@ -53,6 +53,28 @@ async fn start_in(
 ) -> Harness {
     let bus_config = BusConfig::from_env(&EnvMap::new(), dir.path()).unwrap();
     let bus = intake_bus::open(&bus_config).await.unwrap();
+    spawn_on(
+        dir,
+        bus_config,
+        bus.clone(),
+        bus,
+        on_missing,
+        extra_watchers,
+        workers,
+    )
+}
+
+/// Starts a pipeline on `pipeline_bus` (a wrapper of `bus`, or `bus` itself); the harness talks to
+/// `bus`.
+fn spawn_on(
+    dir: tempfile::TempDir,
+    bus_config: BusConfig,
+    pipeline_bus: Arc<dyn Bus>,
+    bus: Arc<dyn Bus>,
+    on_missing: &str,
+    extra_watchers: &str,
+    workers: usize,
+) -> Harness {
     let yaml = format!(
         "plugins:\n  packages: [intake_ocp, {site}]\nservice:\n  consumer:\n    workers: {workers}\n    max_record_age: 0\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z0-9-]+']\n  watchers:\n    - {{kind: cluster_id, on_missing: {on_missing}}}\n    - {{kind: payload_status, service_name: intake-pipeline}}\n{extra_watchers}",
         site = common::SITE_OCP,
@@ -60,7 +82,7 @@ async fn start_in(
     );
     let config = intake_pipeline::load_config_str(&yaml, dir.path(), &EnvMap::new()).unwrap();
     let cancel = CancellationToken::new();
-    let (bc, b, c) = (bus_config.clone(), bus.clone(), cancel.clone());
+    let (bc, b, c) = (bus_config.clone(), pipeline_bus, cancel.clone());
     let task = tokio::spawn(async move {
         intake_pipeline::run_with_grace(config, &bc, b, None, c, Duration::from_secs(5)).await
     });
@@ -513,4 +535,87 @@ async fn a_dead_letter_queue_that_cannot_be_written_is_retried_until_it_can() {
     assert_eq!(header(&dl, "intake-error-reason"), "invalid_json");
     let mut h = h;
     h.stop().await;
+}
+
+#[tokio::test]
+async fn commits_the_bus_refuses_never_stop_the_pipeline_and_are_made_once_it_answers() {
+    let (server, addr) = start_server().await;
+    server.route("cluster", Reply::Bytes(common::cluster_archive(0)));
+    let url = format!("http://{addr}/archives/cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let bus_config = BusConfig::from_env(&EnvMap::new(), dir.path()).unwrap();
+    let inner = intake_bus::open(&bus_config).await.unwrap();
+    let faulty = intake_bus::faults::FaultyBus::new(inner.clone());
+    let faults = faulty.faults();
+    faults.fail_commit(true);
+    let mut h = spawn_on(
+        dir,
+        bus_config,
+        Arc::new(faulty),
+        inner,
+        "dead_letter",
+        "",
+        1,
+    );
+    for i in 0..3 {
+        let id = format!("req-first-{i}");
+        announce(&h, input(&url, &id).to_string().into_bytes(), &id).await;
+    }
+    // Every commit is refused (a broker outage): the pipeline goes on and reports all three.
+    read(&h, "ccx.ocp.results", 3).await;
+    let f = faults.clone();
+    intake_testkit::poll::until_true(
+        Duration::from_secs(20),
+        "commits tried again while refused",
+        move || {
+            let f = f.clone();
+            async move { f.injected_commit_failures() >= 5 }
+        },
+    )
+    .await;
+    assert!(
+        !h.task.as_ref().unwrap().is_finished(),
+        "the pipeline stopped on a refused commit"
+    );
+    faults.fail_commit(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.stop().await;
+    // The owed commits were made: a new member of the group starts after them.
+    let dir = std::mem::replace(&mut h._dir, tempfile::tempdir().unwrap());
+    let mut again = start_in(dir, "dead_letter", "", 1).await;
+    announce(
+        &again,
+        input(&url, "req-new").to_string().into_bytes(),
+        "req-new",
+    )
+    .await;
+    let reports = read(&again, "ccx.ocp.results", 4).await;
+    let ids: Vec<String> = reports
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_slice(&m.value).unwrap();
+            v["RequestId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["req-first-0", "req-first-1", "req-first-2", "req-new"]
+    );
+    let group = format!("reader-{}", uuid::Uuid::new_v4().simple());
+    let sub = Subscription {
+        group,
+        topics: vec![again.bus_config.topic("ccx.ocp.results")],
+        start: StartFrom::Earliest,
+    };
+    let mut consumer = again.bus.subscribe(sub).await.unwrap();
+    for _ in 0..4 {
+        consumer.next().await.unwrap();
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), consumer.next())
+            .await
+            .is_err(),
+        "a message was processed twice"
+    );
+    again.stop().await;
 }

@@ -144,5 +144,6 @@ fn copy_error(e: &BusError) -> BusError {
         BusError::Closed => BusError::Closed,
         BusError::Config(t) => BusError::Config(t.clone()),
         BusError::Backend(t) => BusError::Backend(t.clone()),
+        BusError::NotOwned(t) => BusError::NotOwned(t.clone()),
     }
 }

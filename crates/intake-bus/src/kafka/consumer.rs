@@ -323,7 +323,7 @@ impl Consumer for KafkaConsumer {
         ) {
             tracing::info!(group = %self.group, topic = %message.topic, partition = message.partition, offset = message.offset,
                 "not committing: the partition was revoked since delivery; its next owner receives the message again");
-            return Err(BusError::Backend(format!(
+            return Err(BusError::NotOwned(format!(
                 "not committed: partition {} of {:?} was reassigned since offset {} was delivered; it will be delivered again",
                 message.partition, message.topic, message.offset
             )));

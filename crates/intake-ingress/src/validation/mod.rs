@@ -183,12 +183,17 @@ async fn commit(
     for attempt in 1..=5 {
         match consumer.commit(message).await {
             Ok(()) => return,
+            Err(e) if !e.is_transient() => {
+                // A partition reassigned since delivery: its next owner receives the message again.
+                tracing::info!(offset = message.offset, error = %e, "not committing");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(offset = message.offset, attempt, error = %e, "commit failed");
-                if cancel.is_cancelled() {
-                    return;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(OUTAGE_BACKOFF_MAX);
             }
         }
