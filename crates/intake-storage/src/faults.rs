@@ -1,7 +1,8 @@
 //! A wrapper driver that injects failures, **for tests**: other crates use it to show what happens
 //! when storage fails (503 answers, retries, nothing lost) without mocking the seam. It wraps a real
 //! driver and, when told to, makes an operation fail with [`StorageError::Backend`] (an "unavailable"
-//! error) before or, for `put_new`, during the write.
+//! error) before or, for `put_new`, during the write; after `as_no_space(true)` the failures are a
+//! full disk ([`StorageError::NoSpace`]) instead.
 //!
 //! ```no_run
 //! # async fn demo(inner: std::sync::Arc<dyn intake_storage::PayloadStore>) {
