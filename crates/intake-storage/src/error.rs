@@ -34,14 +34,31 @@ pub enum StorageError {
     },
     #[error("storage backend on {context}: {message}")]
     Backend { context: String, message: String },
+    /// The disk (or the quota) under the store is full: nothing more can be written until space
+    /// returns.
+    #[error("storage full on {context}: {source}")]
+    NoSpace {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl StorageError {
+    /// An I/O failure; a full disk or an exhausted quota becomes [`StorageError::NoSpace`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        StorageError::Io {
-            context: context.into(),
-            source,
+        let context = context.into();
+        match source.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                StorageError::NoSpace { context, source }
+            }
+            _ => StorageError::Io { context, source },
         }
+    }
+
+    /// Whether this failure is the store running out of space.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StorageError::NoSpace { .. })
     }
 
     pub fn backend(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
@@ -56,8 +73,27 @@ impl StorageError {
         matches!(
             self,
             StorageError::Io { .. }
+                | StorageError::NoSpace { .. }
                 | StorageError::Backend { .. }
                 | StorageError::BucketMissing { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_is_told_apart_from_other_io_failures() {
+        let full = StorageError::io("writing x", std::io::Error::from_raw_os_error(28));
+        assert!(full.is_no_space(), "{full:?}");
+        assert!(full.is_unavailable());
+        let quota = StorageError::io("writing x", std::io::Error::from_raw_os_error(122));
+        assert!(quota.is_no_space(), "{quota:?}");
+        let denied = StorageError::io("writing x", std::io::Error::from_raw_os_error(13));
+        assert!(!denied.is_no_space(), "{denied:?}");
+        assert!(denied.is_unavailable());
     }
 }

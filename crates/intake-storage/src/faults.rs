@@ -1,7 +1,8 @@
 //! A wrapper driver that injects failures, **for tests**: other crates use it to show what happens
 //! when storage fails (503 answers, retries, nothing lost) without mocking the seam. It wraps a real
 //! driver and, when told to, makes an operation fail with [`StorageError::Backend`] (an "unavailable"
-//! error) before or, for `put_new`, during the write.
+//! error) before or, for `put_new`, during the write; after `as_no_space(true)` the failures are a
+//! full disk ([`StorageError::NoSpace`]) instead.
 //!
 //! ```no_run
 //! # async fn demo(inner: std::sync::Arc<dyn intake_storage::PayloadStore>) {
@@ -54,6 +55,9 @@ struct State {
     /// For `put_new`: fail after this many bytes went to the inner store (or at the body's end, if it
     /// is shorter) instead of before the write starts.
     put_after_bytes: Option<u64>,
+    /// Injected failures are a full disk ([`StorageError::NoSpace`]) instead of an unavailable
+    /// backend.
+    no_space: bool,
     calls: HashMap<Operation, u64>,
 }
 
@@ -89,6 +93,23 @@ impl Faults {
         let mut state = self.lock();
         state.armed.insert(Operation::PutNew, fault);
         state.put_after_bytes = Some(bytes);
+    }
+
+    /// Makes every injected failure a full disk ([`StorageError::NoSpace`], ENOSPC) while `on`.
+    pub fn as_no_space(&self, on: bool) {
+        self.lock().no_space = on;
+    }
+
+    fn error(&self, operation: Operation) -> StorageError {
+        let context = format!("{operation:?} (injected fault)");
+        if self.lock().no_space {
+            let full = std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device (injected)",
+            );
+            return StorageError::io(context, full);
+        }
+        StorageError::backend(context, "the store is failing on purpose")
     }
 
     /// Disarms `operation`.
@@ -146,13 +167,6 @@ impl Faults {
 #[derive(Debug, thiserror::Error)]
 #[error("injected storage fault")]
 struct InjectedFault;
-
-fn injected(operation: Operation) -> StorageError {
-    StorageError::backend(
-        format!("{operation:?} (injected fault)"),
-        "the store is failing on purpose",
-    )
-}
 
 /// A [`PayloadStore`] that passes every call to `inner` unless a fault is armed (see the module doc).
 pub struct FaultyStore {
@@ -228,7 +242,7 @@ impl PayloadStore for FaultyStore {
         self.faults.stall(Operation::PutNew).await;
         let body = match self.faults.trip(Operation::PutNew) {
             None => body,
-            Some(None) => return Err(injected(Operation::PutNew)),
+            Some(None) => return Err(self.faults.error(Operation::PutNew)),
             Some(Some(limit)) => failing_after(body, limit),
         };
         self.inner
@@ -240,7 +254,7 @@ impl PayloadStore for FaultyStore {
                         .get_ref()
                         .is_some_and(|inner| inner.is::<InjectedFault>()) =>
                 {
-                    injected(Operation::PutNew)
+                    self.faults.error(Operation::PutNew)
                 }
                 other => other,
             })
@@ -249,7 +263,7 @@ impl PayloadStore for FaultyStore {
     async fn head(&self, bucket: Bucket, key: &RequestId) -> Result<ObjectMeta, StorageError> {
         self.faults.stall(Operation::Head).await;
         if self.faults.trip(Operation::Head).is_some() {
-            return Err(injected(Operation::Head));
+            return Err(self.faults.error(Operation::Head));
         }
         self.inner.head(bucket, key).await
     }
@@ -257,7 +271,7 @@ impl PayloadStore for FaultyStore {
     async fn get(&self, bucket: Bucket, key: &RequestId) -> Result<Object, StorageError> {
         self.faults.stall(Operation::Get).await;
         if self.faults.trip(Operation::Get).is_some() {
-            return Err(injected(Operation::Get));
+            return Err(self.faults.error(Operation::Get));
         }
         self.inner.get(bucket, key).await
     }
@@ -265,7 +279,7 @@ impl PayloadStore for FaultyStore {
     async fn copy(&self, src: Bucket, dst: Bucket, key: &RequestId) -> Result<(), StorageError> {
         self.faults.stall(Operation::Copy).await;
         if self.faults.trip(Operation::Copy).is_some() {
-            return Err(injected(Operation::Copy));
+            return Err(self.faults.error(Operation::Copy));
         }
         self.inner.copy(src, dst, key).await
     }
@@ -273,7 +287,7 @@ impl PayloadStore for FaultyStore {
     async fn delete(&self, bucket: Bucket, key: &RequestId) -> Result<(), StorageError> {
         self.faults.stall(Operation::Delete).await;
         if self.faults.trip(Operation::Delete).is_some() {
-            return Err(injected(Operation::Delete));
+            return Err(self.faults.error(Operation::Delete));
         }
         self.inner.delete(bucket, key).await
     }
@@ -281,7 +295,7 @@ impl PayloadStore for FaultyStore {
     async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {
         self.faults.stall(Operation::Url).await;
         if self.faults.trip(Operation::Url).is_some() {
-            return Err(injected(Operation::Url));
+            return Err(self.faults.error(Operation::Url));
         }
         self.inner.url(bucket, key).await
     }
@@ -289,7 +303,7 @@ impl PayloadStore for FaultyStore {
     async fn check(&self) -> Result<(), StorageError> {
         self.faults.stall(Operation::Check).await;
         if self.faults.trip(Operation::Check).is_some() {
-            return Err(injected(Operation::Check));
+            return Err(self.faults.error(Operation::Check));
         }
         self.inner.check().await
     }

@@ -298,8 +298,13 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// A 503 for a storage failure (details logged, not shown).
+/// A 503 with `Retry-After` for a storage failure (details logged, not shown). A full disk says so:
+/// the operator has to free space, the client only has to come back later.
 fn storage_unavailable(e: &StorageError) -> ApiError {
+    if e.is_no_space() {
+        tracing::error!(error = %e, "payload storage is full; uploads are refused until space returns");
+        return ApiError::unavailable("payload storage is full; nothing was kept, retry later", 30);
+    }
     tracing::warn!(error = %e, "storage unavailable");
     ApiError::unavailable(
         "payload storage is unavailable; nothing was kept, retry later",
