@@ -75,6 +75,7 @@ fn insights_client_upload(
         .args([upload_url, IDENTITY])
         .arg(archive)
         .arg(content_type)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("INSIGHTS_CONF_DIR", conf_dir)
         .env("XDG_CACHE_HOME", conf_dir.join("cache"))
         .stderr(Stdio::inherit())
@@ -184,6 +185,11 @@ async fn insights_client_upload_path_gets_202_413_and_415() {
     .await;
     assert_eq!(sha256(&std::fs::read(&perm).unwrap()), sha256(&bytes));
 
+    // The legacy content type insights-client sends for advisor: 202 as well.
+    let run = insights_client_upload(conf.path(), &upload_url, &archive, "application/gzip");
+    assert_eq!(run.status(), 202, "{}", run.stdout);
+    assert_eq!(run.report["outcome"], "uploaded", "{}", run.stdout);
+
     // 413: over INGRESS_MAX_SIZE; the client reports the archive as too large and, from its
     // spec metadata, which file made it so.
     let too_big = intake_testkit::archives::write(dir.path(), "too-big.tar.gz", &too_big_archive());
@@ -290,6 +296,17 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
     let announces = Reader::new(&engines.brokers, &incoming);
     let reports = Reader::new(&engines.brokers, &results);
     let ingress = Intake::ingress(&engines, dir.path(), &announce_env).await;
+    let tracker_listen = format!("127.0.0.1:{}", process::free_port());
+    let tracker_group = unique("tracker");
+    let _tracker = Intake::start(
+        &["tracker"],
+        &engines,
+        dir.path(),
+        &[
+            ("TRACKER_LISTEN", tracker_listen.as_str()),
+            ("TRACKER_CONSUMER_GROUP", tracker_group.as_str()),
+        ],
+    );
 
     // Upload as the Insights Operator does (content type of the openshift service).
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -328,6 +345,7 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
     let checked = Command::new(python())
         .arg(scripts().join("upstream_link_pattern.py"))
         .arg(&url)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .unwrap();
     assert_eq!(
@@ -342,12 +360,14 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
         .arg(scripts().join("ccx_config.yaml"))
         .current_dir(dir.path())
         .env("PYTHONPATH", scripts())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("CCX_S3_ENDPOINT", endpoint)
         .env("CCX_BROKERS", &engines.brokers)
         .env("CCX_GROUP", unique("ccx"))
         .env("CCX_INCOMING_TOPIC", &incoming)
         .env("CCX_OUTGOING_TOPIC", &results)
         .env("CCX_DLQ_TOPIC", &dead_letters)
+        .env("CCX_STATUS_TOPIC", engines.topic("platform.payload-status"))
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
@@ -385,4 +405,46 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
         v["Report"]["analysis_metadata"]["execution_context"],
         "insights.core.context.HostArchiveContext"
     );
+
+    // Its statuses, as intake's tracker keeps them.
+    let tracker = format!("http://{tracker_listen}");
+    let wanted: Vec<(String, String)> = ["received", "processing", "success"]
+        .iter()
+        .map(|s| ("ccx-data-pipeline".to_owned(), (*s).to_owned()))
+        .collect();
+    let client = reqwest::Client::new();
+    poll::until_true(WAIT, "ccx-messaging's statuses in the tracker", || {
+        let (client, tracker, id, wanted) = (&client, &tracker, &id, &wanted);
+        async move {
+            let seen = statuses(client, tracker, id).await;
+            wanted.iter().all(|w| seen.contains(w))
+        }
+    })
+    .await;
+}
+
+/// The tracker's (service, status) pairs of a payload, oldest first.
+async fn statuses(client: &reqwest::Client, tracker: &str, id: &str) -> Vec<(String, String)> {
+    let Ok(r) = client
+        .get(format!("{tracker}/api/v1/payloads/{id}?sort_dir=asc"))
+        .header("x-rh-identity", IDENTITY)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    body["data"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["service"].as_str().unwrap_or("").to_owned(),
+                        r["status"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
