@@ -2,7 +2,7 @@
 //! scripts/servers/python-requirements.txt and run unmodified from the harness's virtualenv
 //! (`INTAKE_TEST_PYTHON`), against the real intake binary.
 //! - insights-client's upload path (insights-core) against `intake serve`: 202 and the payload in
-//!   perm; 413 and 415 as the client reports them.
+//!   perm; 401, 413 and 415 as the client reports them.
 //! - ccx-messaging's pipeline (KafkaConsumer → HTTPDownloader → OCPEngine with a rules package of the
 //!   tests → RuleProcessingPublisher) on intake's `platform.upload.announce`, Kafka and S3 storage,
 //!   `allow_unsafe_links` off: the report it publishes.
@@ -70,9 +70,20 @@ fn insights_client_upload(
     archive: &Path,
     content_type: &str,
 ) -> ClientRun {
+    upload_as(conf_dir, upload_url, IDENTITY, archive, content_type)
+}
+
+/// [`insights_client_upload`] with the gateway's `identity` (empty: no header).
+fn upload_as(
+    conf_dir: &Path,
+    upload_url: &str,
+    identity: &str,
+    archive: &Path,
+    content_type: &str,
+) -> ClientRun {
     let out = Command::new(python())
         .arg(scripts().join("insights_upload.py"))
-        .args([upload_url, IDENTITY])
+        .args([upload_url, identity])
         .arg(archive)
         .arg(content_type)
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -138,7 +149,7 @@ fn too_big_archive() -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn insights_client_upload_path_gets_202_413_and_415() {
+async fn insights_client_upload_path_gets_202_401_413_and_415() {
     let dir = tempfile::tempdir().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
@@ -189,6 +200,17 @@ async fn insights_client_upload_path_gets_202_413_and_415() {
     let run = insights_client_upload(conf.path(), &upload_url, &archive, "application/gzip");
     assert_eq!(run.status(), 202, "{}", run.stdout);
     assert_eq!(run.report["outcome"], "uploaded", "{}", run.stdout);
+
+    // 401: no identity (the request did not come through the gateway); the client reports the
+    // status as a failed attempt.
+    let run = upload_as(conf.path(), &upload_url, "", &archive, advisor);
+    assert_eq!(run.status(), 401, "{}", run.stdout);
+    assert_eq!(run.report["outcome"], "failed");
+    assert!(
+        run.logged("Upload attempt 1 of 1 failed! Reason: 401: Unauthorized"),
+        "{}",
+        run.stdout
+    );
 
     // 413: over INGRESS_MAX_SIZE; the client reports the archive as too large and, from its
     // spec metadata, which file made it so.

@@ -54,8 +54,9 @@ def main():
         http_timeout=30,
     )
     pconn = InsightsConnection(config)
-    # The gateway's part: identity for the authenticated caller.
-    pconn.session.headers["x-rh-identity"] = identity
+    # The gateway's part: identity for the authenticated caller (an empty IDENTITY: none added).
+    if identity:
+        pconn.session.headers["x-rh-identity"] = identity
 
     answers = []
 
