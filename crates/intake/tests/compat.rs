@@ -5,7 +5,7 @@
 //!   perm; 401, 413 and 415 as the client reports them.
 //! - ccx-messaging's pipeline (KafkaConsumer → HTTPDownloader → OCPEngine with a rules package of the
 //!   tests → RuleProcessingPublisher) on intake's `platform.upload.announce`, Kafka and S3 storage,
-//!   `allow_unsafe_links` off: the report it publishes.
+//!   `allow_unsafe_links` off (on with localdisk storage): the report it publishes and its statuses.
 //!
 //! The scripts live in tests/compat/. A missing `INTAKE_TEST_PYTHON` fails the tests: run them under
 //! `scripts/with-servers.sh`.
@@ -292,11 +292,35 @@ fn ocp_archive(cluster_id: &str, version: &str) -> Vec<u8> {
     )
 }
 
+/// Where intake keeps the payloads ccx-messaging downloads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Storage {
+    /// The harness's S3 server: presigned links, `allow_unsafe_links` off.
+    S3,
+    /// Ingress's own `/download/` links, `allow_unsafe_links` on (README, "Upstream clients").
+    LocalDisk,
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
+    ccx_round_trip(Storage::S3, "4.10.3").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ccx_messaging_publishes_a_report_from_a_localdisk_announce() {
+    ccx_round_trip(Storage::LocalDisk, "4.14.1").await;
+}
+
+/// Upload an OpenShift archive of cluster `version` to intake ingress on Kafka and `storage`, run
+/// ccx-messaging on the announce and check the report it publishes and the statuses it sends.
+async fn ccx_round_trip(storage: Storage, version: &str) {
     let dir = tempfile::tempdir().unwrap();
     let engines = Engines::harness("compat");
-    let announce_env = [("INGRESS_ANNOUNCE_MODE", "announce")];
+    let mut announce_env = vec![("INGRESS_ANNOUNCE_MODE", "announce")];
+    if storage == Storage::LocalDisk {
+        announce_env.push(("STORAGE_DRIVER", "localdisk"));
+        announce_env.push(("STORAGE_URL_SIGNING_KEY", "test-key"));
+    }
     let created = process::command(
         &["topics", "create", "--services", "openshift"],
         &engines,
@@ -333,7 +357,7 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
     // Upload as the Insights Operator does (content type of the openshift service).
     let id = uuid::Uuid::new_v4().simple().to_string();
     let cluster = "0b2d7a8e-3c1f-4e5a-9d6b-7f8e9a0b1c2d";
-    let part = reqwest::multipart::Part::bytes(ocp_archive(cluster, "4.10.3"))
+    let part = reqwest::multipart::Part::bytes(ocp_archive(cluster, version))
         .file_name("insights-operator.tar.gz")
         .mime_str("application/vnd.redhat.openshift.periodic+tgz")
         .unwrap();
@@ -348,7 +372,6 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
         .unwrap();
     assert_eq!(answer.status(), 202);
 
-    // The announce's S3 link: path-style on the S3 server, query as upstream's pattern wants it.
     let announce = announces
         .find(WAIT, "the announce", |r| {
             r.value["request_id"] == id.as_str()
@@ -360,30 +383,51 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
     );
     let url = announce.value["url"].as_str().unwrap().to_owned();
     let endpoint = engines.s3_endpoint.trim_end_matches('/');
-    assert!(
-        url.starts_with(&format!("{endpoint}/{}/{id}?", engines.quarantine)),
-        "{url}"
-    );
-    let checked = Command::new(python())
-        .arg(scripts().join("upstream_link_pattern.py"))
-        .arg(&url)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&checked.stdout).trim(),
-        "match",
-        "ccx-messaging's own pattern, host aside, takes {url}: {checked:?}"
-    );
+    let mut ccx = Command::new(python());
+    ccx.arg(scripts().join("run_ccx.py"));
+    match storage {
+        Storage::S3 => {
+            // Path-style on the S3 server, the query as upstream's pattern wants it.
+            assert!(
+                url.starts_with(&format!("{endpoint}/{}/{id}?", engines.quarantine)),
+                "{url}"
+            );
+            let checked = Command::new(python())
+                .arg(scripts().join("upstream_link_pattern.py"))
+                .arg(&url)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&checked.stdout).trim(),
+                "match",
+                "ccx-messaging's own pattern, host aside, takes {url}: {checked:?}"
+            );
+            // The production configuration: allow_unsafe_links off.
+            ccx.arg(scripts().join("ccx_config.yaml"))
+                .env("CCX_S3_ENDPOINT", endpoint);
+        }
+        Storage::LocalDisk => {
+            assert!(
+                url.starts_with(&format!("{}/download/{id}?", ingress.url)),
+                "{url}"
+            );
+            // The one setting a localdisk deployment changes: allow_unsafe_links on.
+            let config = std::fs::read_to_string(scripts().join("ccx_config.yaml"))
+                .unwrap()
+                .replace("allow_unsafe_links: false", "allow_unsafe_links: true");
+            assert!(config.contains("allow_unsafe_links: true"));
+            let path = dir.path().join("ccx_config.yaml");
+            std::fs::write(&path, config).unwrap();
+            ccx.arg(path);
+        }
+    }
 
-    // ccx-messaging, its production pipeline shape, allow_unsafe_links off.
-    let ccx = Command::new(python())
-        .arg(scripts().join("run_ccx.py"))
-        .arg(scripts().join("ccx_config.yaml"))
+    // ccx-messaging, its production pipeline shape.
+    let ccx = ccx
         .current_dir(dir.path())
         .env("PYTHONPATH", scripts())
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("CCX_S3_ENDPOINT", endpoint)
         .env("CCX_BROKERS", &engines.brokers)
         .env("CCX_GROUP", unique("ccx"))
         .env("CCX_INCOMING_TOPIC", &incoming)
@@ -409,20 +453,34 @@ async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
         v["LastChecked"], announce.value["timestamp"],
         "the announce's timestamp: {v}"
     );
-    let rules = &v["Report"]["reports"];
-    assert_eq!(
-        rules,
-        &json!([{
-            "rule_id": "version|COMPAT_OLD_VERSION",
-            "component": "compat_rules.version.report",
-            "type": "rule",
-            "key": "COMPAT_OLD_VERSION",
-            "details": {"version": "4.10.3", "type": "rule", "error_key": "COMPAT_OLD_VERSION"},
-            "tags": [],
-            "links": {}
-        }]),
-        "{v}"
-    );
+    // 4.10 fails the rule (a report), 4.14 passes it (no report, a pass).
+    let fail = json!({
+        "rule_id": "version|COMPAT_OLD_VERSION",
+        "component": "compat_rules.version.report",
+        "type": "rule",
+        "key": "COMPAT_OLD_VERSION",
+        "details": {"version": version, "type": "rule", "error_key": "COMPAT_OLD_VERSION"},
+        "tags": [],
+        "links": {}
+    });
+    let pass = json!({
+        "pass_id": "version|COMPAT_OLD_VERSION",
+        "component": "compat_rules.version.report",
+        "type": "pass",
+        "key": "COMPAT_OLD_VERSION",
+        "details": {"version": version, "type": "pass", "pass_key": "COMPAT_OLD_VERSION"},
+        "tags": [],
+        "links": {}
+    });
+    let (reports, passes) = if version.starts_with("4.10") {
+        (json!([fail]), Value::Null)
+    } else {
+        (json!([]), json!([pass]))
+    };
+    assert_eq!(v["Report"]["reports"], reports, "{v}");
+    if !passes.is_null() {
+        assert_eq!(v["Report"]["pass"], passes, "{v}");
+    }
     assert_eq!(
         v["Report"]["analysis_metadata"]["execution_context"],
         "insights.core.context.HostArchiveContext"

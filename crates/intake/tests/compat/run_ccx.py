@@ -8,6 +8,7 @@ pattern for AWS hosts can match. So the path-style alternative's scheme and host
 (`https://s3\\.[0-9a-zA-Z\\-]+\\.amazonaws\\.com`) is replaced by the test server's, taken from
 CCX_S3_ENDPOINT; the bucket, key and query parts stay upstream's. The replacement must happen
 exactly once, so a change of the upstream pattern fails the test instead of passing unchecked.
+Without CCX_S3_ENDPOINT (localdisk links, `allow_unsafe_links` on) nothing is patched.
 
 Usage: run_ccx.py CONFIG
 """
@@ -31,7 +32,9 @@ def patch_host(endpoint):
 
 
 def main():
-    patch_host(os.environ["CCX_S3_ENDPOINT"])
+    endpoint = os.environ.get("CCX_S3_ENDPOINT", "")
+    if endpoint:
+        patch_host(endpoint)
     from ccx_messaging.command_line import ccx_messaging
 
     sys.argv = ["ccx-messaging", sys.argv[1]]
