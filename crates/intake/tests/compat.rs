@@ -4,8 +4,9 @@
 //! - insights-client's upload path (insights-core) against `intake serve`: 202 and the payload in
 //!   perm; 401, 413 and 415 as the client reports them.
 //! - ccx-messaging's pipeline (KafkaConsumer → HTTPDownloader → OCPEngine with a rules package of the
-//!   tests → RuleProcessingPublisher) on intake's `platform.upload.announce`, Kafka and S3 storage,
-//!   `allow_unsafe_links` off (on with localdisk storage): the report it publishes and its statuses.
+//!   tests → RuleProcessingPublisher) on intake's `platform.upload.announce` (and
+//!   `platform.upload.available`), Kafka and S3 storage, `allow_unsafe_links` off (on with localdisk
+//!   storage): the report it publishes and its statuses in intake's tracker.
 //!
 //! The scripts live in tests/compat/. A missing `INTAKE_TEST_PYTHON` fails the tests: run them under
 //! `scripts/with-servers.sh`.
@@ -303,17 +304,25 @@ enum Storage {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ccx_messaging_publishes_a_report_from_an_s3_announce() {
-    ccx_round_trip(Storage::S3, "4.10.3").await;
+    ccx_round_trip(Storage::S3, "platform.upload.announce", "4.10.3").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ccx_messaging_publishes_a_report_from_a_localdisk_announce() {
-    ccx_round_trip(Storage::LocalDisk, "4.14.1").await;
+    ccx_round_trip(Storage::LocalDisk, "platform.upload.announce", "4.14.1").await;
+}
+
+/// After intake's validator: ccx-messaging on `platform.upload.available`, links to perm.
+#[tokio::test(flavor = "multi_thread")]
+async fn ccx_messaging_publishes_a_report_from_an_s3_available() {
+    ccx_round_trip(Storage::S3, "platform.upload.available", "4.10.3").await;
 }
 
 /// Upload an OpenShift archive of cluster `version` to intake ingress on Kafka and `storage`, run
-/// ccx-messaging on the announce and check the report it publishes and the statuses it sends.
-async fn ccx_round_trip(storage: Storage, version: &str) {
+/// ccx-messaging on intake's topic `source` (`platform.upload.announce`, or
+/// `platform.upload.available` with intake's validator running) and check the report it publishes
+/// and the statuses it sends.
+async fn ccx_round_trip(storage: Storage, source: &str, version: &str) {
     let dir = tempfile::tempdir().unwrap();
     let engines = Engines::harness("compat");
     let mut announce_env = vec![("INGRESS_ANNOUNCE_MODE", "announce")];
@@ -331,7 +340,7 @@ async fn ccx_round_trip(storage: Storage, version: &str) {
     .output()
     .unwrap();
     assert!(created.status.success(), "{created:?}");
-    let incoming = engines.topic("platform.upload.announce");
+    let incoming = engines.topic(source);
     let results = engines.topic("ccx.ocp.results");
     let dead_letters = engines.topic("ccx.dead.letter.queue");
     create_topics(
@@ -342,6 +351,20 @@ async fn ccx_round_trip(storage: Storage, version: &str) {
     let announces = Reader::new(&engines.brokers, &incoming);
     let reports = Reader::new(&engines.brokers, &results);
     let ingress = Intake::ingress(&engines, dir.path(), &announce_env).await;
+    let validator_group = unique("validator");
+    let mut validator_env = announce_env.clone();
+    validator_env.extend([
+        ("VALIDATOR_SOURCE", "announce"),
+        ("VALIDATOR_CONSUMER_GROUP", validator_group.as_str()),
+    ]);
+    let _validator = (source == "platform.upload.available").then(|| {
+        Intake::start(
+            &["validator", "--services", "openshift"],
+            &engines,
+            dir.path(),
+            &validator_env,
+        )
+    });
     let tracker_listen = format!("127.0.0.1:{}", process::free_port());
     let tracker_group = unique("tracker");
     let _tracker = Intake::start(
@@ -373,7 +396,7 @@ async fn ccx_round_trip(storage: Storage, version: &str) {
     assert_eq!(answer.status(), 202);
 
     let announce = announces
-        .find(WAIT, "the announce", |r| {
+        .find(WAIT, "intake's message", |r| {
             r.value["request_id"] == id.as_str()
         })
         .await;
@@ -388,8 +411,13 @@ async fn ccx_round_trip(storage: Storage, version: &str) {
     match storage {
         Storage::S3 => {
             // Path-style on the S3 server, the query as upstream's pattern wants it.
+            let bucket = if source == "platform.upload.available" {
+                &engines.perm
+            } else {
+                &engines.quarantine
+            };
             assert!(
-                url.starts_with(&format!("{endpoint}/{}/{id}?", engines.quarantine)),
+                url.starts_with(&format!("{endpoint}/{bucket}/{id}?")),
                 "{url}"
             );
             let checked = Command::new(python())
@@ -451,7 +479,7 @@ async fn ccx_round_trip(storage: Storage, version: &str) {
     assert_eq!(v["ClusterName"], cluster, "from config/id: {v}");
     assert_eq!(
         v["LastChecked"], announce.value["timestamp"],
-        "the announce's timestamp: {v}"
+        "the received time of intake's message: {v}"
     );
     // 4.10 fails the rule (a report), 4.14 passes it (no report, a pass).
     let fail = json!({
