@@ -110,14 +110,12 @@ async fn success_moves_to_perm_and_announces_every_field() {
     let download = h.get(url.strip_prefix(PUBLIC_URL).unwrap(), None).await;
     assert_eq!(download.status, 200);
     assert_eq!(download.body.as_ref(), bytes.as_slice());
-    // The announce's quarantine URL no longer does.
+    // The announce's quarantine URL follows its payload to perm (storage.md: a link follows its
+    // payload for its lifetime).
     let old = announce["url"].as_str().unwrap();
-    assert_eq!(
-        h.get(old.strip_prefix(PUBLIC_URL).unwrap(), None)
-            .await
-            .status,
-        404
-    );
+    let followed = h.get(old.strip_prefix(PUBLIC_URL).unwrap(), None).await;
+    assert_eq!(followed.status, 200);
+    assert_eq!(followed.body.as_ref(), bytes.as_slice());
 
     let success = statuses(&h, "val-ok", "success").await;
     assert_eq!(success.len(), 1);

@@ -271,13 +271,14 @@ async fn download_urls_are_signed_per_bucket_and_expire() {
 }
 
 #[tokio::test]
-async fn without_a_signing_key_a_random_one_is_used() {
+async fn without_a_signing_key_one_is_kept_in_the_data_dir_and_outlives_the_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config(dir.path());
     config.signing_key = None;
     let a = intake_storage::open(&config, "http://h")
         .await
         .expect("open");
+    // A second start on the same data dir (a restart) reuses the kept key.
     let b = intake_storage::open(&config, "http://h")
         .await
         .expect("open");
@@ -285,17 +286,29 @@ async fn without_a_signing_key_a_random_one_is_used() {
     let url = a.store.url(Bucket::Perm, &key).await.expect("url");
     let (_, expires, signature) =
         intake_storage::download::parse_download_url(&url).expect("parse");
+    for opened in [&a, &b] {
+        assert_eq!(
+            opened
+                .downloads
+                .as_ref()
+                .expect("verifier")
+                .verify(key.as_str(), &expires, &signature),
+            Ok(Bucket::Perm),
+            "a link outlives the process that signed it"
+        );
+    }
+    // Another data dir has its own key: links are not valid across installations.
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let mut other = config.clone();
+    other.dir = other_dir.path().to_path_buf();
+    other.signing_key_file = other_dir.path().join("signing.key");
+    let c = intake_storage::open(&other, "http://h")
+        .await
+        .expect("open");
     assert_eq!(
-        a.downloads
-            .expect("verifier")
-            .verify(key.as_str(), &expires, &signature),
-        Ok(Bucket::Perm)
-    );
-    assert_eq!(
-        b.downloads
+        c.downloads
             .expect("verifier")
             .verify(key.as_str(), &expires, &signature),
         Err(DownloadDenied::BadSignature),
-        "URLs die with the process that signed them"
     );
 }
