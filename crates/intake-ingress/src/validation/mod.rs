@@ -102,10 +102,9 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
 /// Messages read ahead per partition.
 const PARTITION_QUEUE: usize = 8;
 
-/// A message its worker is done with, and the status publishes its commit still waits for.
+/// A message its worker is done with (its statuses acknowledged).
 struct Finished {
     message: ReceivedMessage,
-    statuses: process::StatusTasks,
 }
 
 /// Handles one partition's responses in order. A message is fully processed (or dead-lettered)
@@ -124,8 +123,8 @@ async fn partition_worker(
             return;
         }
         match process::handle(&state, &message, &cancel).await {
-            process::Handled::Done(statuses) => {
-                if done.send(Finished { message, statuses }).is_err() {
+            process::Handled::Done => {
+                if done.send(Finished { message }).is_err() {
                     return;
                 }
             }
@@ -143,9 +142,7 @@ async fn partition_worker(
 /// Commits `first` and the finished messages already waiting behind it, once per partition: a
 /// commit covers everything before it in its partition, and workers hand messages back in
 /// partition order, so the latest per partition is enough. While one commit waits for the bus
-/// (a broker round trip on Kafka), the next ones pile up and are then taken together. Each
-/// message's status publishes (its last step) end before its offset is committed; the workers
-/// have moved on meanwhile.
+/// (a broker round trip on Kafka), the next ones pile up and are then taken together.
 async fn commit_finished(
     consumer: &mut dyn Consumer,
     first: Finished,
@@ -153,19 +150,12 @@ async fn commit_finished(
     cancel: &CancellationToken,
 ) {
     let mut latest: HashMap<(String, i32), ReceivedMessage> = HashMap::new();
-    let mut statuses = Vec::new();
     let mut take = |f: Finished| {
-        statuses.extend(f.statuses);
         latest.insert((f.message.topic.clone(), f.message.partition), f.message);
     };
     take(first);
     while let Ok(f) = waiting.try_recv() {
         take(f);
-    }
-    // A publish that fails is logged and counted by the publisher; the commit goes ahead as it
-    // did when the worker awaited it.
-    for status in statuses {
-        let _ = status.await;
     }
     for message in latest.values() {
         commit(consumer, message, cancel).await;

@@ -53,14 +53,11 @@ enum Failure {
 /// Longest pause between retries of one message.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(16);
 
-/// Status publishes a message started and that its offset commit waits for (the worker does not).
-pub(super) type StatusTasks = Vec<tokio::task::JoinHandle<()>>;
-
 /// How handling one message ended.
 #[derive(Debug)]
 pub(super) enum Handled {
-    /// Applied or dead-lettered: the offset may be committed once these status publishes end.
-    Done(StatusTasks),
+    /// Applied or dead-lettered, its statuses acknowledged: the offset may be committed.
+    Done,
     /// Shutdown came while the message waited (an outage, a retry, an unwritable DLQ). Nothing may
     /// be committed: every step is idempotent, so the message is simply delivered again.
     Interrupted,
@@ -72,7 +69,6 @@ pub(super) async fn handle(
     message: &ReceivedMessage,
     cancel: &CancellationToken,
 ) -> Handled {
-    let mut tasks = StatusTasks::new();
     let verdict = match ValidationResponse::parse(&message.value) {
         Err(e) => {
             let (id, service) = ValidationResponse::salvage_ids(&message.value);
@@ -92,7 +88,7 @@ pub(super) async fn handle(
         }
         Ok(response) => {
             let span = tracing::info_span!("validation", request_id = %response.request_id, service = %response.service);
-            let processed = process_with_retries(state, message, &response, &mut tasks, cancel)
+            let processed = process_with_retries(state, message, &response, cancel)
                 .instrument(span)
                 .await;
             match processed {
@@ -106,7 +102,7 @@ pub(super) async fn handle(
         .validation_messages
         .with_label_values(&[verdict.as_str()])
         .inc();
-    Handled::Done(tasks)
+    Handled::Done
 }
 
 /// Applies a response, retrying failed steps; `None` when shutdown interrupted a wait.
@@ -114,7 +110,6 @@ async fn process_with_retries(
     state: &AppState,
     message: &ReceivedMessage,
     response: &ValidationResponse,
-    tasks: &mut StatusTasks,
     cancel: &CancellationToken,
 ) -> Option<Verdict> {
     if response.payload_id_mismatch {
@@ -123,7 +118,7 @@ async fn process_with_retries(
     let mut attempts = 0u32;
     let mut backoff = Duration::from_secs(1);
     loop {
-        match apply(state, response, tasks).await {
+        match apply(state, response).await {
             Ok(v) => return Some(v),
             Err(Failure::UnknownId) => {
                 let detail = format!("no bucket holds request id {}", response.request_id);
@@ -187,11 +182,7 @@ async fn subject_from_store(state: &AppState, response: &ValidationResponse) -> 
     subject
 }
 
-async fn apply(
-    state: &AppState,
-    response: &ValidationResponse,
-    tasks: &mut StatusTasks,
-) -> Result<Verdict, Failure> {
+async fn apply(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
     if response.validation == Decision::Handoff {
         tracing::info!(request_id = %response.request_id, "validator handed the payload off");
         return Ok(Verdict::Handoff);
@@ -210,9 +201,9 @@ async fn apply(
     let (same, opposite) = if success { (p, r) } else { (r, p) };
     if q && !opposite {
         return if success {
-            accept(state, response, tasks).await
+            accept(state, response).await
         } else {
-            reject(state, response, tasks).await
+            reject(state, response).await
         };
     }
     if q || opposite {
@@ -265,13 +256,9 @@ async fn copy_out(
     Ok(meta)
 }
 
-/// Success: copy to perm, announce on available (acknowledged), delete from quarantine, status
-/// (started here, waited for before the offset is committed).
-async fn accept(
-    state: &AppState,
-    response: &ValidationResponse,
-    tasks: &mut StatusTasks,
-) -> Result<Verdict, Failure> {
+/// Success: copy to perm, announce on available, status, delete from quarantine (each acknowledged
+/// before the next).
+async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
     let id = &response.request_id;
     let meta = copy_out(state, response, Bucket::Perm).await?;
     let url = state
@@ -293,15 +280,6 @@ async fn accept(
         .publish(message)
         .await
         .map_err(|e| Failure::Step(format!("announcing on {topic} failed: {e}")))?;
-    let quarantine = state.store.bucket_name(Bucket::Quarantine).to_owned();
-    state
-        .store
-        .delete(Bucket::Quarantine, id)
-        .await
-        .map_err(step(format!("deleting from {quarantine} failed")))?;
-    if let Some(pending) = &state.pending {
-        pending.forget(id.as_str()).await;
-    }
     let subject = Subject {
         request_id: id.to_string(),
         org_id: meta.org_id.clone(),
@@ -322,30 +300,19 @@ async fn accept(
         .get("system_id")
         .and_then(|v| v.as_str())
         .map(str::to_owned);
-    tasks.push(state.statuses.send_later(s));
+    // The status is acknowledged before the quarantine copy goes: a crash after the delete finds
+    // the payload in perm alone (a repeat, which sends nothing), so its status must already be out.
+    state.statuses.send(s).await;
+    delete_from_quarantine(state, id).await?;
     tracing::info!(request_id = %id, "payload validated and announced as available");
     Ok(Verdict::Success)
 }
 
-/// Failure: copy to reject, delete from quarantine, status (started here, waited for before the
-/// offset is committed).
-async fn reject(
-    state: &AppState,
-    response: &ValidationResponse,
-    tasks: &mut StatusTasks,
-) -> Result<Verdict, Failure> {
+/// Failure: copy to reject, status, delete from quarantine (each acknowledged before the next).
+async fn reject(state: &AppState, response: &ValidationResponse) -> Result<Verdict, Failure> {
     let id = &response.request_id;
     let reject = state.store.bucket_name(Bucket::Reject).to_owned();
     let meta = copy_out(state, response, Bucket::Reject).await?;
-    let quarantine = state.store.bucket_name(Bucket::Quarantine).to_owned();
-    state
-        .store
-        .delete(Bucket::Quarantine, id)
-        .await
-        .map_err(step(format!("deleting from {quarantine} failed")))?;
-    if let Some(pending) = &state.pending {
-        pending.forget(id.as_str()).await;
-    }
     let subject = Subject {
         request_id: id.to_string(),
         org_id: meta.org_id,
@@ -360,14 +327,36 @@ async fn reject(
         "rejected by {}: {reason}; moved to {reject}",
         response.service
     );
-    tasks.push(state.statuses.send_later(StatusPublisher::status(
-        &subject,
-        status::REJECTED,
-        msg,
-        time::now_string(),
-    )));
+    // Acknowledged before the delete, for the reason given in `accept`.
+    state
+        .statuses
+        .send(StatusPublisher::status(
+            &subject,
+            status::REJECTED,
+            msg,
+            time::now_string(),
+        ))
+        .await;
+    delete_from_quarantine(state, id).await?;
     tracing::info!(request_id = %id, "payload rejected");
     Ok(Verdict::Failure)
+}
+
+/// The last step of a move: the quarantine copy goes, and with it the pending-announce record.
+async fn delete_from_quarantine(
+    state: &AppState,
+    id: &intake_core::RequestId,
+) -> Result<(), Failure> {
+    let quarantine = state.store.bucket_name(Bucket::Quarantine).to_owned();
+    state
+        .store
+        .delete(Bucket::Quarantine, id)
+        .await
+        .map_err(step(format!("deleting from {quarantine} failed")))?;
+    if let Some(pending) = &state.pending {
+        pending.forget(id.as_str()).await;
+    }
+    Ok(())
 }
 
 /// The available message: tenant and type from stored metadata, the rest from the response.
