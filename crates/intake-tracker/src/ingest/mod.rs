@@ -303,7 +303,14 @@ pub async fn commit(
         }
     }
     for m in last.values() {
-        consumer.commit(m).await?;
+        match consumer.commit(m).await {
+            // Reassigned since delivery: retrying cannot succeed, and the new owner receives the
+            // batch again (deduplicated).
+            Err(BusError::NotOwned(why)) => {
+                tracing::info!(topic = %m.topic, partition = m.partition, %why, "not committing")
+            }
+            other => other?,
+        }
     }
     Ok(())
 }
