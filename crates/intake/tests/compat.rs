@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::engines::{unique, Engines};
 use common::kafka::Reader;
 use common::process::{self, Intake};
-use common::serve::{ready, start_with};
+use common::serve::{ready, start_with, statuses};
 use common::upload::{sha256, IDENTITY};
 use intake_testkit::archives::{gzip, TarBuilder};
 use intake_testkit::poll;
@@ -529,30 +529,4 @@ async fn ccx_round_trip(storage: Storage, source: &str, version: &str) {
         }
     })
     .await;
-}
-
-/// The tracker's (service, status) pairs of a payload, oldest first.
-async fn statuses(client: &reqwest::Client, tracker: &str, id: &str) -> Vec<(String, String)> {
-    let Ok(r) = client
-        .get(format!("{tracker}/api/v1/payloads/{id}?sort_dir=asc"))
-        .header("x-rh-identity", IDENTITY)
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    body["data"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    (
-                        r["service"].as_str().unwrap_or("").to_owned(),
-                        r["status"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }

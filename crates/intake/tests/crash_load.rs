@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::process::free_port;
-use common::serve::{ready, start_with, Serve};
-use common::upload::{archive, post, IDENTITY};
+use common::serve::{ready, start_with, statuses, Serve};
+use common::upload::{archive, post};
 use intake_testkit::poll;
-use serde_json::Value;
 
 const UPLOADS: usize = 2000;
 const CONNECTIONS: usize = 32;
@@ -53,32 +52,6 @@ fn start_on(dir: &Path, ingress_port: u16, tracker_port: u16) -> Serve {
     serve.ingress = ingress;
     serve.tracker = tracker;
     serve
-}
-
-/// (service, status) rows the tracker holds for `id`.
-async fn tracked(client: &reqwest::Client, tracker: &str, id: &str) -> Vec<(String, String)> {
-    let Ok(answer) = client
-        .get(format!("{tracker}/api/v1/payloads/{id}?sort_dir=asc"))
-        .header("x-rh-identity", IDENTITY)
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: Value = answer.json().await.unwrap_or(Value::Null);
-    body["data"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    (
-                        r["service"].as_str().unwrap_or("").to_owned(),
-                        r["status"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,7 +138,7 @@ async fn a_kill_in_the_middle_of_a_load_loses_and_duplicates_nothing() {
     let mut untracked = Vec::new();
     let mut tracked_twice = 0;
     for id in &promised {
-        let rows = tracked(&client, &serve.tracker, id).await;
+        let rows = statuses(&client, &serve.tracker, id).await;
         let successes = rows
             .iter()
             .filter(|(service, status)| service == "ingress" && status == "success")

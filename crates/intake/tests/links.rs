@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::serve::{ready, start};
-use common::upload::{archive, post, IDENTITY};
+use common::serve::{ready, start, statuses};
+use common::upload::{archive, post};
 use intake_testkit::poll;
 use serde_json::Value;
 
@@ -38,32 +38,6 @@ async fn tail_one(dir: &Path, topic: &str) -> Value {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
     serde_json::from_str(out.lines().next().expect("one line")).unwrap()
-}
-
-/// The tracker's (service, status) pairs of a payload.
-async fn statuses(client: &reqwest::Client, tracker: &str, id: &str) -> Vec<(String, String)> {
-    let Ok(r) = client
-        .get(format!("{tracker}/api/v1/payloads/{id}?sort_dir=asc"))
-        .header("x-rh-identity", IDENTITY)
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    body["data"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    (
-                        r["service"].as_str().unwrap_or("").to_owned(),
-                        r["status"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::serve::{ready, start, Serve};
+use common::serve::{ready, start, statuses};
 use intake_testkit::poll;
 use serde_json::Value;
 
@@ -29,35 +29,6 @@ async fn upload(
         .send()
         .await
         .unwrap()
-}
-
-/// The tracker's statuses of a payload, as (service, status) pairs.
-async fn statuses(client: &reqwest::Client, serve: &Serve, id: &str) -> Vec<(String, String)> {
-    let Ok(r) = client
-        .get(format!(
-            "{}/api/v1/payloads/{id}?sort_dir=asc",
-            serve.tracker
-        ))
-        .header("x-rh-identity", IDENTITY)
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    body["data"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    (
-                        r["service"].as_str().unwrap_or("").to_owned(),
-                        r["status"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,7 +79,7 @@ async fn seed_upload_is_validated_tracked_and_survives_a_restart() {
         Duration::from_secs(20),
         "ingress success in the tracker",
         || async {
-            let s = statuses(&client, &serve, "52df9f748eabcfea").await;
+            let s = statuses(&client, &serve.tracker, "52df9f748eabcfea").await;
             s.contains(&("ingress".into(), "received".into()))
                 && s.contains(&("ingress".into(), "success".into()))
         },
@@ -155,7 +126,7 @@ async fn seed_upload_is_validated_tracked_and_survives_a_restart() {
         },
     )
     .await;
-    let first = statuses(&client, &serve, "52df9f748eabcfea").await;
+    let first = statuses(&client, &serve.tracker, "52df9f748eabcfea").await;
     let successes = first
         .iter()
         .filter(|(svc, st)| svc == "ingress" && st == "success")

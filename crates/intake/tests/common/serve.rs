@@ -85,3 +85,30 @@ pub async fn ready(client: &reqwest::Client, serve: &Serve) {
     )
     .await;
 }
+
+/// The tracker's (service, status) pairs of a payload, oldest first (empty while the tracker does
+/// not answer or knows nothing of it), as seen with the tests' identity.
+pub async fn statuses(client: &reqwest::Client, tracker: &str, id: &str) -> Vec<(String, String)> {
+    let Ok(r) = client
+        .get(format!("{tracker}/api/v1/payloads/{id}?sort_dir=asc"))
+        .header("x-rh-identity", super::upload::IDENTITY)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+    body["data"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["service"].as_str().unwrap_or("").to_owned(),
+                        r["status"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
