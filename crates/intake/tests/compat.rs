@@ -483,8 +483,8 @@ async fn ccx_round_trip(storage: Storage, source: &str, version: &str) {
     );
     // 4.10 fails the rule (a report), 4.14 passes it (no report, a pass).
     let fail = json!({
-        "rule_id": "version|COMPAT_OLD_VERSION",
-        "component": "compat_rules.version.report",
+        "rule_id": "cluster_version|COMPAT_OLD_VERSION",
+        "component": "compat_rules.cluster_version.report",
         "type": "rule",
         "key": "COMPAT_OLD_VERSION",
         "details": {"version": version, "type": "rule", "error_key": "COMPAT_OLD_VERSION"},
@@ -492,8 +492,8 @@ async fn ccx_round_trip(storage: Storage, source: &str, version: &str) {
         "links": {}
     });
     let pass = json!({
-        "pass_id": "version|COMPAT_OLD_VERSION",
-        "component": "compat_rules.version.report",
+        "pass_id": "cluster_version|COMPAT_OLD_VERSION",
+        "component": "compat_rules.cluster_version.report",
         "type": "pass",
         "key": "COMPAT_OLD_VERSION",
         "details": {"version": version, "type": "pass", "pass_key": "COMPAT_OLD_VERSION"},

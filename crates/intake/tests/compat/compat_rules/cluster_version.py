@@ -1,4 +1,8 @@
-"""Fails a cluster whose `config/version` is older than 4.12, passes the others."""
+"""Fails a cluster whose `config/version` is older than 4.12, passes the others.
+
+The module is named as the results aggregator wants a rule module (`<word>_<word>`), so its rule id
+is `cluster_version|COMPAT_OLD_VERSION`; compat_rules.yaml says the same in intake's declarative
+format."""
 
 from insights.core import Parser
 from insights.core.context import HostArchiveContext
