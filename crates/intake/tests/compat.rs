@@ -7,11 +7,16 @@
 //!   tests → RuleProcessingPublisher) on intake's `platform.upload.announce` (and
 //!   `platform.upload.available`), Kafka and S3 storage, `allow_unsafe_links` off (on with localdisk
 //!   storage): the report it publishes and its statuses in intake's tracker.
+//! - Same archives, same rule results ([`rule_results`]): ccx-messaging's engine with that rules
+//!   package, and `intake pipeline process` with the package behind its external engine and with
+//!   the same rule in intake's declarative format.
 //!
 //! The scripts live in tests/compat/. A missing `INTAKE_TEST_PYTHON` fails the tests: run them under
 //! `scripts/with-servers.sh`.
 
 mod common;
+#[path = "compat/rule_results.rs"]
+mod rule_results;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
