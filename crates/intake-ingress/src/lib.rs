@@ -105,6 +105,7 @@ pub async fn run_on(
     };
     let consumer = tokio::spawn(validation::run(state.clone(), cancel.clone()));
     let sweeper = tokio::spawn(sweeper::run(state.clone(), cancel.clone()));
+    let retired = tokio::spawn(sweeper::sweep_retired(state.clone(), cancel.clone()));
     tokio::spawn(selfprobe::run(state.clone(), cancel.clone()));
     let app = router(state.clone());
     let served = intake_http::serve::serve_with(
@@ -123,6 +124,9 @@ pub async fn run_on(
     }
     if let Err(e) = sweeper.await {
         tracing::error!(error = %e, "re-announce task failed");
+    }
+    if let Err(e) = retired.await {
+        tracing::error!(error = %e, "retired-copy sweep failed");
     }
     let consumed = consumer.await;
     // Statuses promised by answers already sent go out before the process ends.

@@ -21,6 +21,38 @@ use crate::pending::{Entry, Pending, Record};
 use crate::state::AppState;
 use crate::statuses::{StatusPublisher, Subject};
 
+/// Deletes the quarantine copies of validated payloads once the links handed out for them have
+/// had their time ([`intake_storage::PayloadStore::retire`]), as often as the driver asks, until
+/// `cancel` fires. A failed sweep is logged and tried again a minute later.
+pub async fn sweep_retired(state: AppState, cancel: CancellationToken) {
+    loop {
+        // A sweep is only deletes of what is due: dropping it half-way at shutdown is safe.
+        let swept = tokio::select! {
+            _ = cancel.cancelled() => return,
+            swept = state.store.sweep_retired() => swept,
+        };
+        let again_in = match swept {
+            Ok(swept) => {
+                if swept.deleted > 0 {
+                    tracing::info!(deleted = swept.deleted, "retired quarantine copies deleted");
+                }
+                match swept.again_in {
+                    Some(again_in) => again_in,
+                    None => return,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping retired quarantine copies failed; retrying");
+                Duration::from_secs(60)
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(again_in) => {}
+        }
+    }
+}
+
 /// Runs passes until `cancel` fires. Does nothing without a records folder.
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let Some(pending) = state.pending.clone() else {

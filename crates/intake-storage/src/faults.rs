@@ -292,6 +292,19 @@ impl PayloadStore for FaultyStore {
         self.inner.delete(bucket, key).await
     }
 
+    /// Counts as a delete: it is the delete step of a move.
+    async fn retire(&self, key: &RequestId) -> Result<(), StorageError> {
+        self.faults.stall(Operation::Delete).await;
+        if self.faults.trip(Operation::Delete).is_some() {
+            return Err(self.faults.error(Operation::Delete));
+        }
+        self.inner.retire(key).await
+    }
+
+    async fn sweep_retired(&self) -> Result<crate::Swept, StorageError> {
+        self.inner.sweep_retired().await
+    }
+
     async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {
         self.faults.stall(Operation::Url).await;
         if self.faults.trip(Operation::Url).is_some() {

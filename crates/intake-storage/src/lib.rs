@@ -63,6 +63,15 @@ impl Bucket {
     }
 }
 
+/// What [`PayloadStore::sweep_retired`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Retired quarantine copies deleted.
+    pub deleted: usize,
+    /// When to sweep again; `None` when the driver never keeps retired copies.
+    pub again_in: Option<std::time::Duration>,
+}
+
 /// A stored object's body with its metadata.
 pub struct Object {
     pub meta: ObjectMeta,
@@ -103,6 +112,23 @@ pub trait PayloadStore: Send + Sync + 'static {
 
     /// Deletes `key` from `bucket`. Idempotent: a missing key is success.
     async fn delete(&self, bucket: Bucket, key: &RequestId) -> Result<(), StorageError>;
+
+    /// The last step of a move out of quarantine (after the copy and everything the copy owes).
+    /// Links already handed out for the quarantine copy keep serving until they expire
+    /// (storage.md, "a link follows its payload"): a driver whose links cannot follow the payload
+    /// (`s3`) keeps the copy for `S3_QUARANTINE_RETAIN`, hidden from every other operation of this
+    /// trait (`head`, `get` and `locate` answer as if it were deleted), and [`Self::sweep_retired`]
+    /// deletes it afterwards; the others delete at once. Idempotent: a missing key is success.
+    async fn retire(&self, key: &RequestId) -> Result<(), StorageError> {
+        self.delete(Bucket::Quarantine, key).await
+    }
+
+    /// Deletes the retired quarantine copies whose time is up: how many went, and when to sweep
+    /// again (`None`: this driver keeps nothing, never again). Safe to run from several processes
+    /// at once.
+    async fn sweep_retired(&self) -> Result<Swept, StorageError> {
+        Ok(Swept::default())
+    }
 
     /// Which buckets hold `key`, in the order quarantine, perm, reject.
     async fn locate(&self, key: &RequestId) -> Result<Vec<Bucket>, StorageError> {

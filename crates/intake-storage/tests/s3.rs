@@ -299,3 +299,63 @@ async fn aborted_multipart_upload_leaves_nothing() {
         }
     }
 }
+
+/// `S3_QUARANTINE_RETAIN`: a retired quarantine copy serves its link until its time is up, then the
+/// sweep deletes it (the link answers 404) and nothing else; with `0` a retire is a plain delete.
+#[tokio::test]
+async fn retired_copies_serve_links_until_the_sweep_removes_them() {
+    let storage = intake_storage::open(&config(&[("S3_QUARANTINE_RETAIN", "2s")]), "http://unused")
+        .await
+        .expect("open");
+    let store = storage.store;
+    let (old, young, waiting) = (
+        RequestId::generate(),
+        RequestId::generate(),
+        RequestId::generate(),
+    );
+    for key in [&old, &young, &waiting] {
+        store
+            .put_new(Bucket::Quarantine, key, pattern_body(5_000, 9), meta(key))
+            .await
+            .expect("put");
+    }
+    let mut links = Vec::new();
+    for key in [&old, &young] {
+        store
+            .copy(Bucket::Quarantine, Bucket::Perm, key)
+            .await
+            .expect("copy");
+        links.push(store.url(Bucket::Quarantine, key).await.expect("url"));
+    }
+    let status = |url: String| async move { http().get(&url).send().await.expect("GET").status() };
+    store.retire(&old).await.expect("retire");
+    assert_eq!(store.sweep_retired().await.expect("sweep").deleted, 0, "too young");
+    assert_eq!(status(links[0].clone()).await, reqwest::StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    store.retire(&young).await.expect("retire");
+    assert_eq!(store.sweep_retired().await.expect("sweep").deleted, 1, "only the old one");
+    assert_eq!(
+        status(links[0].clone()).await,
+        reqwest::StatusCode::NOT_FOUND,
+        "swept"
+    );
+    assert_eq!(status(links[1].clone()).await, reqwest::StatusCode::OK, "kept");
+    store
+        .head(Bucket::Quarantine, &waiting)
+        .await
+        .expect("a payload awaiting its verdict is never swept");
+    assert_eq!(store.sweep_retired().await.expect("sweep").deleted, 0, "idempotent");
+
+    let storage = intake_storage::open(&config(&[("S3_QUARANTINE_RETAIN", "0")]), "http://unused")
+        .await
+        .expect("open");
+    let key = RequestId::generate();
+    storage
+        .store
+        .put_new(Bucket::Quarantine, &key, pattern_body(100, 1), meta(&key))
+        .await
+        .expect("put");
+    let link = storage.store.url(Bucket::Quarantine, &key).await.expect("url");
+    storage.store.retire(&key).await.expect("retire");
+    assert_eq!(status(link).await, reqwest::StatusCode::NOT_FOUND, "retain 0 deletes");
+}

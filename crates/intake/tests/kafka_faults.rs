@@ -216,7 +216,7 @@ async fn broker_outage_refuses_uploads_and_loses_no_accepted_one() {
         let (s3, e, ids) = (s3.clone(), engines.clone(), accepted_ids.clone());
         async move {
             let perm: BTreeSet<String> = s3.keys(&e.perm).await.into_iter().collect();
-            ids.is_subset(&perm) && s3.keys(&e.quarantine).await.is_empty()
+            ids.is_subset(&perm) && s3.awaiting_keys(&e.quarantine).await.is_empty()
         }
     })
     .await;
@@ -319,7 +319,11 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
     })
     .await;
     ingress.kill();
-    let unfinished: BTreeSet<String> = s3.keys(&engines.quarantine).await.into_iter().collect();
+    let unfinished: BTreeSet<String> = s3
+        .awaiting_keys(&engines.quarantine)
+        .await
+        .into_iter()
+        .collect();
     assert!(
         !unfinished.is_empty() && unfinished.len() < PAYLOADS,
         "the kill must land while verdicts are being applied ({} of {PAYLOADS} still in quarantine)",
@@ -333,7 +337,7 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
         "every payload in perm or reject after the restart",
         || {
             let (s3, e) = (s3.clone(), engines.clone());
-            async move { s3.keys(&e.quarantine).await.is_empty() }
+            async move { s3.awaiting_keys(&e.quarantine).await.is_empty() }
         },
     )
     .await;

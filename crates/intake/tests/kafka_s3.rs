@@ -258,7 +258,7 @@ async fn seed_upload_round_trip_on_kafka_and_s3() {
     poll::until_true(WAIT, "the payload to leave quarantine", || {
         let s3 = s3.clone();
         let bucket = engines.quarantine.clone();
-        async move { !s3.exists(&bucket, good).await }
+        async move { !s3.awaiting(&bucket, good).await }
     })
     .await;
     assert!(!s3.exists(&engines.reject, good).await);
@@ -394,7 +394,7 @@ async fn validator_check_mode_on_kafka_and_s3() {
             let e = engines.clone();
             async move {
                 s3.exists(&e.perm, good).await
-                    && !s3.exists(&e.quarantine, good).await
+                    && !s3.awaiting(&e.quarantine, good).await
                     && s3.exists(&e.reject, junk).await
                     && !s3.exists(&e.quarantine, junk).await
             }

@@ -14,6 +14,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "S3_QUARANTINE",
     "S3_PERM",
     "S3_REJECT",
+    "S3_QUARANTINE_RETAIN",
     "S3_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -75,6 +76,10 @@ pub struct StorageConfig {
     pub dir: PathBuf,
     pub create_buckets: bool,
     pub url_expiry: Duration,
+    /// `S3_QUARANTINE_RETAIN` (default: `url_expiry`): how long the s3 driver keeps a validated
+    /// payload's quarantine copy, hidden, so that links already handed out for it keep serving
+    /// (storage.md, "a link follows its payload"). Zero deletes it at the verdict.
+    pub quarantine_retain: Duration,
     /// `STORAGE_URL_SIGNING_KEY`; `None` → the key kept in [`Self::signing_key_file`]. Never logged.
     pub signing_key: Option<String>,
     /// `$INTAKE_DATA_DIR/signing.key`: where the key is generated once and kept when
@@ -91,6 +96,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("dir", &self.dir)
             .field("create_buckets", &self.create_buckets)
             .field("url_expiry", &self.url_expiry)
+            .field("quarantine_retain", &self.quarantine_retain)
             .field("signing_key_file", &self.signing_key_file)
             .field("buckets", &self.buckets)
             .field("s3", &self.s3)
@@ -133,6 +139,7 @@ impl StorageConfig {
         if driver == StorageDriver::S3 && url_expiry > MAX_S3_URL_EXPIRY {
             r.fail("STORAGE_URL_EXPIRY", "S3 presigned URLs last at most 7d");
         }
+        let quarantine_retain = r.duration("S3_QUARANTINE_RETAIN", url_expiry);
         let signing_key = r.raw("STORAGE_URL_SIGNING_KEY").map(str::to_owned);
         let defaults = BucketNames::default();
         let buckets = BucketNames {
@@ -176,6 +183,7 @@ impl StorageConfig {
             dir,
             create_buckets,
             url_expiry,
+            quarantine_retain,
             signing_key,
             signing_key_file: data_dir.join("signing.key"),
             buckets,

@@ -303,7 +303,7 @@ async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdi
     // The status is acknowledged before the quarantine copy goes: a crash after the delete finds
     // the payload in perm alone (a repeat, which sends nothing), so its status must already be out.
     state.statuses.send(s).await;
-    delete_from_quarantine(state, id).await?;
+    leave_quarantine(state, id, Leave::Retire).await?;
     tracing::info!(request_id = %id, "payload validated and announced as available");
     Ok(Verdict::Success)
 }
@@ -337,22 +337,31 @@ async fn reject(state: &AppState, response: &ValidationResponse) -> Result<Verdi
             time::now_string(),
         ))
         .await;
-    delete_from_quarantine(state, id).await?;
+    leave_quarantine(state, id, Leave::Delete).await?;
     tracing::info!(request_id = %id, "payload rejected");
     Ok(Verdict::Failure)
 }
 
+/// How the quarantine copy goes at the end of a move.
+enum Leave {
+    /// Validated: links already handed out keep serving it until they expire (storage.md).
+    Retire,
+    /// Rejected: gone at once, so that no link serves it any more.
+    Delete,
+}
+
 /// The last step of a move: the quarantine copy goes, and with it the pending-announce record.
-async fn delete_from_quarantine(
+async fn leave_quarantine(
     state: &AppState,
     id: &intake_core::RequestId,
+    how: Leave,
 ) -> Result<(), Failure> {
     let quarantine = state.store.bucket_name(Bucket::Quarantine).to_owned();
-    state
-        .store
-        .delete(Bucket::Quarantine, id)
-        .await
-        .map_err(step(format!("deleting from {quarantine} failed")))?;
+    match how {
+        Leave::Retire => state.store.retire(id).await,
+        Leave::Delete => state.store.delete(Bucket::Quarantine, id).await,
+    }
+    .map_err(step(format!("deleting from {quarantine} failed")))?;
     if let Some(pending) = &state.pending {
         pending.forget(id.as_str()).await;
     }

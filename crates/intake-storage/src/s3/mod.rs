@@ -22,13 +22,34 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::MetadataDirective;
 use intake_core::config::{BucketNames, StorageConfig};
 use intake_core::RequestId;
 use tokio_util::io::ReaderStream;
 
 pub use upload::PART_SIZE;
 
-use crate::{same_or_conflict, Bucket, ByteStream, Object, ObjectMeta, PayloadStore, StorageError};
+use crate::{
+    same_or_conflict, Bucket, ByteStream, Object, ObjectMeta, PayloadStore, StorageError, Swept,
+};
+
+/// The user-metadata key that marks a quarantine copy as retired (its payload moved out, the copy
+/// kept for the links already handed out), with the Unix time of the move.
+const RETIRED_AT: &str = "retired-at";
+
+/// When `metadata` marks a retired quarantine copy, the Unix time it was retired (0 if unreadable).
+fn retired_at(metadata: Option<&HashMap<String, String>>) -> Option<i64> {
+    let (_, value) = metadata?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(RETIRED_AT))?;
+    Some(value.parse().unwrap_or(0))
+}
+
+/// How often retired copies are swept: an eighth of their retention, between 1 s and 10 min (each
+/// sweep lists the quarantine bucket).
+fn sweep_period(retain: Duration) -> Duration {
+    (retain / 8).clamp(Duration::from_secs(1), Duration::from_secs(600))
+}
 
 /// Read buffer for streaming an object back.
 const READ_CHUNK: usize = 64 * 1024;
@@ -38,6 +59,8 @@ pub struct S3Store {
     client: aws_sdk_s3::Client,
     names: BucketNames,
     url_expiry: Duration,
+    /// `S3_QUARANTINE_RETAIN`: how long a retired quarantine copy is kept for its links.
+    quarantine_retain: Duration,
     /// The endpoint as errors and logs show it.
     endpoint: String,
     /// The access key id as errors show it.
@@ -74,6 +97,7 @@ impl S3Store {
             client,
             names: config.buckets.clone(),
             url_expiry: config.url_expiry,
+            quarantine_retain: config.quarantine_retain,
             endpoint: client::endpoint_label(&config.s3),
             access_key: client::access_key_label(&config.s3),
             create_buckets: config.create_buckets,
@@ -256,6 +280,9 @@ impl PayloadStore for S3Store {
             .send()
             .await
         {
+            Ok(out) if bucket == Bucket::Quarantine && retired_at(out.metadata()).is_some() => {
+                Err(self.not_found(bucket, key.as_str()))
+            }
             Ok(out) => Ok(meta_from(out.metadata(), out.content_type())),
             Err(e) if errors::is_not_found(&e) => Err(self.not_found(bucket, key.as_str())),
             Err(e) => Err(errors::backend("head object", e)),
@@ -271,6 +298,9 @@ impl PayloadStore for S3Store {
             .send()
             .await
         {
+            Ok(out) if bucket == Bucket::Quarantine && retired_at(out.metadata()).is_some() => {
+                Err(self.not_found(bucket, key.as_str()))
+            }
             Ok(out) => {
                 let meta = meta_from(out.metadata(), out.content_type());
                 let body = ReaderStream::with_capacity(out.body.into_async_read(), READ_CHUNK);
@@ -343,6 +373,95 @@ impl PayloadStore for S3Store {
             Err(e) if errors::code(&e) == Some("NoSuchKey") => Ok(()),
             Err(e) => Err(errors::backend("delete object", e)),
         }
+    }
+
+    /// Marks the quarantine copy retired by copying it onto itself with one more metadata entry
+    /// (S3 cannot change metadata in place); presigned links name only bucket and key, so they go
+    /// on serving it. With no retention it is deleted.
+    async fn retire(&self, key: &RequestId) -> Result<(), StorageError> {
+        if self.quarantine_retain.is_zero() {
+            return self.delete(Bucket::Quarantine, key).await;
+        }
+        let name = self.name(Bucket::Quarantine).to_owned();
+        let out = match self
+            .client
+            .head_object()
+            .bucket(&name)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if errors::is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(errors::backend("head object", e)),
+        };
+        if retired_at(out.metadata()).is_some() {
+            return Ok(());
+        }
+        let mut metadata = out.metadata().cloned().unwrap_or_default();
+        metadata.insert(RETIRED_AT.to_owned(), chrono::Utc::now().timestamp().to_string());
+        let mut replace = self
+            .client
+            .copy_object()
+            .bucket(&name)
+            .key(key.as_str())
+            .copy_source(format!("{name}/{}", key.as_str()))
+            .metadata_directive(MetadataDirective::Replace)
+            .set_metadata(Some(metadata));
+        if let Some(content_type) = out.content_type() {
+            replace = replace.content_type(content_type);
+        }
+        match replace.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if errors::is_not_found(&e) => Ok(()),
+            Err(e) => Err(errors::backend("retire object (copy onto itself)", e)),
+        }
+    }
+
+    /// Lists the quarantine bucket; an object last written before the retention cut-off is read
+    /// and deleted if it was retired before it (a self-copy may or may not refresh `LastModified`,
+    /// which is never later than the retirement either way).
+    async fn sweep_retired(&self) -> Result<Swept, StorageError> {
+        let name = self.name(Bucket::Quarantine).to_owned();
+        let retain = i64::try_from(self.quarantine_retain.as_secs()).unwrap_or(i64::MAX);
+        let cutoff = chrono::Utc::now().timestamp().saturating_sub(retain);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&name)
+            .into_paginator()
+            .send();
+        let mut deleted = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| errors::backend("list objects", e))?;
+            for object in page.contents() {
+                let (Some(key), Some(modified)) = (object.key(), object.last_modified()) else {
+                    continue;
+                };
+                if modified.secs() > cutoff {
+                    continue;
+                }
+                let out = match self.client.head_object().bucket(&name).key(key).send().await {
+                    Ok(out) => out,
+                    Err(e) if errors::is_not_found(&e) => continue,
+                    Err(e) => return Err(errors::backend("head object", e)),
+                };
+                if retired_at(out.metadata()).is_some_and(|at| at <= cutoff) {
+                    self.client
+                        .delete_object()
+                        .bucket(&name)
+                        .key(key)
+                        .send()
+                        .await
+                        .map_err(|e| errors::backend("delete object", e))?;
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(Swept {
+            deleted,
+            again_in: Some(sweep_period(self.quarantine_retain)),
+        })
     }
 
     async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {

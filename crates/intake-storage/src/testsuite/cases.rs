@@ -421,6 +421,59 @@ pub async fn locate_lists_buckets_in_order(s: Subject) {
     );
 }
 
+/// The last step of a move: the quarantine copy is gone for every operation of the seam, but a link
+/// handed out for it before the move still serves the payload's bytes (storage.md, "a link follows
+/// its payload"); retiring again, or a key never stored, is success.
+pub async fn a_quarantine_link_follows_its_payload_after_retire(s: Subject) {
+    let key = RequestId::generate();
+    let len = 90_000;
+    s.store
+        .put_new(Bucket::Quarantine, &key, pattern_body(len, 23), meta_for(&key))
+        .await
+        .expect("put");
+    let link = s.store.url(Bucket::Quarantine, &key).await.expect("url");
+    s.store
+        .copy(Bucket::Quarantine, Bucket::Perm, &key)
+        .await
+        .expect("copy");
+    s.store.retire(&key).await.expect("retire");
+    assert_eq!(
+        s.store.locate(&key).await.expect("locate"),
+        vec![Bucket::Perm],
+        "a retired copy is not located"
+    );
+    assert_not_found(s.store.head(Bucket::Quarantine, &key).await, "head after retire");
+    assert_not_found(s.store.get(Bucket::Quarantine, &key).await, "get after retire");
+    assert_eq!(
+        s.download(&link).await,
+        Digest {
+            size: len,
+            sha256: pattern_sha256(len, 23)
+        },
+        "the quarantine link after the move"
+    );
+    s.store.retire(&key).await.expect("retire again");
+    s.store
+        .retire(&RequestId::generate())
+        .await
+        .expect("retire of a key never stored");
+    s.store
+        .copy(Bucket::Quarantine, Bucket::Perm, &key)
+        .await
+        .expect("a repeated copy after retire is a finished move");
+    let swept = s.store.sweep_retired().await.expect("sweep");
+    assert_eq!(swept.deleted, 0, "nothing retired long enough");
+    assert_eq!(
+        s.download(&link).await.sha256,
+        pattern_sha256(len, 23),
+        "a sweep before the link's time is up keeps it serving"
+    );
+    assert_eq!(
+        s.store.locate(&key).await.expect("locate"),
+        vec![Bucket::Perm]
+    );
+}
+
 pub async fn url_is_refused_for_reject(s: Subject) {
     let key = RequestId::generate();
     put_hello(&s, Bucket::Reject, &key).await;

@@ -99,6 +99,7 @@ macro_rules! payload_store_contract_tests {
             copy_of_a_missing_key_is_not_found,
             delete_is_idempotent,
             locate_lists_buckets_in_order,
+            a_quarantine_link_follows_its_payload_after_retire,
             url_is_refused_for_reject,
             url_downloads_the_same_bytes,
             links_pass_the_default_allow_list,

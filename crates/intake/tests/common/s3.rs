@@ -66,6 +66,26 @@ impl S3 {
         object.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
+    /// Whether `key` waits in the quarantine `bucket` for its verdict. A validated payload's
+    /// quarantine copy stays for `S3_QUARANTINE_RETAIN`, marked `retired-at`, so that links already
+    /// handed out keep serving; intake treats it as gone.
+    pub async fn awaiting(&self, bucket: &str, key: &str) -> bool {
+        self.metadata(bucket, key)
+            .await
+            .is_some_and(|m| !m.contains_key("retired-at"))
+    }
+
+    /// The keys of the quarantine `bucket` that wait for a verdict ([`Self::awaiting`]).
+    pub async fn awaiting_keys(&self, bucket: &str) -> Vec<String> {
+        let mut waiting = Vec::new();
+        for key in self.keys(bucket).await {
+            if self.awaiting(bucket, &key).await {
+                waiting.push(key);
+            }
+        }
+        waiting
+    }
+
     /// Every key in `bucket` (an absent bucket holds none).
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
         let mut keys = Vec::new();
