@@ -329,22 +329,38 @@ async fn retired_copies_serve_links_until_the_sweep_removes_them() {
     }
     let status = |url: String| async move { http().get(&url).send().await.expect("GET").status() };
     store.retire(&old).await.expect("retire");
-    assert_eq!(store.sweep_retired().await.expect("sweep").deleted, 0, "too young");
+    assert_eq!(
+        store.sweep_retired().await.expect("sweep").deleted,
+        0,
+        "too young"
+    );
     assert_eq!(status(links[0].clone()).await, reqwest::StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     store.retire(&young).await.expect("retire");
-    assert_eq!(store.sweep_retired().await.expect("sweep").deleted, 1, "only the old one");
+    assert_eq!(
+        store.sweep_retired().await.expect("sweep").deleted,
+        1,
+        "only the old one"
+    );
     assert_eq!(
         status(links[0].clone()).await,
         reqwest::StatusCode::NOT_FOUND,
         "swept"
     );
-    assert_eq!(status(links[1].clone()).await, reqwest::StatusCode::OK, "kept");
+    assert_eq!(
+        status(links[1].clone()).await,
+        reqwest::StatusCode::OK,
+        "kept"
+    );
     store
         .head(Bucket::Quarantine, &waiting)
         .await
         .expect("a payload awaiting its verdict is never swept");
-    assert_eq!(store.sweep_retired().await.expect("sweep").deleted, 0, "idempotent");
+    assert_eq!(
+        store.sweep_retired().await.expect("sweep").deleted,
+        0,
+        "idempotent"
+    );
 
     let storage = intake_storage::open(&config(&[("S3_QUARANTINE_RETAIN", "0")]), "http://unused")
         .await
@@ -355,7 +371,15 @@ async fn retired_copies_serve_links_until_the_sweep_removes_them() {
         .put_new(Bucket::Quarantine, &key, pattern_body(100, 1), meta(&key))
         .await
         .expect("put");
-    let link = storage.store.url(Bucket::Quarantine, &key).await.expect("url");
+    let link = storage
+        .store
+        .url(Bucket::Quarantine, &key)
+        .await
+        .expect("url");
     storage.store.retire(&key).await.expect("retire");
-    assert_eq!(status(link).await, reqwest::StatusCode::NOT_FOUND, "retain 0 deletes");
+    assert_eq!(
+        status(link).await,
+        reqwest::StatusCode::NOT_FOUND,
+        "retain 0 deletes"
+    );
 }

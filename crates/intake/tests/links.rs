@@ -56,11 +56,15 @@ async fn tail(dir: &Path, topic: &str, count: usize) -> Vec<Value> {
 
 /// Polls the tracker until `id` has ingress's `status`.
 async fn wait_for(client: &reqwest::Client, tracker: &str, id: &str, status: &str) {
-    poll::until_true(Duration::from_secs(60), &format!("ingress's {status} of {id}"), || async {
-        statuses(client, tracker, id)
-            .await
-            .contains(&("ingress".to_owned(), status.to_owned()))
-    })
+    poll::until_true(
+        Duration::from_secs(60),
+        &format!("ingress's {status} of {id}"),
+        || async {
+            statuses(client, tracker, id)
+                .await
+                .contains(&("ingress".to_owned(), status.to_owned()))
+        },
+    )
     .await;
 }
 
@@ -124,7 +128,9 @@ async fn on_s3_an_announce_link_serves_after_validation_until_swept_and_a_reject
     let mut env: Vec<(String, String)> = engines
         .env()
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("KAFKA") && k != "BUS_DRIVER" && k != "INGRESS_CONSUMER_GROUP")
+        .filter(|(k, _)| {
+            !k.starts_with("KAFKA") && k != "BUS_DRIVER" && k != "INGRESS_CONSUMER_GROUP"
+        })
         .collect();
     env.push(("S3_QUARANTINE_RETAIN".into(), "15s".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -134,7 +140,9 @@ async fn on_s3_an_announce_link_serves_after_validation_until_swept_and_a_reject
 
     let (good, junk) = (REQUEST_ID, "6d8f1a6bac1e4f70b92c3d4e5f6a7b8c");
     let bytes = archive("late-consumer-s3");
-    let answer = post(&client, &serve.ingress, good, bytes.clone()).await.unwrap();
+    let answer = post(&client, &serve.ingress, good, bytes.clone())
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 202);
     let answer = post(&client, &serve.ingress, junk, b"not an archive".to_vec())
         .await
@@ -158,7 +166,10 @@ async fn on_s3_an_announce_link_serves_after_validation_until_swept_and_a_reject
     wait_for(&client, &serve.tracker, junk, "rejected").await;
     assert!(s3.exists(&engines.perm, good).await);
     assert!(!s3.awaiting(&engines.quarantine, good).await, "validated");
-    assert!(!s3.exists(&engines.quarantine, junk).await, "rejected: deleted at once");
+    assert!(
+        !s3.exists(&engines.quarantine, junk).await,
+        "rejected: deleted at once"
+    );
     let status = |url: String| {
         let client = client.clone();
         async move { client.get(&url).send().await.unwrap().status() }

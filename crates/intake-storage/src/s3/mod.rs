@@ -399,7 +399,10 @@ impl PayloadStore for S3Store {
             return Ok(());
         }
         let mut metadata = out.metadata().cloned().unwrap_or_default();
-        metadata.insert(RETIRED_AT.to_owned(), chrono::Utc::now().timestamp().to_string());
+        metadata.insert(
+            RETIRED_AT.to_owned(),
+            chrono::Utc::now().timestamp().to_string(),
+        );
         let mut replace = self
             .client
             .copy_object()
@@ -441,7 +444,14 @@ impl PayloadStore for S3Store {
                 if modified.secs() > cutoff {
                     continue;
                 }
-                let out = match self.client.head_object().bucket(&name).key(key).send().await {
+                let out = match self
+                    .client
+                    .head_object()
+                    .bucket(&name)
+                    .key(key)
+                    .send()
+                    .await
+                {
                     Ok(out) => out,
                     Err(e) if errors::is_not_found(&e) => continue,
                     Err(e) => return Err(errors::backend("head object", e)),

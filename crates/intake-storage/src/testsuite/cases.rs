@@ -428,7 +428,12 @@ pub async fn a_quarantine_link_follows_its_payload_after_retire(s: Subject) {
     let key = RequestId::generate();
     let len = 90_000;
     s.store
-        .put_new(Bucket::Quarantine, &key, pattern_body(len, 23), meta_for(&key))
+        .put_new(
+            Bucket::Quarantine,
+            &key,
+            pattern_body(len, 23),
+            meta_for(&key),
+        )
         .await
         .expect("put");
     let link = s.store.url(Bucket::Quarantine, &key).await.expect("url");
@@ -442,8 +447,14 @@ pub async fn a_quarantine_link_follows_its_payload_after_retire(s: Subject) {
         vec![Bucket::Perm],
         "a retired copy is not located"
     );
-    assert_not_found(s.store.head(Bucket::Quarantine, &key).await, "head after retire");
-    assert_not_found(s.store.get(Bucket::Quarantine, &key).await, "get after retire");
+    assert_not_found(
+        s.store.head(Bucket::Quarantine, &key).await,
+        "head after retire",
+    );
+    assert_not_found(
+        s.store.get(Bucket::Quarantine, &key).await,
+        "get after retire",
+    );
     assert_eq!(
         s.download(&link).await,
         Digest {
