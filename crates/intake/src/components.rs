@@ -1,6 +1,7 @@
 //! Wiring configuration to components: each is opened from the environment and run as a task that
 //! ends when the shared cancellation token fires.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,11 +16,15 @@ use tokio_util::sync::CancellationToken;
 pub struct Settings {
     pub env: EnvMap,
     pub general: GeneralConfig,
+    /// Requested → real topic names from `ACG_CONFIG` (empty without it).
+    pub topic_names: BTreeMap<String, String>,
 }
 
 impl Settings {
     pub fn bus(&self) -> anyhow::Result<BusConfig> {
-        Ok(BusConfig::from_env(&self.env, &self.general.data_dir)?)
+        let mut config = BusConfig::from_env(&self.env, &self.general.data_dir)?;
+        config.topic_names = self.topic_names.clone();
+        Ok(config)
     }
 
     pub fn storage(&self) -> anyhow::Result<StorageConfig> {

@@ -22,6 +22,7 @@
 //! (see README.md).
 
 mod cli;
+mod clowder;
 mod commands;
 mod components;
 mod health_listener;
@@ -45,7 +46,17 @@ fn main() -> std::process::ExitCode {
         let _ = std::io::stdout().lock().write_all(&script);
         return std::process::ExitCode::SUCCESS;
     }
-    let env = process_env();
+    let layout = match cli.command {
+        Command::Serve(_) => intake_core::config::clowder::Layout::Serve,
+        _ => intake_core::config::clowder::Layout::OnePart,
+    };
+    let (env, topic_names) = match clowder::apply(process_env(), layout) {
+        Ok(applied) => applied,
+        Err(e) => {
+            eprintln!("intake: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let general = match GeneralConfig::from_env(&env) {
         Ok(g) => g,
         Err(e) => {
@@ -64,7 +75,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let settings = Settings { env, general };
+    let settings = Settings {
+        env,
+        general,
+        topic_names,
+    };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => commands::run::serve(settings, args).await,

@@ -58,3 +58,81 @@ fn config_names_a_bad_variable_and_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("TRACKER_BATCH_SIZE"));
 }
+
+/// A Clowder app-config as the operator mounts it (ports, SASL Kafka with one topic renamed, MinIO
+/// with per-app bucket names, a PostgreSQL database).
+const CDAPPCONFIG: &str = r#"{
+  "publicPort": 8000, "privatePort": 10000, "metricsPort": 9000, "metricsPath": "/metrics",
+  "logging": {"type": "null"},
+  "kafka": {
+    "brokers": [{"hostname": "eph-kafka-bootstrap.eph.svc", "port": 9093, "authtype": "sasl",
+                 "sasl": {"username": "intake-user", "password": "kafkapasswordvalue",
+                          "saslMechanism": "SCRAM-SHA-512", "securityProtocol": "SASL_SSL"}}],
+    "topics": [{"requestedName": "platform.upload.available", "name": "platform.upload.available-eph"}]
+  },
+  "objectStore": {"hostname": "eph-minio.eph.svc", "port": 9000, "tls": false,
+    "buckets": [{"requestedName": "insights-upload-perm-test", "name": "perm-eph",
+                 "accessKey": "bucketaccess", "secretKey": "bucketsecretvalue"}]},
+  "database": {"name": "payload-tracker", "username": "tracker", "password": "dbpasswordvalue",
+    "hostname": "eph-db.eph.svc", "port": 5432, "adminUsername": "postgres",
+    "adminPassword": "adminpasswordvalue", "sslMode": "require"}
+}"#;
+
+#[test]
+fn config_takes_what_acg_config_names_under_explicit_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdappconfig.json");
+    std::fs::write(&file, CDAPPCONFIG).unwrap();
+    let out = config(&[
+        ("ACG_CONFIG", file.to_str().unwrap()),
+        // Set in the environment: wins over the file.
+        ("INGRESS_LISTEN", "0.0.0.0:8123"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for shown in [
+        "eph-kafka-bootstrap.eph.svc:9093",
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "intake-user",
+        "\"platform.upload.available\": \"platform.upload.available-eph\"",
+        "http://eph-minio.eph.svc:9000",
+        "perm: \"perm-eph\"",
+        "bucketaccess",
+        "postgres://tracker:****@eph-db.eph.svc:5432/payload-tracker?sslmode=require",
+        "0.0.0.0:8123",
+        "0.0.0.0:8000",
+        "KAFKA_SASL_PASSWORD: set (hidden)",
+        "AWS_SECRET_ACCESS_KEY: set (hidden)",
+    ] {
+        assert!(text.contains(shown), "{shown} missing from:\n{text}");
+    }
+    // Ingress keeps its explicit listener; the tracker takes the public port from the file.
+    let section = |name: &str| {
+        let start = text.find(&format!("\n{name}: ")).unwrap();
+        let end = text[start + 1..].find("\n}").unwrap();
+        &text[start..start + 1 + end]
+    };
+    assert!(section("ingress").contains("\"0.0.0.0:8123\""), "{text}");
+    assert!(section("ingress").contains("\"0.0.0.0:9000\""), "{text}");
+    assert!(!section("ingress").contains("0.0.0.0:8000"), "{text}");
+    assert!(section("tracker").contains("\"0.0.0.0:8000\""), "{text}");
+    for secret in ["kafkapasswordvalue", "bucketsecretvalue", "dbpasswordvalue"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+}
+
+#[test]
+fn an_unreadable_or_invalid_acg_config_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(&invalid, r#"{"metricsPort": 9000}"#).unwrap();
+    let missing = dir.path().join("missing.json");
+    for path in [&invalid, &missing] {
+        let out = config(&[("ACG_CONFIG", path.to_str().unwrap())]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("ACG_CONFIG"), "{stderr}");
+        assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Bus settings and topic names (spec/README.md, "Bus"; messages.md, "Topics").
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -124,6 +125,9 @@ pub struct BusConfig {
     /// heartbeating (crashed) before another takes its topics.
     pub lease_expiry: Duration,
     pub topics: Topics,
+    /// Requested topic name → real name (Clowder's `kafka.topics`, see [`super::clowder`]): a
+    /// topic listed here goes by its real name, without the prefix. Empty unless `ACG_CONFIG`.
+    pub topic_names: BTreeMap<String, String>,
 }
 
 impl BusConfig {
@@ -244,12 +248,17 @@ impl BusConfig {
             retention,
             lease_expiry,
             topics,
+            topic_names: BTreeMap::new(),
         })
     }
 
-    /// The wire name of a configured topic: prefix + name.
+    /// The wire name of a configured topic: its real name when [`Self::topic_names`] lists it,
+    /// else prefix + name.
     pub fn topic(&self, name: &str) -> String {
-        format!("{}{}", self.topic_prefix, name)
+        match self.topic_names.get(name) {
+            Some(real) => real.clone(),
+            None => format!("{}{}", self.topic_prefix, name),
+        }
     }
 
     /// The wire name of a service's announce topic.
@@ -303,6 +312,22 @@ mod tests {
             c.topic(&c.topics.validation_dlq),
             "platform-mq-stage.platform.upload.validation.dlq"
         );
+    }
+
+    #[test]
+    fn a_mapped_topic_goes_by_its_real_name() {
+        let env: EnvMap = [("KAFKA_TOPIC_PREFIX".to_string(), "p.".to_string())].into();
+        let mut c = BusConfig::from_env(&env, std::path::Path::new("/d")).unwrap();
+        c.topic_names.insert(
+            "platform.upload.advisor".into(),
+            "platform.upload.advisor-abc".into(),
+        );
+        assert_eq!(c.service_topic("advisor"), "platform.upload.advisor-abc");
+        assert_eq!(
+            c.service_topic("compliance"),
+            "p.platform.upload.compliance"
+        );
+        assert_eq!(c.topic(&c.topics.available), "p.platform.upload.available");
     }
 
     #[test]

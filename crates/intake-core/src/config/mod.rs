@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 mod bus;
+pub mod clowder;
 mod general;
 mod ingress;
 mod pipeline;
@@ -141,5 +142,6 @@ pub fn documented_variables() -> Vec<&'static str> {
     all.extend_from_slice(tracker::VARIABLES);
     all.extend_from_slice(validator::VARIABLES);
     all.extend_from_slice(pipeline::VARIABLES);
+    all.extend_from_slice(clowder::VARIABLES);
     all
 }

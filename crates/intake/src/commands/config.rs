@@ -16,6 +16,14 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
     let bus = settings.bus()?;
     let tracker = settings.tracker()?;
     let validator = settings.validator()?;
+    match settings.env.get(intake_core::config::clowder::ACG_CONFIG) {
+        Some(path) if !path.trim().is_empty() => {
+            println!(
+                "clowder app-config (ACG_CONFIG): {path}, under variables set in the environment"
+            );
+        }
+        _ => println!("clowder app-config (ACG_CONFIG): not set"),
+    }
     println!("general: {:#?}", settings.general);
     println!("ingress: {ingress:#?}");
     println!("storage: {storage:#?}");

@@ -43,6 +43,7 @@ fn tracker_settings(
     Settings {
         env: settings.env.clone(),
         general,
+        topic_names: settings.topic_names.clone(),
     }
 }
 
