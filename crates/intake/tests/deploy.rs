@@ -1,8 +1,44 @@
-//! deploy/docker-compose.yml stays in step with the configuration: it parses, and every variable it
-//! gives the intake service is one the configuration reads (a misspelt name would be ignored).
+//! deploy/ stays in step with the binary: the compose file, the Kubernetes manifests and the
+//! ClowdApp template parse, set only variables the configuration reads, and fit the parts they run.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
+#[path = "deploy/clowdapp.rs"]
+mod clowdapp;
+#[path = "deploy/kubernetes.rs"]
+mod kubernetes;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+/// Every `.yaml` file under `dir`, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The variables intake reads: the configuration's, plus `PIPELINE_CONFIG` (a flag's variable).
+fn known_variables() -> BTreeSet<&'static str> {
+    let mut known: BTreeSet<&str> = intake_core::config::documented_variables()
+        .into_iter()
+        .collect();
+    known.insert("PIPELINE_CONFIG");
+    known
+}
 #[test]
 fn compose_file_sets_only_variables_the_config_reads() {
     let text = std::fs::read_to_string(concat!(
