@@ -1,13 +1,17 @@
 //! deploy/ stays in step with the binary: the compose file, the Kubernetes manifests and the
-//! ClowdApp template parse, set only variables the configuration reads, and fit the parts they run.
+//! ClowdApp template parse, set only variables the configuration reads, and fit the parts they run;
+//! the dashboard and alert rules name only metrics the parts export (promtool from the harness).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 #[path = "deploy/clowdapp.rs"]
 mod clowdapp;
+mod common;
 #[path = "deploy/kubernetes.rs"]
 mod kubernetes;
+#[path = "deploy/monitoring.rs"]
+mod monitoring;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
