@@ -1,6 +1,7 @@
 # Sourced by scripts/with-servers.sh (under set -euo pipefail): the upstream Python clients the
 # compatibility tests run unmodified against intake (insights-core's insights-client upload code,
-# ccx-messaging and insights-core-messaging), pinned in python-requirements.txt with every
+# ccx-messaging and insights-core-messaging) and kubernetes-validate (the Kubernetes JSON schemas the
+# deploy test checks deploy/kubernetes/ against), pinned in python-requirements.txt with every
 # dependency, in a virtualenv cached under ~/.cache/intake-venv/<hash of the requirements>, so only
 # the first run (or a change of pins) installs. Exports:
 #   INTAKE_TEST_PYTHON  the virtualenv's python

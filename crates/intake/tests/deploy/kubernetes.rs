@@ -269,3 +269,44 @@ fn manifests_set_only_variables_the_config_reads() {
     }
 }
 
+/// The Kubernetes versions whose JSON schemas the manifests must satisfy: the oldest one still
+/// common in clusters, and the newest one kubernetes-validate bundles.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
+
+/// `kubernetes-validate --strict` on `files` (unknown fields are errors) with the harness's Python.
+fn kubernetes_validate(files: &[PathBuf]) -> std::process::Output {
+    let python = std::env::var("INTAKE_TEST_PYTHON").expect(
+        "INTAKE_TEST_PYTHON unset: run under scripts/with-servers.sh, which installs kubernetes-validate",
+    );
+    let mut cmd = std::process::Command::new(python);
+    cmd.args(["-m", "kubernetes_validate", "--strict", "--no-warn"]);
+    for version in KUBERNETES_VERSIONS {
+        cmd.args(["-k", version]);
+    }
+    cmd.args(files).output().unwrap()
+}
+
+#[test]
+fn manifests_satisfy_the_kubernetes_schemas() {
+    let files = yaml_files(&deploy_dir().join("kubernetes"));
+    let out = kubernetes_validate(&files);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same check refuses a manifest with a misspelt field or a port that is not a number.
+    let dir = tempfile::tempdir().unwrap();
+    let ingress = std::fs::read_to_string(deploy_dir().join("kubernetes/ingress.yaml")).unwrap();
+    for (from, to) in [
+        ("  replicas: 2", "  replica: 2"),
+        ("containerPort: 8080", "containerPort: eighty"),
+    ] {
+        assert!(ingress.contains(from));
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&broken, ingress.replacen(from, to, 1)).unwrap();
+        let out = kubernetes_validate(&[broken]);
+        assert!(!out.status.success(), "{to:?} passed: {out:?}");
+    }
+}
