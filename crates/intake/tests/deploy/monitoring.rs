@@ -16,10 +16,11 @@ use super::common::process::free_port;
 use super::common::upload;
 use super::deploy_dir;
 
-/// Metric names as intake's crates declare them: every family starts with one of these.
+/// Metric names as intake exports them: every family starts with one of these.
 fn metric_names(expr: &str) -> BTreeSet<String> {
     let pattern =
-        regex::Regex::new(r"\b(?:ingress|intake|payload_tracker|ccx)_[a-z0-9_]+\b").unwrap();
+        regex::Regex::new(r"\b(?:ingress|intake|payload_tracker|ccx|process)_[a-z0-9_]+\b")
+            .unwrap();
     pattern
         .find_iter(expr)
         .map(|m| m.as_str().to_owned())
@@ -228,6 +229,22 @@ async fn dashboard_and_alerts_name_only_metrics_the_parts_export() {
     let seen = seen.into_inner().unwrap();
     let missing: Vec<_> = wanted.difference(&seen).collect();
     assert!(missing.is_empty(), "named but not exported: {missing:?}");
+
+    // Every part's /metrics has the process's own metrics (CPU, memory, file descriptors).
+    for url in &metrics {
+        let body = text(&client, url).await.unwrap();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+        ] {
+            assert_eq!(
+                body.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{url}: {name}"
+            );
+        }
+    }
 }
 
 /// promtool from the harness (scripts/servers/promtool.sh): missing fails, never skips.
