@@ -136,3 +136,40 @@ fn an_unreadable_or_invalid_acg_config_exits_2_naming_it() {
         assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
     }
 }
+
+#[test]
+fn acg_config_ca_certificates_are_written_for_the_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdappconfig.json");
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBkafkaca\n-----END CERTIFICATE-----\n";
+    let app: serde_json::Value = serde_json::json!({
+        "publicPort": 8000, "metricsPort": 9000, "metricsPath": "/metrics",
+        "kafka": {"brokers": [{"hostname": "k", "port": 9093, "cacert": pem}], "topics": []}
+    });
+    std::fs::write(&file, app.to_string()).unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = config(&[
+        ("ACG_CONFIG", file.to_str().unwrap()),
+        ("TMPDIR", tmp.to_str().unwrap()),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let written: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(written[0].to_str().unwrap().ends_with("-kafka-ca.pem"));
+    assert_eq!(std::fs::read_to_string(&written[0]).unwrap(), pem);
+
+    // With KAFKA_SSL_CA_LOCATION set, the operator's CA is used and nothing is written.
+    let tmp2 = dir.path().join("tmp2");
+    std::fs::create_dir(&tmp2).unwrap();
+    let out = config(&[
+        ("ACG_CONFIG", file.to_str().unwrap()),
+        ("TMPDIR", tmp2.to_str().unwrap()),
+        ("KAFKA_SSL_CA_LOCATION", "/etc/ssl/mine.pem"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read_dir(&tmp2).unwrap().count(), 0);
+}

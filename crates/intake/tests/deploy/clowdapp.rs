@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use intake_core::config::clowder::{AppConfig, Layout};
+use intake_core::config::clowder::{AppConfig, CaFiles, Layout};
 use intake_core::config::{BucketNames, BusConfig, EnvMap};
 use yaml_rust2::Yaml;
 
@@ -63,7 +63,7 @@ fn the_clowdapp_runs_the_parts_probed_on_the_ports_clowder_gives_them() {
         r#"{"publicPort": 8000, "privatePort": 10000, "metricsPort": 9000, "metricsPath": "/metrics"}"#,
     )
     .unwrap()
-    .variables(&EnvMap::new(), Layout::OnePart);
+    .variables(&EnvMap::new(), Layout::OnePart, &CaFiles::default());
     let port_of = |var: &str| -> i64 { ports[var].rsplit_once(':').unwrap().1.parse().unwrap() };
     let known = known_variables();
     let mut parts = BTreeSet::new();

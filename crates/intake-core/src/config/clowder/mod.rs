@@ -5,7 +5,9 @@
 //! Precedence: a variable set in the environment wins over the file, which wins over the defaults.
 //! Topic and bucket variables hold *requested* names, as a ClowdApp does: the name a variable (or
 //! its default) gives is looked up among the file's `requestedName`s and replaced by the real
-//! `name`. Parsing only: the binary reads the file and passes its text in.
+//! `name`. Parsing only: the binary reads the file and passes its text in, and writes the CA
+//! certificates the file holds (Kafka's `cacert`, the database's `rdsCa`) to files whose paths it
+//! passes back in [`CaFiles`].
 
 use std::collections::BTreeMap;
 
@@ -66,6 +68,9 @@ struct Broker {
     hostname: String,
     #[serde(default)]
     port: Option<u16>,
+    /// PEM of the CA that signed the brokers' certificates.
+    #[serde(default)]
+    cacert: Option<String>,
     #[serde(default)]
     authtype: Option<String>,
     #[serde(default)]
@@ -125,6 +130,19 @@ struct Database {
     password: String,
     #[serde(default)]
     ssl_mode: Option<String>,
+    /// PEM of the CA that signed the database's certificate.
+    #[serde(default)]
+    rds_ca: Option<String>,
+}
+
+/// Where the binary wrote the CA certificates of the app-config (see [`AppConfig::kafka_ca`],
+/// [`AppConfig::database_ca`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaFiles {
+    /// Becomes `KAFKA_SSL_CA_LOCATION`.
+    pub kafka: Option<String>,
+    /// Becomes `sslrootcert` of `TRACKER_DATABASE_URL`.
+    pub database: Option<String>,
 }
 
 fn bad(problem: impl Into<String>) -> ConfigError {
@@ -137,6 +155,17 @@ fn bad(problem: impl Into<String>) -> ConfigError {
 /// A failure to read the file, as a configuration error naming `ACG_CONFIG` (for the binary).
 pub fn unreadable(path: &str, error: &std::io::Error) -> ConfigError {
     bad(format!("cannot read {path}: {error}"))
+}
+
+/// A failure to write one of the file's CA certificates to `path`, naming `ACG_CONFIG`.
+pub fn unwritable(path: &str, error: &std::io::Error) -> ConfigError {
+    bad(format!(
+        "cannot write its CA certificate to {path}: {error}"
+    ))
+}
+
+fn pem(text: Option<&String>) -> Option<&str> {
+    text.map(|t| t.as_str()).filter(|t| !t.trim().is_empty())
 }
 
 impl AppConfig {
@@ -165,8 +194,23 @@ impl AppConfig {
             .collect()
     }
 
+    /// The Kafka CA certificate (PEM) to write for `KAFKA_SSL_CA_LOCATION`, if the file has one.
+    pub fn kafka_ca(&self) -> Option<&str> {
+        pem(self.kafka.as_ref()?.brokers.first()?.cacert.as_ref())
+    }
+
+    /// The database CA certificate (PEM) to write for `sslrootcert`, if the file has one.
+    pub fn database_ca(&self) -> Option<&str> {
+        pem(self.database.as_ref()?.rds_ca.as_ref())
+    }
+
     /// The variables the file provides, before precedence: name → value.
-    pub fn variables(&self, env: &EnvMap, layout: Layout) -> BTreeMap<&'static str, String> {
+    pub fn variables(
+        &self,
+        env: &EnvMap,
+        layout: Layout,
+        ca: &CaFiles,
+    ) -> BTreeMap<&'static str, String> {
         let mut vars = BTreeMap::new();
         let any = |port: u16| format!("0.0.0.0:{port}");
         let metrics = any(self.metrics_port);
@@ -194,6 +238,9 @@ impl AppConfig {
         }
         if let Some(kafka) = &self.kafka {
             kafka_variables(kafka, &mut vars);
+            if let Some(path) = &ca.kafka {
+                vars.insert("KAFKA_SSL_CA_LOCATION", path.clone());
+            }
         }
         if let Some(store) = &self.object_store {
             store_variables(store, env, &mut vars);
@@ -207,9 +254,16 @@ impl AppConfig {
                 db.port,
                 encode(&db.name)
             );
+            let mut query = Vec::new();
             if let Some(mode) = db.ssl_mode.as_deref().filter(|m| !m.is_empty()) {
-                url.push_str("?sslmode=");
-                url.push_str(&encode(mode));
+                query.push(format!("sslmode={}", encode(mode)));
+            }
+            if let Some(path) = &ca.database {
+                query.push(format!("sslrootcert={}", encode(path)));
+            }
+            if !query.is_empty() {
+                url.push('?');
+                url.push_str(&query.join("&"));
             }
             vars.insert("TRACKER_DATABASE_URL", url);
         }
@@ -306,10 +360,10 @@ fn encode(text: &str) -> String {
 
 /// `env` with the file's variables added where `env` leaves them unset or empty (a variable set
 /// in the environment wins).
-pub fn overlay(env: &EnvMap, config: &AppConfig, layout: Layout) -> EnvMap {
+pub fn overlay(env: &EnvMap, config: &AppConfig, layout: Layout, ca: &CaFiles) -> EnvMap {
     let set = |name: &str| env.get(name).is_some_and(|v| !v.trim().is_empty());
     let mut merged = env.clone();
-    for (name, value) in config.variables(env, layout) {
+    for (name, value) in config.variables(env, layout, ca) {
         // The older names the configuration also reads count as set too.
         let explicit = set(name)
             || (name == "KAFKA_BROKERS" && set("KAFKAMQ"))

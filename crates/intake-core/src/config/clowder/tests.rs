@@ -63,7 +63,7 @@ fn env(pairs: &[(&str, &str)]) -> EnvMap {
 
 #[test]
 fn brokers_sasl_store_buckets_database_and_ports_come_from_the_file() {
-    let merged = overlay(&EnvMap::new(), &app(), Layout::OnePart);
+    let merged = overlay(&EnvMap::new(), &app(), Layout::OnePart, &CaFiles::default());
     for (name, value) in [
         (
             "KAFKA_BROKERS",
@@ -126,7 +126,7 @@ fn variables_set_in_the_environment_win() {
         // An older name the configuration reads counts as set.
         ("AWS_DEFAULT_REGION", "eu-west-1"),
     ]);
-    let merged = overlay(&explicit, &app(), Layout::OnePart);
+    let merged = overlay(&explicit, &app(), Layout::OnePart, &CaFiles::default());
     assert_eq!(merged["KAFKA_BROKERS"], "my-kafka:9092");
     assert_eq!(merged["AWS_ACCESS_KEY_ID"], "mine");
     assert_eq!(merged["TRACKER_DATABASE_URL"], "postgres://me@db/t");
@@ -134,7 +134,12 @@ fn variables_set_in_the_environment_win() {
     // Unset ones still come from the file.
     assert_eq!(merged["KAFKA_SASL_USERNAME"], "intake-user");
     assert_eq!(merged["TRACKER_LISTEN"], "0.0.0.0:8000");
-    let kafkamq = overlay(&env(&[("KAFKAMQ", "seed:9092")]), &app(), Layout::OnePart);
+    let kafkamq = overlay(
+        &env(&[("KAFKAMQ", "seed:9092")]),
+        &app(),
+        Layout::OnePart,
+        &CaFiles::default(),
+    );
     assert!(!kafkamq.contains_key("KAFKA_BROKERS"));
 }
 
@@ -147,6 +152,7 @@ fn a_bucket_variable_is_a_requested_name() {
         ]),
         &app(),
         Layout::OnePart,
+        &CaFiles::default(),
     );
     assert_eq!(merged["S3_PERM"], "another-apps-bucket-eph42");
     assert_eq!(merged["S3_REJECT"], "not-in-the-file");
@@ -155,7 +161,7 @@ fn a_bucket_variable_is_a_requested_name() {
 
 #[test]
 fn serve_puts_the_tracker_on_the_private_port() {
-    let merged = overlay(&EnvMap::new(), &app(), Layout::Serve);
+    let merged = overlay(&EnvMap::new(), &app(), Layout::Serve, &CaFiles::default());
     assert_eq!(merged["INGRESS_LISTEN"], "0.0.0.0:8000");
     assert_eq!(merged["TRACKER_LISTEN"], "0.0.0.0:10000");
     assert_eq!(merged["INGRESS_METRICS_LISTEN"], "0.0.0.0:9000");
@@ -166,7 +172,7 @@ fn serve_puts_the_tracker_on_the_private_port() {
 fn a_minimal_file_gives_only_ports() {
     let text = r#"{"webPort": 8000, "metricsPort": 9000, "metricsPath": "/metrics", "logging": {"type": "null"}}"#;
     let app = AppConfig::parse("f", text).unwrap();
-    let vars = app.variables(&EnvMap::new(), Layout::OnePart);
+    let vars = app.variables(&EnvMap::new(), Layout::OnePart, &CaFiles::default());
     assert_eq!(vars["INGRESS_LISTEN"], "0.0.0.0:8000");
     assert!(!vars.contains_key("KAFKA_BROKERS"));
     assert!(!vars.contains_key("S3_ENDPOINT_URL"));
@@ -180,9 +186,11 @@ fn tls_store_and_plain_brokers() {
       "kafka": {"brokers": [{"hostname": "k"}], "topics": []},
       "objectStore": {"hostname": "s3.us-east-1.amazonaws.com", "port": 443, "tls": true,
         "buckets": [{"requestedName": "insights-upload-perm-test", "name": "perm-prod", "region": "us-east-1"}]}}"#;
-    let vars = AppConfig::parse("f", text)
-        .unwrap()
-        .variables(&EnvMap::new(), Layout::OnePart);
+    let vars = AppConfig::parse("f", text).unwrap().variables(
+        &EnvMap::new(),
+        Layout::OnePart,
+        &CaFiles::default(),
+    );
     assert_eq!(vars["KAFKA_BROKERS"], "k:9092");
     assert!(!vars.contains_key("KAFKA_SASL_USERNAME"));
     assert!(!vars.contains_key("KAFKA_SECURITY_PROTOCOL"));
@@ -219,4 +227,32 @@ fn a_bad_file_is_an_error_naming_acg_config() {
         assert!(message.contains(says), "{text}: {message}");
         assert!(message.contains("/cdapp/cdappconfig.json"), "{message}");
     }
+}
+
+#[test]
+fn ca_certificates_go_to_the_files_the_binary_wrote() {
+    let text = r#"{"publicPort": 8000, "metricsPort": 9000, "metricsPath": "/metrics",
+      "kafka": {"brokers": [{"hostname": "k", "port": 9093, "cacert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}], "topics": []},
+      "database": {"name": "db", "username": "u", "password": "p", "hostname": "h", "port": 5432,
+        "adminUsername": "a", "adminPassword": "b", "sslMode": "verify-full",
+        "rdsCa": "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"}}"#;
+    let app = AppConfig::parse("f", text).unwrap();
+    assert!(app.kafka_ca().unwrap().contains("MIIB"));
+    assert!(app.database_ca().unwrap().contains("MIIC"));
+    let ca = CaFiles {
+        kafka: Some("/tmp/intake-acg-1-kafka-ca.pem".into()),
+        database: Some("/tmp/intake-acg-1-database-ca.pem".into()),
+    };
+    let merged = overlay(&EnvMap::new(), &app, Layout::OnePart, &ca);
+    assert_eq!(
+        merged["KAFKA_SSL_CA_LOCATION"],
+        "/tmp/intake-acg-1-kafka-ca.pem"
+    );
+    assert_eq!(
+        merged["TRACKER_DATABASE_URL"],
+        "postgres://u:p@h:5432/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fintake-acg-1-database-ca.pem"
+    );
+    // The realistic file has none (an empty rdsCa is none).
+    assert_eq!(self::app().kafka_ca(), None);
+    assert_eq!(self::app().database_ca(), None);
 }
