@@ -1,7 +1,8 @@
-//! Black-box: under Clowder, topics go by the real names the app-config (`ACG_CONFIG`) gives for
-//! the names intake requests, in every part. `intake serve` on the embedded bus (`BUS_DRIVER` set in
-//! the environment wins over the file's brokers) takes an upload through validation to the tracker
-//! on renamed topics only.
+//! Black-box: under Clowder (`ACG_CONFIG` naming the app-config), topics go by the real names the
+//! file gives for the names intake requests, in every part: `intake serve` on the embedded bus
+//! (`BUS_DRIVER` set in the environment wins over the file's brokers) takes an upload through
+//! validation to the tracker on renamed topics only. And each part alone listens where the file's
+//! ports (and deploy/clowdapp.yaml's probes) say.
 
 mod common;
 
@@ -84,5 +85,79 @@ async fn every_part_uses_the_real_topic_names_the_app_config_gives() {
     for (requested, real) in RENAMED {
         assert!(listed.contains(&real), "{real} missing from {listed:?}");
         assert!(!listed.contains(&requested), "{requested} used: {listed:?}");
+    }
+}
+
+/// Kills the child when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Each part alone, configured only by an app-config's ports (the embedded defaults otherwise),
+/// answers its probes and scrapes where deploy/clowdapp.yaml points them: `/livez` and `/readyz`
+/// on the public port for ingress and the tracker, on the metrics port for the validator and the
+/// pipeline, and `/metrics` on the metrics port for all four.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_part_listens_on_the_ports_the_app_config_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut parts = Vec::new();
+    let mut probes = Vec::new();
+    for (part, public) in [
+        ("ingress", true),
+        ("tracker", true),
+        ("validator", false),
+        ("pipeline", false),
+    ] {
+        let (public_port, metrics_port) = (free_port(), free_port());
+        let file = dir.path().join(format!("{part}.json"));
+        let app = serde_json::json!({
+            "publicPort": public_port, "metricsPort": metrics_port, "metricsPath": "/metrics"
+        });
+        std::fs::write(&file, app.to_string()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_intake"))
+            .arg(part)
+            .current_dir(dir.path())
+            .env("INTAKE_DATA_DIR", dir.path().join("data"))
+            .env("STORAGE_URL_SIGNING_KEY", "test-key")
+            .env("LOG_LEVEL", "warn")
+            .env("ACG_CONFIG", &file)
+            .env_remove("KAFKA_BROKERS")
+            .env_remove("KAFKAMQ")
+            .env_remove("BUS_DRIVER")
+            .env_remove("S3_ENDPOINT_URL")
+            .env_remove("PIPELINE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        parts.push(Child(child));
+        let health = if public { public_port } else { metrics_port };
+        for (port, path) in [
+            (health, "/livez"),
+            (health, "/readyz"),
+            (metrics_port, "/metrics"),
+        ] {
+            probes.push((part, format!("http://127.0.0.1:{port}{path}")));
+        }
+    }
+    for (part, url) in probes {
+        poll::until_true(
+            Duration::from_secs(60),
+            &format!("{part}: {url} 200"),
+            || async {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            },
+        )
+        .await;
     }
 }
