@@ -6,6 +6,14 @@ use crate::store::StoreError;
 pub enum TrackerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database refused the tracker (rejected credentials, no such database): a configuration
+    /// error naming the variable and where it points, never the password.
+    #[error("{variable}: PostgreSQL at {target}: {problem}")]
+    Database {
+        variable: &'static str,
+        target: String,
+        problem: String,
+    },
     #[error("bus: {0}")]
     Bus(#[from] intake_bus::BusError),
     #[error("cannot listen on {address}: {source}")]

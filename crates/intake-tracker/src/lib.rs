@@ -63,17 +63,9 @@ pub async fn run(
     bus: Arc<dyn Bus>,
     cancel: CancellationToken,
 ) -> Result<(), TrackerError> {
-    let store = open_store(&config).await?;
-    // Not fatal: a database that cannot write now (a full disk) makes the tracker not-ready, not a
-    // crash loop; the hourly run tries again, and a missing partition is made when a batch needs it.
-    if let Err(e) = ingest::maintenance::run_once(
-        store.as_ref(),
-        config.retention_days,
-        config.partition_days_ahead,
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "start-up maintenance failed; it runs again within the hour");
+    let (store, waiting) = open_or_wait(&config).await?;
+    if waiting.is_none() {
+        start_up_maintenance(store.as_ref(), &config).await;
     }
     let metrics = Arc::new(Metrics::new()?);
     let topic = bus_config.topic(&bus_config.topics.payload_status);
@@ -120,6 +112,18 @@ pub async fn run(
     .with_shutdown(cancel.clone())
     .with_write_health(ingestor.write_health());
     let mut tasks = tokio::task::JoinSet::new();
+    let fatal = Arc::new(std::sync::Mutex::new(None));
+    if let Some(deferred) = waiting {
+        let (config, fatal, c) = (config.clone(), fatal.clone(), cancel.clone());
+        tasks.spawn(async move {
+            if let Err(e) = open_later(&deferred, &config, &c).await {
+                *fatal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                c.cancel();
+            }
+        });
+    }
     let c = cancel.clone();
     tasks.spawn(async move { ingest::run_loop(ingestor, consumer, c).await });
     let c = cancel.clone();
@@ -147,5 +151,109 @@ pub async fn run(
     .await;
     cancel.cancel();
     while tasks.join_next().await.is_some() {}
+    let fatal = fatal
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(e) = fatal {
+        return Err(e);
+    }
     served.map_err(TrackerError::Serve)
+}
+
+/// The variable that names the status store's database.
+pub const DATABASE_VARIABLE: &str = "TRACKER_DATABASE_URL";
+
+/// Partitions ahead and retention once at start-up. Not fatal: a database that cannot write now (a
+/// full disk) makes the tracker not-ready, not a crash loop; the hourly run tries again, and a
+/// missing partition is made when a batch needs it.
+async fn start_up_maintenance(store: &dyn StatusStore, config: &TrackerConfig) {
+    if let Err(e) =
+        ingest::maintenance::run_once(store, config.retention_days, config.partition_days_ahead)
+            .await
+    {
+        tracing::warn!(error = %e, "start-up maintenance failed; it runs again within the hour");
+    }
+}
+
+/// Why a PostgreSQL store is not open yet, naming where it points and the variable (never the
+/// password).
+fn waiting_reason(target: &str, cause: &StoreError) -> String {
+    let cause = match cause {
+        StoreError::Unavailable(c) => c.clone(),
+        other => other.to_string(),
+    };
+    format!("PostgreSQL at {target} ({DATABASE_VARIABLE}) does not answer: {cause}")
+}
+
+/// Opens the store. A PostgreSQL server that does not answer is not fatal: the tracker then starts
+/// with a [`store::deferred::DeferredStore`] (not ready, naming the database and the variable) that
+/// [`open_later`] completes. Rejected credentials or a missing database are
+/// [`TrackerError::Database`].
+async fn open_or_wait(
+    config: &TrackerConfig,
+) -> Result<
+    (
+        Arc<dyn StatusStore>,
+        Option<Arc<store::deferred::DeferredStore>>,
+    ),
+    TrackerError,
+> {
+    if config.database_url.starts_with("sqlite:") {
+        return Ok((open_store(config).await?, None));
+    }
+    let target = store::postgres::describe_url(&config.database_url);
+    match store::open(&config.database_url).await {
+        Ok(store) => Ok((store, None)),
+        Err(StoreError::Config(problem)) => Err(TrackerError::Database {
+            variable: DATABASE_VARIABLE,
+            target,
+            problem,
+        }),
+        Err(e @ StoreError::Unavailable(_)) => {
+            let why = waiting_reason(&target, &e);
+            tracing::warn!(database = %target, variable = DATABASE_VARIABLE, error = %e, "database does not answer; the tracker starts not-ready and keeps trying");
+            let deferred = Arc::new(store::deferred::DeferredStore::new("postgres", why));
+            Ok((deferred.clone(), Some(deferred)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Tries to open the database with backoff (1 s doubling to 30 s) until it answers, then migrates it,
+/// runs the start-up maintenance and hands the store to `deferred`: the tracker becomes ready by
+/// itself. Rejected credentials or a missing database end it with [`TrackerError::Database`].
+async fn open_later(
+    deferred: &store::deferred::DeferredStore,
+    config: &TrackerConfig,
+    cancel: &CancellationToken,
+) -> Result<(), TrackerError> {
+    let target = store::postgres::describe_url(&config.database_url);
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        match store::open(&config.database_url).await {
+            Ok(store) => {
+                start_up_maintenance(store.as_ref(), config).await;
+                deferred.set(store);
+                info!(database = %target, "database answers; tracker ready");
+                return Ok(());
+            }
+            Err(StoreError::Config(problem)) => {
+                return Err(TrackerError::Database {
+                    variable: DATABASE_VARIABLE,
+                    target,
+                    problem,
+                })
+            }
+            Err(e) => {
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                tracing::warn!(database = %target, variable = DATABASE_VARIABLE, error = %e, retry_in = ?delay, "database still does not answer");
+                deferred.set_waiting(waiting_reason(&target, &e));
+            }
+        }
+    }
 }

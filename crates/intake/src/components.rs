@@ -223,7 +223,20 @@ pub fn spawn_tracker(
     tokio::spawn(async move {
         intake_tracker::run(config, &general, &bus_config, bus, cancel)
             .await
-            .context("tracker")
+            .map_err(|e| match e {
+                // Rejected credentials or a missing database: a configuration error (exit 2).
+                intake_tracker::TrackerError::Database {
+                    variable,
+                    target,
+                    problem,
+                } => anyhow::Error::from(intake_core::config::ConfigError(vec![
+                    intake_core::config::BadVariable {
+                        name: variable.to_owned(),
+                        problem: format!("PostgreSQL at {target}: {problem}"),
+                    },
+                ])),
+                other => anyhow::Error::from(other).context("tracker"),
+            })
     })
 }
 

@@ -1,7 +1,8 @@
 //! Black-box: `intake tracker` with its SQLite database on a small tmpfs (mounted when the test may
 //! mount one), statuses sent by `intake tracker mock` on the embedded bus while that disk is full.
 //! The tracker must say not-ready naming the cause, store and commit nothing, then store every
-//! status once space returns, and keep them all across a SIGKILL and restart.
+//! status once space returns, and keep them all across a SIGKILL and restart. On PostgreSQL, a
+//! server that does not answer yet leaves the tracker up and not-ready until it does.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -236,4 +237,196 @@ async fn a_tracker_killed_while_ingesting_stores_every_status_exactly_once() {
         (after - sent).max(0)
     );
     assert_eq!(after, sent, "every status stored once");
+}
+
+/// A PostgreSQL server of the test's own in a temporary directory (Debian's packages, as the
+/// harness's scripts/servers/postgres.sh starts it), stopped on drop.
+struct Postgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postgres {
+    /// `initdb` only; [`Postgres::start`] starts the server.
+    fn init(port: u16) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(Result::ok)
+                    .map(|v| v.path().join("bin"))
+                    .filter(|b| b.join("initdb").exists())
+                    .max()
+            })
+            .expect(
+                "PostgreSQL is installed (run under scripts/with-servers.sh, which installs it)",
+            );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("socket")).unwrap();
+        let pg = Self { bin, dir, port };
+        if pg.as_root() {
+            // PostgreSQL refuses to run as root: the server runs as `postgres`.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(pg.dir.path(), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(pg.dir.path())
+                .status()
+                .unwrap();
+            assert!(chown.success());
+        }
+        let initdb = pg
+            .owner(&pg.bin.join("initdb"))
+            .arg("-D")
+            .arg(pg.dir.path().join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(initdb.status.success(), "initdb: {initdb:?}");
+        pg
+    }
+
+    fn as_root(&self) -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0"))
+            .unwrap_or(false)
+    }
+
+    /// `program` run as the data directory's owner.
+    fn owner(&self, program: &Path) -> Command {
+        if self.as_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn start(&self) {
+        let started = self
+            .owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("postgres.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+                self.port,
+                self.dir.path().join("socket").display()
+            ))
+            .args(["-w", "start"])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(started.status.success(), "pg_ctl start: {started:?}");
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_tracker_waits_for_its_database_and_becomes_ready_when_it_answers() {
+    let pg_port = free_port();
+    let database = format!("postgres://postgres:sekrit@127.0.0.1:{pg_port}/postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut tracker = start(&data, &database, port);
+    poll::until_true(WAIT, "the tracker answering, not ready", || async {
+        get(&client, &format!("{base}/readyz")).await.0 == 503
+    })
+    .await;
+    let (_, body) = get(&client, &format!("{base}/readyz")).await;
+    let cause = body["checks"]["database"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains("TRACKER_DATABASE_URL") && cause.contains(&format!("127.0.0.1:{pg_port}")),
+        "the variable and the host are named: {body}"
+    );
+    assert!(
+        !cause.contains("sekrit"),
+        "the password is not shown: {body}"
+    );
+    assert_eq!(get(&client, &format!("{base}/health")).await.0, 503);
+    let pg = Postgres::init(pg_port);
+    // It used to give up after 10 s: it must outlast that.
+    if let Some(rest) = Duration::from_secs(12).checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    assert!(
+        tracker.0.try_wait().unwrap().is_none(),
+        "the tracker keeps running without its database"
+    );
+    assert_eq!(get(&client, &format!("{base}/readyz")).await.0, 503);
+    pg.start();
+    // The backoff is at most 30 s.
+    poll::until_true(WAIT, "ready once the database answers", || async {
+        get(&client, &format!("{base}/readyz")).await.0 == 200
+    })
+    .await;
+    let sent = mock(&data, &database, 20);
+    poll::until_true(WAIT, "every status stored", || async {
+        stored(&client, &base).await == sent
+    })
+    .await;
+    drop(tracker);
+
+    // A database that does not exist is a configuration error: exit 2 at once, naming it.
+    let missing = format!("postgres://postgres:sekrit@127.0.0.1:{pg_port}/nosuchdb");
+    let mut child = intake(&["tracker"], &data, &missing, free_port())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the tracker did not exit on a missing database");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TRACKER_DATABASE_URL")
+            && stderr.contains(&format!("127.0.0.1:{pg_port}/nosuchdb")),
+        "names the variable, host and database: {stderr}"
+    );
+    assert!(
+        !stderr.contains("sekrit"),
+        "the password is not shown: {stderr}"
+    );
 }

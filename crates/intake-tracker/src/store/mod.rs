@@ -3,6 +3,7 @@
 //! Both run the same SQL text (built in [`sql`]) and pass one contract suite (`testsuite`).
 //! [`faults::FaultyStore`] wraps any store to inject outages in tests.
 
+pub mod deferred;
 pub mod faults;
 pub mod postgres;
 pub mod sql;

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, Row as _};
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Row as _};
 
 use super::{classify, StatusStore, StoreError};
 use crate::model::{
@@ -23,6 +25,37 @@ type Row = PgRow;
 /// Advisory lock keys: partition creation and retention (one instance at a time across pods).
 const PARTITION_LOCK: i64 = 0x7472_6b5f_7061_7274;
 const RETENTION_LOCK: i64 = 0x7472_6b5f_7265_746e;
+/// Longest the first connection may take before the server counts as not answering.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a PostgreSQL URL points, without its user or password: `host:port/database`.
+pub fn describe_url(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(o) => format!(
+            "{}:{}/{}",
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or(o.get_username())
+        ),
+        Err(_) => "an unreadable URL".to_owned(),
+    }
+}
+
+/// Sorts a connection error: rejected credentials (SQLSTATE class 28) and a database that does not
+/// exist (3D000) are configuration errors; anything else is an outage.
+fn classify_connect(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        if code.starts_with("28") || code == "3D000" {
+            return StoreError::Config(db.message().to_owned());
+        }
+    }
+    match classify(error) {
+        StoreError::Rejected(e) => StoreError::Unavailable(e),
+        other => other,
+    }
+}
+
 /// Payloads deleted per retention statement.
 pub const RETENTION_BATCH: i64 = 10_000;
 
@@ -69,13 +102,25 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects to `url` and migrates the schema (partitions are created by [`StatusStore::prepare_days`]).
+    /// A server that does not answer is [`StoreError::Unavailable`] (try again later); credentials it
+    /// rejects or a database it does not have are [`StoreError::Config`] (retrying cannot help).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("cannot read the URL: {e}")))?;
+        // One connection first, so a failure says why: the pool would only say that it timed out.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+            })?
+            .map_err(classify_connect)?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(classify)?;
+            .map_err(classify_connect)?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
