@@ -34,13 +34,9 @@ impl SizeSpec {
 }
 
 fn parse_one(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    if let Ok(n) = text.parse::<u64>() {
-        return Ok(n);
-    }
-    bytesize::ByteSize::from_str(text)
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("{text:?} is not a size (e.g. 10KiB, 1MiB, 2048): {e}"))
+    // The one size grammar of intake's configuration.
+    intake_core::config::units::parse_size(text)
+        .map_err(|_| format!("{:?} is not a size (e.g. 10KiB, 1MiB, 2048)", text.trim()))
 }
 
 impl FromStr for SizeSpec {

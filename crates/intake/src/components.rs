@@ -280,12 +280,14 @@ pub async fn join_all(
     while let Some(joined) = pending.next().await {
         let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
         if let Err(e) = result {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "a component stopped; shutting down the others"
-            );
             cancel.cancel();
-            first_error.get_or_insert(e);
+            if first_error.is_none() {
+                // Printed once, when the process ends with it.
+                tracing::info!("a component stopped; shutting down the others");
+                first_error = Some(e);
+            } else {
+                tracing::error!(error = format!("{e:#}"), "a component also stopped");
+            }
         } else if !cancel.is_cancelled() {
             // A component ending on its own means the process can no longer do its job.
             tracing::warn!("a component ended; shutting down the others");

@@ -65,6 +65,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     logging::init(&general);
+    let log_format = general.log_format;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,8 +103,7 @@ fn main() -> std::process::ExitCode {
                 eprintln!("intake: {exit}");
                 return std::process::ExitCode::from(exit.code);
             }
-            tracing::error!(error = format!("{e:#}"), "intake stopped");
-            eprintln!("intake: {e:#}");
+            report(log_format, &e);
             if e.downcast_ref::<intake_core::config::ConfigError>()
                 .is_some()
                 || commands::pipeline::exit_code(&e) == Some(2)
@@ -113,5 +113,16 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// Prints why intake stopped, once: as a JSON log line with `LOG_FORMAT=json` (what a log collector
+/// reads), else as one plain `intake: …` line (a text log line would only repeat it).
+fn report(format: intake_core::config::LogFormat, error: &anyhow::Error) {
+    match format {
+        intake_core::config::LogFormat::Json => {
+            tracing::error!(error = format!("{error:#}"), "intake stopped");
+        }
+        intake_core::config::LogFormat::Text => eprintln!("intake: {error:#}"),
     }
 }

@@ -173,3 +173,63 @@ fn acg_config_ca_certificates_are_written_for_the_clients() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read_dir(&tmp2).unwrap().count(), 0);
 }
+
+#[test]
+fn every_bad_variable_is_named_once_and_exits_2() {
+    for (name, value) in [
+        ("INGRESS_LISTEN", "bad"),
+        ("TRACKER_LISTEN", ":8081"),
+        ("INGRESS_METRICS_LISTEN", "localhost:http"),
+        ("VALIDATOR_LISTEN", "8080"),
+        ("INGRESS_MAX_SIZE", "lots"),
+        ("INGRESS_MAX_HEADER_BYTES", "64 XB"),
+        ("VALIDATOR_MAX_DOWNLOAD_SIZE", "-1"),
+    ] {
+        let out = config(&[(name, value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {out:?}");
+        assert_eq!(
+            stderr.matches(name).count(),
+            1,
+            "{name}={value} is named, once: {stderr}"
+        );
+    }
+    // A start-up failure too is printed once, not as a log line and again as a message.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("ingress")
+        .current_dir(dir.path())
+        .env("INTAKE_DATA_DIR", dir.path())
+        .env("INGRESS_LISTEN", "bad")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(stderr.matches("INGRESS_LISTEN").count(), 1, "{stderr}");
+}
+
+#[test]
+fn sizes_parse_one_way_everywhere() {
+    let out = config(&[
+        ("INGRESS_MAX_SIZE", "10MiB"),
+        ("INGRESS_MAX_HEADER_BYTES", "64KiB"),
+        (
+            "INGRESS_MAX_SIZE_MAP",
+            r#"{"qpc": "2 MiB", "advisor": 1000}"#,
+        ),
+        ("VALIDATOR_MAX_DOWNLOAD_SIZE", "1.5KB"),
+        ("VALIDATOR_MAX_UNPACKED_SIZE", "3M"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for shown in [
+        "max_size: 10485760,",
+        "max_header_bytes: 65536,",
+        "\"qpc\": 2097152,",
+        "\"advisor\": 1000,",
+        "max_download_size: 1500,",
+        "max_unpacked_size: 3000000,",
+    ] {
+        assert!(text.contains(shown), "{shown} missing from:\n{text}");
+    }
+}

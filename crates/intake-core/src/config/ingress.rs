@@ -98,8 +98,8 @@ pub struct IngressConfig {
 impl IngressConfig {
     pub fn from_env(env: &EnvMap) -> Result<Self, ConfigError> {
         let mut r = EnvReader::new(env);
-        let listen = r.string("INGRESS_LISTEN", DEFAULT_INGRESS_LISTEN);
-        let metrics_listen = r.raw("INGRESS_METRICS_LISTEN").map(str::to_owned);
+        let listen = r.listen("INGRESS_LISTEN", DEFAULT_INGRESS_LISTEN);
+        let metrics_listen = r.listen_opt("INGRESS_METRICS_LISTEN");
         let public_url_set = r.raw("INGRESS_PUBLIC_URL").is_some();
         let public_url = public_url_from(env);
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
@@ -118,7 +118,7 @@ impl IngressConfig {
                 );
             }
         }
-        let max_size = r.u64("INGRESS_MAX_SIZE", 104_857_600);
+        let max_size = r.size("INGRESS_MAX_SIZE", 104_857_600);
         let default_map: BTreeMap<String, u64> = [("qpc".to_owned(), 157_286_400)].into();
         let max_size_map = r.parsed("INGRESS_MAX_SIZE_MAP", default_map, parse_size_map);
         let deny_org_ids = r.list("INGRESS_DENY_ORG_IDS", &[]);
@@ -145,7 +145,7 @@ impl IngressConfig {
         let body_idle_timeout = r.duration("INGRESS_BODY_IDLE_TIMEOUT", Duration::from_secs(30));
         let idle_timeout = r.duration("INGRESS_IDLE_TIMEOUT", Duration::from_secs(60));
         fn bytes(r: &mut EnvReader<'_>, name: &str, default: u64, least: u64) -> usize {
-            let v = r.u64(name, default);
+            let v = r.size(name, default);
             if v < least {
                 r.fail(name, format!("must be at least {least}"));
             }
@@ -264,12 +264,14 @@ fn parse_size_map(text: &str) -> Result<BTreeMap<String, u64>, String> {
     for (k, v) in obj {
         let n = match v {
             serde_json::Value::Number(n) => n.as_u64(),
-            serde_json::Value::String(s) => s.trim().parse().ok(),
+            serde_json::Value::String(s) => super::units::parse_size(s).ok(),
             _ => None,
         };
         out.insert(
             k.clone(),
-            n.ok_or_else(|| format!("limit for {k:?} is not a whole number of bytes"))?,
+            n.ok_or_else(|| {
+                format!("limit for {k:?} is not a size (bytes, or a string such as \"150MiB\")")
+            })?,
         );
     }
     Ok(out)

@@ -116,6 +116,21 @@ impl<'a> EnvReader<'a> {
         })
     }
 
+    /// A size ([`units::parse_size`]).
+    pub fn size(&mut self, name: &str, default: u64) -> u64 {
+        self.parsed(name, default, units::parse_size)
+    }
+
+    /// A listen address ([`units::parse_listen`]).
+    pub fn listen(&mut self, name: &str, default: &str) -> String {
+        self.parsed(name, default.to_owned(), units::parse_listen)
+    }
+
+    /// An optional listen address ([`units::parse_listen`]); unset or empty is `None`.
+    pub fn listen_opt(&mut self, name: &str) -> Option<String> {
+        self.parsed(name, None, |t| units::parse_listen(t).map(Some))
+    }
+
     pub fn list(&mut self, name: &str, default: &[&str]) -> Vec<String> {
         match self.raw(name) {
             None => default.iter().map(|s| s.to_string()).collect(),

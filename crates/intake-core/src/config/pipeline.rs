@@ -13,8 +13,8 @@ pub struct PipelineServiceConfig {
 
 impl PipelineServiceConfig {
     pub fn from_env(env: &EnvMap) -> Result<Self, ConfigError> {
-        let r = EnvReader::new(env);
-        let listen = r.raw("PIPELINE_LISTEN").map(str::to_owned);
+        let mut r = EnvReader::new(env);
+        let listen = r.listen_opt("PIPELINE_LISTEN");
         r.finish(Self { listen })
     }
 }

@@ -63,8 +63,8 @@ impl std::fmt::Debug for TrackerConfig {
 impl TrackerConfig {
     pub fn from_env(env: &EnvMap, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
         let mut r = EnvReader::new(env);
-        let listen = r.string("TRACKER_LISTEN", "0.0.0.0:8081");
-        let metrics_listen = r.raw("TRACKER_METRICS_LISTEN").map(str::to_owned);
+        let listen = r.listen("TRACKER_LISTEN", "0.0.0.0:8081");
+        let metrics_listen = r.listen_opt("TRACKER_METRICS_LISTEN");
         let default_db = format!("sqlite://{}", data_dir.join("tracker.db").display());
         let database_url = r.string("TRACKER_DATABASE_URL", &default_db);
         if !["sqlite://", "postgres://", "postgresql://"]

@@ -127,7 +127,7 @@ impl ValidatorConfig {
         // validator from being the round-trip's bottleneck; each holds at most 1 MiB in memory.
         let concurrency = r.parsed("VALIDATOR_CONCURRENCY", 16, positive);
         let name = r.string("VALIDATOR_NAME", "validator");
-        let listen = r.raw("VALIDATOR_LISTEN").map(str::to_owned);
+        let listen = r.listen_opt("VALIDATOR_LISTEN");
         r.finish(Self {
             services,
             mode,
@@ -152,26 +152,12 @@ fn positive(text: &str) -> Result<u64, String> {
     }
 }
 
-/// Integer bytes (spec README rule 6), also accepting `KiB`, `MiB` and `GiB` suffixes.
+/// A size above zero ([`super::units::parse_size`]).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let (num, unit) = if let Some(n) = t.strip_suffix("GiB") {
-        (n, 1u64 << 30)
-    } else if let Some(n) = t.strip_suffix("MiB") {
-        (n, 1 << 20)
-    } else if let Some(n) = t.strip_suffix("KiB") {
-        (n, 1 << 10)
-    } else {
-        (t, 1)
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| {
-            "expected a size in bytes above zero (KiB, MiB and GiB suffixes allowed)".to_owned()
-        })
+    match super::units::parse_size(text)? {
+        0 => Err("expected a size above zero".to_owned()),
+        n => Ok(n),
+    }
 }
 
 #[cfg(test)]

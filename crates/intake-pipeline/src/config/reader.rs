@@ -313,31 +313,9 @@ impl<'a> Section<'a> {
     }
 }
 
-/// Bytes, or `^(\d+(\.\d+)?)\s*([KMGT]i?)?B?$`, rounded down.
+/// A size, parsed as every size in intake's configuration is ([`intake_core::config::units::parse_size`]).
 pub fn parse_size(text: &str) -> Option<u64> {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| {
-        Regex::new(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?$").unwrap_or_else(|_| unreachable!())
-    });
-    let caps = re.captures(text.trim())?;
-    let num: f64 = caps.get(1)?.as_str().parse().ok()?;
-    let mult: f64 = match caps.get(2).map(|m| m.as_str()) {
-        None => 1.0,
-        Some("K") => 1e3,
-        Some("M") => 1e6,
-        Some("G") => 1e9,
-        Some("T") => 1e12,
-        Some("Ki") => 1024.0,
-        Some("Mi") => 1024.0 * 1024.0,
-        Some("Gi") => 1024.0 * 1024.0 * 1024.0,
-        Some("Ti") => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        Some(_) => return None,
-    };
-    if caps.get(1)?.as_str().contains('.') || caps.get(2).is_some() {
-        Some((num * mult).floor() as u64)
-    } else {
-        caps.get(1)?.as_str().parse().ok()
-    }
+    intake_core::config::units::parse_size(text).ok()
 }
 
 #[cfg(test)]
