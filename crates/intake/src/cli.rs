@@ -43,6 +43,8 @@ pub enum Command {
     Load(crate::commands::load::LoadArgs),
     /// Print the settings each part would run with (environment and defaults), secrets masked.
     Config,
+    /// Print the manual page (roff) for the whole command line: `intake man | man -l -`.
+    Man,
     /// Print a shell completion script, e.g. `intake completions bash > ~/.local/share/bash-completion/completions/intake`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -172,4 +174,19 @@ pub enum PipelineCommand {
 pub enum ProcessFormat {
     Report,
     Ccx,
+}
+
+/// The command line as clap sees it, with what `#[derive]` cannot say: the version with the commit
+/// and build date, and for each service the environment variables it reads (`--help`).
+pub fn command() -> clap::Command {
+    let mut command = <Cli as clap::CommandFactory>::command().version(crate::version::current());
+    for service in ["serve", "ingress", "validator", "tracker", "pipeline"] {
+        let variables = intake_core::config::component_variables(service);
+        let text = format!(
+            "Environment variables read (README.md, Configuration):\n  {}",
+            variables.join("\n  ")
+        );
+        command = command.mut_subcommand(service, |sub| sub.after_help(text));
+    }
+    command
 }

@@ -27,18 +27,31 @@ mod commands;
 mod components;
 mod health_listener;
 mod logging;
+mod man;
+mod version;
 
-use clap::Parser;
 use intake_core::config::{process_env, GeneralConfig};
 
 use crate::cli::{Cli, Command};
 use crate::components::Settings;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = cli::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Command::Man = cli.command {
+        // Needs no configuration either.
+        use std::io::Write;
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(man::render(&cli::command()).as_bytes());
+        return std::process::ExitCode::SUCCESS;
+    }
     if let Command::Completions { shell } = cli.command {
         // Needs no configuration: it must work whatever the environment holds.
-        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut command = cli::command();
         // Into memory first (a few KiB): the generator panics on a closed pipe (`| head`).
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut command, "intake", &mut script);
@@ -92,7 +105,7 @@ fn main() -> std::process::ExitCode {
             Command::Upload(args) => commands::upload::run(args).await,
             Command::Load(args) => commands::load::run(args).await,
             Command::Config => commands::config::run(&settings),
-            Command::Completions { .. } => Ok(()),
+            Command::Completions { .. } | Command::Man => Ok(()),
         }
     });
     match result {

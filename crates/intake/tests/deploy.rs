@@ -77,3 +77,84 @@ fn compose_file_sets_only_variables_the_config_reads() {
         assert!(set.contains(needed), "{needed} not set for intake");
     }
 }
+
+/// The instructions of the Dockerfile's last stage (the image that runs), continuation lines joined.
+fn final_stage() -> Vec<String> {
+    let text = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    let lines: Vec<String> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let last_from = lines
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM");
+    lines[last_from..].to_vec()
+}
+
+#[test]
+fn the_image_runs_as_a_non_root_user_owning_its_data_dir() {
+    let stage = final_stage();
+    let users: Vec<&String> = stage.iter().filter(|l| l.starts_with("USER ")).collect();
+    let user = users.last().expect("the image sets USER");
+    let uid = user["USER ".len()..].split(':').next().unwrap().trim();
+    assert_eq!(uid, "10001", "{user}");
+    let run = stage
+        .iter()
+        .filter(|l| l.starts_with("RUN "))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(run.contains("--uid 10001"), "the user exists: {run}");
+    assert!(
+        run.contains("chown 10001:10001 /data"),
+        "it owns /data: {run}"
+    );
+    assert!(stage
+        .iter()
+        .any(|l| l.starts_with("ENV ") && l.contains("INTAKE_DATA_DIR=/data")));
+    // The compose file mounts intake's volume where the image keeps its data, and Kafka's where
+    // Kafka writes.
+    let compose = std::fs::read_to_string(deploy_dir().join("docker-compose.yml")).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&compose).unwrap();
+    let services = &docs[0]["services"];
+    assert_eq!(
+        services["intake"]["environment"]["INTAKE_DATA_DIR"].as_str(),
+        Some("/data")
+    );
+    assert_eq!(
+        services["intake"]["volumes"][0].as_str(),
+        Some("intake-data:/data")
+    );
+    let kafka_dir = services["kafka"]["environment"]["KAFKA_LOG_DIRS"]
+        .as_str()
+        .expect("KAFKA_LOG_DIRS is set");
+    assert_eq!(
+        services["kafka"]["volumes"][0].as_str(),
+        Some(format!("kafka-data:{kafka_dir}").as_str())
+    );
+}
+
+#[test]
+fn the_image_bakes_in_commit_and_date_and_strips_the_binary() {
+    let text = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    for needed in [
+        "ARG GIT_COMMIT",
+        "ARG BUILD_DATE",
+        "GIT_COMMIT=${GIT_COMMIT}",
+        "BUILD_DATE=${BUILD_DATE}",
+        "CARGO_PROFILE_RELEASE_STRIP=symbols",
+    ] {
+        assert!(text.contains(needed), "Dockerfile lacks {needed}");
+    }
+    // The names the binary reads them under.
+    let version =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/version.rs")).unwrap();
+    assert!(
+        version.contains("option_env!(\"GIT_COMMIT\")")
+            && version.contains("option_env!(\"BUILD_DATE\")")
+    );
+}

@@ -160,3 +160,38 @@ pub fn documented_variables() -> Vec<&'static str> {
     all.extend_from_slice(clowder::VARIABLES);
     all
 }
+
+/// The variables one part of intake reads (`ingress`, `validator`, `tracker`, `pipeline`, `serve`),
+/// general ones first; empty for an unknown part. Shown in each part's `--help`.
+pub fn component_variables(component: &str) -> Vec<&'static str> {
+    let parts: &[&[&str]] = match component {
+        "ingress" => &[ingress::VARIABLES, storage::VARIABLES, bus::VARIABLES],
+        "validator" => &[validator::VARIABLES, bus::VARIABLES],
+        "tracker" => &[tracker::VARIABLES, bus::VARIABLES],
+        "pipeline" => &[
+            pipeline::VARIABLES,
+            storage::VARIABLES,
+            bus::VARIABLES,
+            &["INGRESS_PUBLIC_URL"],
+        ],
+        "serve" => &[
+            ingress::VARIABLES,
+            storage::VARIABLES,
+            bus::VARIABLES,
+            tracker::VARIABLES,
+            validator::VARIABLES,
+            pipeline::VARIABLES,
+        ],
+        _ => return Vec::new(),
+    };
+    let mut all: Vec<&'static str> = general::VARIABLES.to_vec();
+    all.extend_from_slice(clowder::VARIABLES);
+    for part in parts {
+        for name in *part {
+            if !all.contains(name) {
+                all.push(name);
+            }
+        }
+    }
+    all
+}
