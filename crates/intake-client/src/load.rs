@@ -80,7 +80,27 @@ enum Bodies {
     },
 }
 
+/// Live counts of a run, for a progress line while it goes (`intake load --progress`).
+#[derive(Debug, Default)]
+pub struct Progress {
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Progress {
+    /// Requests started, answered 2xx, and answered otherwise or failed, so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.accepted.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 struct Shared {
+    progress: Arc<Progress>,
     client: reqwest::Client,
     upload_url: url::Url,
     identity: HeaderValue,
@@ -116,6 +136,14 @@ struct Tally {
 
 /// Runs the plan to its end and sums it up.
 pub async fn run(plan: &LoadPlan) -> Result<LoadReport, ClientError> {
+    run_with_progress(plan, Arc::default()).await
+}
+
+/// [`run`], counting into `progress` as it goes.
+pub async fn run_with_progress(
+    plan: &LoadPlan,
+    progress: Arc<Progress>,
+) -> Result<LoadReport, ClientError> {
     if plan.concurrency == 0 {
         return Err(ClientError::BadArgument(
             "concurrency must be at least 1".into(),
@@ -160,6 +188,7 @@ pub async fn run(plan: &LoadPlan) -> Result<LoadReport, ClientError> {
         Stop::Count(_) => started,
     };
     let shared = Arc::new(Shared {
+        progress,
         client,
         upload_url: crate::route(&plan.url, crate::UPLOAD_PATH)?,
         identity,
@@ -227,6 +256,8 @@ async fn worker(shared: Arc<Shared>, index: usize, latency: Histogram<u64>) -> T
             }
         };
         let sent = Instant::now();
+        shared.progress.sent.fetch_add(1, Ordering::Relaxed);
+        let failed = || shared.progress.failed.fetch_add(1, Ordering::Relaxed);
         match request.send().await {
             Ok(answer) => {
                 let status = answer.status();
@@ -241,12 +272,21 @@ async fn worker(shared: Arc<Shared>, index: usize, latency: Histogram<u64>) -> T
                         if status.is_success() {
                             tally.accepted += 1;
                             tally.accepted_bytes += size.min(shared.file_len);
+                            shared.progress.accepted.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed();
                         }
                     }
-                    Err(e) => *tally.errors.entry(error_kind(&e)).or_default() += 1,
+                    Err(e) => {
+                        failed();
+                        *tally.errors.entry(error_kind(&e)).or_default() += 1;
+                    }
                 }
             }
-            Err(e) => *tally.errors.entry(error_kind(&e)).or_default() += 1,
+            Err(e) => {
+                failed();
+                *tally.errors.entry(error_kind(&e)).or_default() += 1;
+            }
         }
     }
     tally

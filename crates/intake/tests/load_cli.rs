@@ -88,5 +88,68 @@ fn a_refused_run_exits_non_zero_with_its_summary() {
     assert_eq!(report["requests"], 3);
     assert_eq!(report["accepted"], 0);
     assert_eq!(report["errors_by_kind"]["connect"], 3);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no upload was accepted"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no upload was accepted"));
+    assert!(
+        !stderr.contains(" rate "),
+        "no progress unless asked or on a terminal: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_prints_a_line_per_second_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path());
+    ready(&reqwest::Client::new(), &serve).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args(["load", "--url", &serve.ingress, "--duration", "3500ms"])
+        .args([
+            "--concurrency",
+            "2",
+            "--size",
+            "1KiB",
+            "--json",
+            "--progress",
+        ])
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "intake load failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout holds only the summary");
+    // `  1s  sent 40  accepted 39  failed 0  rate 39/s`
+    let lines: Vec<Vec<u64>> = stderr
+        .lines()
+        .filter(|l| l.contains(" sent ") && l.contains(" rate "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.trim_end_matches("/s").trim_end_matches('s').parse().ok())
+                .collect()
+        })
+        .collect();
+    assert!(
+        (3..=4).contains(&lines.len()),
+        "a line per second: {stderr}"
+    );
+    for pair in lines.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert_eq!(
+            before.len(),
+            5,
+            "seconds, sent, accepted, failed, rate: {stderr}"
+        );
+        assert!(
+            after[0] > before[0] && after[1] >= before[1] && after[2] >= before[2],
+            "{stderr}"
+        );
+    }
+    let last = lines.last().unwrap();
+    assert!(
+        last[2] > 0 && last[3] == 0,
+        "uploads accepted, none failed: {stderr}"
+    );
+    assert!(
+        last[2] <= report["accepted"].as_u64().unwrap(),
+        "{stderr} {report}"
+    );
 }

@@ -53,6 +53,31 @@ pub struct LoadArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// A progress line on stderr each second (sent, accepted, failed, answers per second); on by
+    /// default when stderr is a terminal.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+/// Prints a progress line each second until cancelled.
+async fn report_progress(progress: std::sync::Arc<intake_client::load::Progress>) {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let mut answered_before = 0;
+    loop {
+        ticker.tick().await;
+        let (sent, accepted, failed) = progress.counts();
+        let answered = accepted + failed;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{:>4}s  sent {sent}  accepted {accepted}  failed {failed}  rate {}/s",
+            started.elapsed().as_secs(),
+            answered - answered_before
+        );
+        answered_before = answered;
+    }
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -81,7 +106,14 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         identity,
         request_timeout: args.timeout,
     };
-    let report = intake_client::load::run(&plan).await.map_err(|e| match e {
+    let progress = std::sync::Arc::new(intake_client::load::Progress::default());
+    let ticker = (args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| tokio::spawn(report_progress(progress.clone())));
+    let outcome = intake_client::load::run_with_progress(&plan, progress).await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    let report = outcome.map_err(|e| match e {
         intake_client::ClientError::BadArgument(m) => super::upload::Exit {
             code: super::upload::code::USAGE,
             message: m,
