@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 
 use super::errors::other_error;
 use crate::{BusError, TopicSpec};
@@ -14,8 +13,8 @@ use crate::{BusError, TopicSpec};
 /// Creates the topics that do not exist yet, then waits (up to `timeout`) until the cluster's
 /// metadata lists all of them, so a publish right after this returns finds its topic.
 pub(crate) async fn create_topics(
-    admin: &AdminClient<DefaultClientContext>,
-    producer: &FutureProducer,
+    admin: &AdminClient<super::log::LogContext>,
+    producer: &super::producer::Client,
     topics: &[TopicSpec],
     timeout: Duration,
 ) -> Result<(), BusError> {
@@ -76,7 +75,7 @@ pub(crate) async fn create_topics(
 
 /// Every topic in the cluster's metadata, sorted; internal topics (`__…`) are left out.
 pub(crate) async fn list_topics(
-    producer: &FutureProducer,
+    producer: &super::producer::Client,
     timeout: Duration,
 ) -> Result<Vec<String>, BusError> {
     let producer = producer.clone();

@@ -5,6 +5,7 @@
 mod admin;
 mod consumer;
 mod errors;
+mod log;
 mod producer;
 mod settings;
 
@@ -14,9 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use intake_core::config::BusConfig;
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 pub use consumer::KafkaConsumer;
@@ -32,7 +32,7 @@ pub struct KafkaBus {
     settings: ClientSettings,
     /// Replaced when it can no longer deliver (see [`producer`]).
     producer: Arc<producer::ProducerSlot>,
-    admin: AdminClient<DefaultClientContext>,
+    admin: AdminClient<log::LogContext>,
     publish_timeout: Duration,
 }
 
@@ -60,9 +60,9 @@ impl KafkaBus {
         publish_timeout: Duration,
     ) -> Result<Self, BusError> {
         let producer = producer::ProducerSlot::new(settings.clone(), publish_timeout)?;
-        let admin: AdminClient<DefaultClientContext> = settings
+        let admin: AdminClient<log::LogContext> = settings
             .client_config(&[])
-            .create()
+            .create_with_context(log::LogContext::new("admin"))
             .map_err(|e| BusError::Config(format!("creating the Kafka admin client: {e}")))?;
         Ok(Self {
             settings,
@@ -78,7 +78,7 @@ impl KafkaBus {
     }
 
     /// The current producer.
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> producer::Client {
         self.producer.current().1
     }
 }

@@ -8,6 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
+
+/// A producer whose librdkafka lines are rate-limited ([`super::log`]).
+pub(crate) type Client = FutureProducer<super::log::LogContext>;
 use tracing::Instrument;
 
 use super::{admin, ClientSettings, CHECK_TIMEOUT};
@@ -17,7 +20,7 @@ use crate::BusError;
 pub(crate) struct ProducerSlot {
     settings: ClientSettings,
     publish_timeout: Duration,
-    current: RwLock<(u64, FutureProducer)>,
+    current: RwLock<(u64, Client)>,
     /// A probe after a timed-out publish is running; one at a time is enough.
     probing: AtomicBool,
 }
@@ -37,7 +40,7 @@ impl ProducerSlot {
     }
 
     /// The current producer and its generation (cheap: a reference-counted handle).
-    pub(crate) fn current(&self) -> (u64, FutureProducer) {
+    pub(crate) fn current(&self) -> (u64, Client) {
         match self.current.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -72,7 +75,7 @@ impl ProducerSlot {
     pub(crate) fn probe_after_timeout(
         self: &Arc<Self>,
         generation: u64,
-        producer: FutureProducer,
+        producer: Client,
         reason: String,
     ) {
         if self.probing.swap(true, Ordering::AcqRel) {
@@ -93,7 +96,7 @@ impl ProducerSlot {
 fn create_producer(
     settings: &ClientSettings,
     publish_timeout: Duration,
-) -> Result<FutureProducer, BusError> {
+) -> Result<Client, BusError> {
     let timeout_ms = publish_timeout
         .as_millis()
         .clamp(1, i32::MAX as u128)
@@ -112,7 +115,7 @@ fn create_producer(
             ("allow.auto.create.topics", "false".into()),
             ("topic.metadata.propagation.max.ms", propagation_ms),
         ])
-        .create()
+        .create_with_context(super::log::LogContext::new("producer"))
         .map_err(|e| BusError::Config(format!("creating the Kafka producer: {e}")))
 }
 
