@@ -33,8 +33,10 @@ pub enum IngressError {
     Metrics(String),
     #[error("building the HTTP client: {0}")]
     Http(String),
-    #[error("listening on {addr}: {source}")]
+    /// Its source (the reason) follows in the error chain.
+    #[error("{variable}: cannot listen on {addr}")]
     Listen {
+        variable: &'static str,
         addr: String,
         source: std::io::Error,
     },
@@ -59,6 +61,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| IngressError::Listen {
+            variable: "INGRESS_LISTEN",
             addr: listen.clone(),
             source,
         })?;
@@ -91,6 +94,7 @@ pub async fn run_on(
             let l = tokio::net::TcpListener::bind(&addr)
                 .await
                 .map_err(|source| IngressError::Listen {
+                    variable: "INGRESS_METRICS_LISTEN",
                     addr: addr.clone(),
                     source,
                 })?;

@@ -16,8 +16,10 @@ pub enum TrackerError {
     },
     #[error("bus: {0}")]
     Bus(#[from] intake_bus::BusError),
-    #[error("cannot listen on {address}: {source}")]
+    /// Its source (the reason) follows in the error chain.
+    #[error("{variable}: cannot listen on {address}")]
     Listen {
+        variable: &'static str,
         address: String,
         source: std::io::Error,
     },

@@ -79,6 +79,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| TrackerError::Listen {
+            variable: "TRACKER_LISTEN",
             address: config.listen.clone(),
             source,
         })?;
@@ -86,6 +87,7 @@ pub async fn run(
         match &config.metrics_listen {
             Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
                 |source| TrackerError::Listen {
+                    variable: "TRACKER_METRICS_LISTEN",
                     address: address.clone(),
                     source,
                 },

@@ -206,6 +206,26 @@ fn every_bad_variable_is_named_once_and_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(stderr.matches("INGRESS_LISTEN").count(), 1, "{stderr}");
+    // A well-formed address that cannot be bound (in use) names its variable too, its cause once.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_intake"))
+        .arg("tracker")
+        .current_dir(dir.path())
+        .env("INTAKE_DATA_DIR", dir.path())
+        .env("LOG_LEVEL", "warn")
+        .env("TRACKER_LISTEN", busy.local_addr().unwrap().to_string())
+        // The embedded bus and SQLite, whatever the harness exports.
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("KAFKAMQ")
+        .env_remove("BUS_DRIVER")
+        .env_remove("TRACKER_DATABASE_URL")
+        .env_remove("ACG_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(stderr.matches("TRACKER_LISTEN").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
 }
 
 #[test]
