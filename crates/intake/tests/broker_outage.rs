@@ -3,8 +3,13 @@
 //! is down the process must stay up, say not-ready (ingress and tracker) and refuse uploads with
 //! 503 and `Retry-After`; once it is back it must become ready again by itself and accept uploads
 //! again. Every payload answered 202 before or during the outage is in perm and tracked: lost = 0.
-//! (Uploads accepted after the outage reaching perm is not asserted yet: the consumer groups do not
-//! get their partitions back from the resumed broker.)
+//! Uploads accepted after the outage reaching perm is not asserted: on tansu 0.6 the consumer
+//! groups never get their partitions back. Its coordinator keeps the member whose session lapsed
+//! during the outage as the group's leader: every JoinGroup answer names that ghost leader, every
+//! SyncGroup answers "rebalance in progress", and static membership (`group.instance.id`) does not
+//! help because tansu gives the rejoining instance a new member id. The same rejoin against a
+//! coordinator that expires lapsed members is proven on librdkafka's mock cluster
+//! (intake-bus tests/kafka_mock.rs, `a_member_rejoins_after_an_outage_longer_than_its_session`).
 
 mod common;
 
