@@ -1,6 +1,16 @@
 //! The hostile-archive corpus: every archive is built here, refused with its exact error by both
 //! `inspect` and `extract`, and `extract` never writes outside its destination.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

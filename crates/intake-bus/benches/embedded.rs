@@ -1,6 +1,16 @@
 //! Publish and consume rates of the embedded bus on this machine's disk (`synchronous=FULL`, so every
 //! commit is an fsync). Run: `cargo bench -p intake-bus --bench embedded`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a benchmark: a failed step ends it, and its figures are its output"
+)]
+
 use std::sync::Arc;
 use std::time::Instant;
 

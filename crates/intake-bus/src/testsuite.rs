@@ -5,6 +5,13 @@
 //! auto-create them) and its own consumer groups (never reused: a rejoining group can stall on a real
 //! broker), so cases run in parallel against one server.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "test code behind the testsuite feature: a broken promise fails the test"
+)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

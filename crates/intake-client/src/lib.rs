@@ -12,6 +12,7 @@
 //! The multipart framing is written by hand in [`multipart`] because both callers need it as shared
 //! [`bytes::Bytes`] around a body they supply (a file stream, or a reused payload).
 
+pub mod answer;
 pub mod error;
 pub mod load;
 pub mod multipart;

@@ -262,7 +262,7 @@ async fn worker(shared: Arc<Shared>, index: usize, latency: Histogram<u64>) -> T
             Ok(answer) => {
                 let status = answer.status();
                 // Read the (small) answer to the end so the connection goes back to the pool.
-                match answer.bytes().await {
+                match crate::answer::capped_body(answer).await {
                     Ok(_) => {
                         let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                         tally

@@ -57,9 +57,11 @@ pub async fn wait(
         }
         match call.send().await {
             Ok(answer) if answer.status().is_success() => {
-                let body: Value = answer.json().await.map_err(|e| {
+                let body = crate::answer::capped_body(answer).await.map_err(|e| {
                     ClientError::BadAnswer(format!("/track answer: {}", describe(&e)))
                 })?;
+                let body: Value = serde_json::from_slice(&body)
+                    .map_err(|e| ClientError::BadAnswer(format!("/track answer: {e}")))?;
                 let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
                 let tracked = Tracked {
                     status: text("status"),
@@ -78,7 +80,7 @@ pub async fn wait(
             }
             Ok(answer) => {
                 let status = answer.status();
-                let body = answer.bytes().await.unwrap_or_default();
+                let body = crate::answer::capped_body(answer).await.unwrap_or_default();
                 return Err(ClientError::Refused(ServerRefusal::from_body(
                     status, &body,
                 )));

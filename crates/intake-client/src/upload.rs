@@ -126,7 +126,7 @@ pub async fn upload(
                 Ok(answer) => {
                     let status = answer.status();
                     let retry_after = retry::retry_after(answer.headers());
-                    let body = answer.bytes().await.unwrap_or_default();
+                    let body = crate::answer::capped_body(answer).await.unwrap_or_default();
                     if status.is_success() {
                         let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         return Ok(Accepted {

@@ -1,6 +1,16 @@
 //! The per-upload and per-message functions on the hot path, measured with criterion:
 //! `cargo bench -p intake-core --bench hot`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a benchmark: a failed step ends it, and its figures are its output"
+)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};

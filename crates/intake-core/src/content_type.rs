@@ -43,7 +43,10 @@ pub const DEFAULT_VALID_SERVICES: [&str; 27] = [
 ];
 
 static VND: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)] // a constant pattern, checked by the tests below
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant pattern, checked by the tests below"
+    )]
     Regex::new(r"^application/vnd\.redhat\.([a-z0-9-]+)\.([a-z0-9-]+)").expect("valid regex")
 });
 

@@ -62,6 +62,10 @@ const MAX_REJECTION_TEXT: usize = 1024;
 /// Middleware: any error answer that is not already the JSON error body (axum's extractor
 /// rejections, a bare status from a layer) is rewritten as one, keeping its status and headers.
 /// Use as `axum::middleware::from_fn(json_errors)`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "capped at MAX_REJECTION_TEXT: only the short text of a framework rejection is read"
+)]
 pub async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();

@@ -6,6 +6,16 @@
 //! the harness's bus puts responses keyed `held…` on partition 0 and the rest on partition 1. It
 //! also logs commits and can make each one slow, as a distant broker does.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod harness;
 
 use std::sync::Arc;

@@ -4,6 +4,16 @@
 //!
 //! `cargo bench -p intake-pipeline --bench throughput` (set `BENCH_ARCHIVES` to change the count).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a benchmark: a failed step ends it, and its figures are its output"
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

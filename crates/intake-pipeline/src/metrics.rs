@@ -44,20 +44,31 @@ const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+#[allow(
+    clippy::expect_used,
+    reason = "a constant metric definition; the unit tests build it"
+)]
 fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
-    let c =
-        IntCounter::new(name, help).unwrap_or_else(|_| unreachable!("static metric definition"));
+    let c = IntCounter::new(name, help).expect("static metric definition is valid");
     let _ = reg.register(Box::new(c.clone()));
     c
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a constant metric definition; the unit tests build it"
+)]
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        .expect("static metric definition is valid");
     let _ = reg.register(Box::new(c.clone()));
     c
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a constant metric definition; the unit tests build it"
+)]
 fn histogram(
     reg: &Registry,
     name: &str,
@@ -66,13 +77,17 @@ fn histogram(
     buckets: Vec<f64>,
 ) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        .expect("static metric definition is valid");
     let _ = reg.register(Box::new(h.clone()));
     h
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a constant metric definition; the unit tests build it"
+)]
 fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|_| unreachable!("static metric definition"));
+    let g = IntGauge::new(name, help).expect("static metric definition is valid");
     let _ = reg.register(Box::new(g.clone()));
     g
 }

@@ -42,24 +42,32 @@ pub struct Registry {
     names: HashSet<String>,
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a constant pattern; the unit tests run it"
+)]
 fn name_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"^([a-zA-Z0-9_]+\.)+[a-z0-9_]+$").unwrap_or_else(|_| unreachable!())
-    })
+    RE.get_or_init(|| Regex::new(r"^([a-zA-Z0-9_]+\.)+[a-z0-9_]+$").expect("valid regex"))
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a constant pattern; the unit tests run it"
+)]
 fn module_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"^[a-zA-Z0-9_]+(_[a-z0-9_]+)+$").unwrap_or_else(|_| unreachable!())
-    })
+    RE.get_or_init(|| Regex::new(r"^[a-zA-Z0-9_]+(_[a-z0-9_]+)+$").expect("valid regex"))
 }
 
 /// Whether a result key is one the aggregator accepts.
+#[allow(
+    clippy::expect_used,
+    reason = "a constant pattern; the unit tests run it"
+)]
 pub fn valid_key(key: &str) -> bool {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^[A-Z0-9]+(_[A-Z0-9]+)+$").unwrap_or_else(|_| unreachable!()))
+    RE.get_or_init(|| Regex::new(r"^[A-Z0-9]+(_[A-Z0-9]+)+$").expect("valid regex"))
         .is_match(key)
 }
 

@@ -39,7 +39,7 @@ impl UrlSigner {
     }
 
     fn mac(&self, bucket: &str, request_id: &str, expires: i64) -> HmacSha256 {
-        #[allow(clippy::expect_used)] // HMAC accepts keys of any length
+        #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(format!("{bucket}\n{request_id}\n{expires}").as_bytes());
         mac

@@ -4,6 +4,16 @@
 //!
 //! `cargo bench -p intake-tracker --bench store` (`TRACKER_BENCH_ROWS`, default 1 000 000).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a benchmark: a failed step ends it, and its figures are its output"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,16 @@
 //! Black-box tests of the HTTP API (spec/tracker.md "HTTP API"): every parameter, the answers and
 //! the shared error body, through the router.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};

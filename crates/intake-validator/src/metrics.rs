@@ -21,6 +21,10 @@ const DOWNLOAD_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant metric definition; the unit tests build it"
+    )]
     fn new() -> Self {
         let registry = Registry::new();
         let verdicts = IntCounterVec::new(
@@ -30,7 +34,7 @@ impl Metrics {
             ),
             &["validation", "reason"],
         )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        .expect("static metric definition is valid");
         let download_duration = HistogramVec::new(
             HistogramOpts::new(
                 "intake_validator_download_duration_seconds",
@@ -39,7 +43,7 @@ impl Metrics {
             .buckets(DOWNLOAD_BUCKETS.to_vec()),
             &["outcome"],
         )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        .expect("static metric definition is valid");
         let _ = registry.register(Box::new(verdicts.clone()));
         let _ = registry.register(Box::new(download_duration.clone()));
         Self {

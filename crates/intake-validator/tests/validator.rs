@@ -1,5 +1,15 @@
 //! The validator end to end: embedded bus, a local HTTP server with generated archives.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod support;
 
 use std::sync::atomic::Ordering;

@@ -21,6 +21,12 @@
 //! in separate processes, so `serve` is only composition. Configuration comes from the environment
 //! (see README.md).
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI's answers and reports are its terminal output"
+)]
+
 mod cli;
 mod clowder;
 mod commands;

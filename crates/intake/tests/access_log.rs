@@ -1,6 +1,16 @@
 //! Black-box: every HTTP request leaves one access-log line (method, path, status, bytes, duration,
 //! request id), refused ones included, read from the real binary's log output.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::process::{Command, Stdio};

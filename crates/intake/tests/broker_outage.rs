@@ -11,6 +11,16 @@
 //! coordinator that expires lapsed members is proven on librdkafka's mock cluster
 //! (intake-bus tests/kafka_mock.rs, `a_member_rejoins_after_an_outage_longer_than_its_session`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -4,6 +4,16 @@
 //! validation to the tracker on renamed topics only. And each part alone listens where the file's
 //! ports (and deploy/clowdapp.yaml's probes) say.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::process::{Command, Stdio};

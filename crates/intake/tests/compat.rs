@@ -14,6 +14,16 @@
 //! The scripts live in tests/compat/. A missing `INTAKE_TEST_PYTHON` fails the tests: run them under
 //! `scripts/with-servers.sh`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 #[path = "compat/rule_results.rs"]
 mod rule_results;

@@ -2,6 +2,16 @@
 //! whatever the environment holds; `intake man` prints the manual page of the whole command line;
 //! each service's `--help` lists the variables it reads; `--version` says the commit and build date.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::process::Command;
 
 fn completions(shell: &str) -> String {

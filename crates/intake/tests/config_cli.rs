@@ -1,6 +1,16 @@
 //! Black-box: `intake config` prints the effective settings with secrets masked, and fails like
 //! start-up on a bad variable.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::process::{Command, Output};
 
 fn config(env: &[(&str, &str)]) -> Output {

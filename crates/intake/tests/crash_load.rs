@@ -3,6 +3,16 @@
 //! answered 202 must end in perm (the archives are all good), be tracked, and be in one bucket
 //! only: lost = 0 and duplicated = 0, printed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -2,6 +2,16 @@
 //! ClowdApp template parse, set only variables the configuration reads, and fit the parts they run;
 //! the dashboard and alert rules name only metrics the parts export (promtool from the harness).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

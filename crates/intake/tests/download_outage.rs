@@ -4,6 +4,16 @@
 //! `error` and no verdict, and ingress announces the payloads again. Nothing may be rejected:
 //! every payload waits in quarantine and reaches perm once the links work again.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,16 @@
 //! Black-box: statuses a 202 promised reach the bus even when SIGTERM follows the answer at once
 //! (README, `SHUTDOWN_GRACE`: in-flight work finishes before the process ends).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::process::{Command, Stdio};

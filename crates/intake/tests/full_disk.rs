@@ -8,6 +8,16 @@
 //! Mounting a tmpfs needs root; where the test cannot, it says so and checks the same answers with
 //! the store failing with ENOSPC under ingress (`intake-ingress`'s `full_disk` test).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,16 @@
 //! arrive, and an ingress killed while it applies verdicts. Each payload the client was told is
 //! accepted (202) must end validated, and each refused one (503) must leave nothing behind.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,6 +3,16 @@
 //! into the buckets with its own S3 client, so it checks the contract of spec/messages.md and
 //! spec/storage.md on the wire, not intake's drivers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::collections::BTreeSet;

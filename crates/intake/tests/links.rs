@@ -4,6 +4,16 @@
 //! presigned link of the quarantine copy, kept for `S3_QUARANTINE_RETAIN`, then swept). A rejected
 //! payload's link stops serving at once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::path::Path;

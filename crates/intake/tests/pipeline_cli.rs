@@ -1,6 +1,16 @@
 //! Black-box: `intake pipeline check|process|replay` and `--print-default-config` through the real
 //! binary (spec pipeline.md §2, §11), on generated archives and an embedded bus in a temp dir.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;

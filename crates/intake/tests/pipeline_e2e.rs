@@ -3,6 +3,16 @@
 //! pipeline's `ccx` result on `ccx.ocp.results` (spec pipeline.md §9), its statuses in the
 //! tracker (§10) and its metrics on serve's own `/metrics` (§3.3).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::path::Path;

@@ -1,5 +1,15 @@
 //! Black-box: `intake pipeline` with `PIPELINE_LISTEN` can be probed and scraped like ingress.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

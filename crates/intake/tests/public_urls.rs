@@ -2,6 +2,16 @@
 //! whatever ports the parts listen on, with none of the URL settings given (README, "Running on
 //! Kafka, S3 and PostgreSQL"; storage.md, "Download URLs").
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,16 @@
 //! start-up (exit 2, naming `INGRESS_VALID_SERVICES`), and an upload for one is refused 415 like
 //! any unknown service, so no validator ever subscribes to intake's own topics.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::process::{Command, Stdio};

@@ -1,6 +1,16 @@
 //! Black-box: README's sample archive (scripts/sample-ocp-archive.sh) goes through
 //! `intake pipeline process` on the built-in configuration and hits a starter rule.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::process::Command;
 
 #[test]

@@ -1,6 +1,16 @@
 //! Black-box: `intake serve` on the embedded default, driven over HTTP exactly as the seed's curl
 //! example does, through the real binary.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::time::Duration;

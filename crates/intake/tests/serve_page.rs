@@ -4,6 +4,16 @@
 //! headless Chromium (crates/intake-tracker/e2e/serve.test.mjs); needs `INTAKE_TEST_CHROMIUM` and
 //! e2e/node_modules (scripts/servers/browser.sh).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::path::PathBuf;

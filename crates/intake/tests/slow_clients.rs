@@ -3,6 +3,16 @@
 //! answered (with the JSON error body) within its bound, and the server's resident memory stays
 //! under 128 MiB throughout.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,16 @@
 //! Black-box: `intake topics tail --until-end` stops at the end of the topic (kcat's `-e`) on the
 //! embedded bus, after printing what was there.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,16 @@
 //! status once space returns, and keep them all across a SIGKILL and restart. On PostgreSQL, a
 //! server that does not answer yet leaves the tracker up and not-ready until it does.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

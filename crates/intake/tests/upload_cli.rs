@@ -1,6 +1,16 @@
 //! Black-box: `intake upload` through the real binary, against `intake serve` for the real path and
 //! against a small stand-in ingress for what a healthy one never does (503s, chosen verdicts).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::process::Stdio;

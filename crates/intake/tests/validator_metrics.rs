@@ -2,6 +2,16 @@
 //! `/livez`, `/readyz` and `/metrics`, and its counters move when a payload goes through. Ingress
 //! and the validator are separate processes on one embedded bus, as they would be deployed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
 mod common;
 
 use std::process::{Command, Stdio};

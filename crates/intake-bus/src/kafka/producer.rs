@@ -72,6 +72,10 @@ impl ProducerSlot {
     /// the broker refuses until it times out, so a timeout while the cluster answers metadata means
     /// the producer is stuck, not the cluster, and it is replaced. The probe runs in the background
     /// so that the failed publish is answered at once.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+    )]
     pub(crate) fn probe_after_timeout(
         self: &Arc<Self>,
         generation: u64,

@@ -15,7 +15,10 @@ use regex::Regex;
 pub const MAX_TEST_BODY: usize = 1024;
 
 static JSON_TEST: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)] // a constant pattern, exercised by the tests
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant pattern, exercised by the tests"
+    )]
     Regex::new(r#"^\s*\{\s*"test"\s*:\s*"test"\s*\}\s*$"#).expect("valid regex")
 });
 

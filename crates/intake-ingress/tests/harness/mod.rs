@@ -3,7 +3,10 @@
 //! buckets and on the topics. Shared by the integration tests of this crate.
 
 // Each test binary uses its own part of this module.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of these helpers"
+)]
 
 pub mod raw_http;
 

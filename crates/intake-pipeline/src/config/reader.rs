@@ -40,10 +40,14 @@ impl ConfigErrors {
 }
 
 /// Substitutes `${NAME}` / `${NAME:default}` / `$${` in `text`.
+#[allow(
+    clippy::expect_used,
+    reason = "a constant pattern; the unit tests run it"
+)]
 pub fn substitute(text: &str, env: &EnvMap) -> Result<String, String> {
     static NAME: OnceLock<Regex> = OnceLock::new();
-    let name_re = NAME
-        .get_or_init(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap_or_else(|_| unreachable!()));
+    let name_re =
+        NAME.get_or_init(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex"));
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {

@@ -1,5 +1,5 @@
 //! Shared fixtures: a cluster archive built in code, and a loopback HTTP server serving bytes.
-#![allow(dead_code)] // each test binary uses a different part
+#![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -8,6 +8,13 @@
 //! intake_storage::payload_store_contract_tests!(make_store());
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "test code behind the testsuite feature: a broken promise fails the test"
+)]
+
 pub mod cases;
 mod fixtures;
 

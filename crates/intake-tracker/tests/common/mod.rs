@@ -1,6 +1,9 @@
 //! Shared test set-up: an embedded bus and a SQLite store in a temporary directory, the router, and
 //! requests through it without a listener.
-#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
+#![allow(
+    dead_code,
+    reason = "Each test binary uses a different subset of these helpers"
+)]
 
 use std::sync::Arc;
 

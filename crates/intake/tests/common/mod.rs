@@ -3,7 +3,10 @@
 //! and aws-sdk-s3 used directly, never intake's drivers, so the tests check what is on the wire).
 
 // Each test crate that includes this module uses only part of it.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of these helpers"
+)]
 
 pub mod engines;
 pub mod kafka;
