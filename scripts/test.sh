@@ -7,6 +7,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== rust-version (covers every locked dependency; the code's std use is clippy's incompatible_msrv)"
+scripts/check-rust-version.sh
 echo "== cargo bench --no-run (benchmarks must build; their figures are not gated)"
 cargo bench --workspace --locked --no-run --profile dev
 echo "== cargo test"
