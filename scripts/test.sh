@@ -9,6 +9,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== rust-version (covers every locked dependency; the code's std use is clippy's incompatible_msrv)"
 scripts/check-rust-version.sh
+echo "== cargo doc (intra-doc links resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== cargo machete (no unused dependencies)"
 "$(scripts/cargo-tool.sh cargo-machete 0.9.2)"
 echo "== cargo bench --no-run (benchmarks must build; their figures are not gated)"

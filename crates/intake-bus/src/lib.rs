@@ -1,6 +1,6 @@
 //! The message-bus seam. [`Bus`] publishes with a durable acknowledgement and opens [`Consumer`]s in
 //! consumer groups that commit after processing (at-least-once). Drivers: `embedded` (SQLite on local
-//! disk) and `kafka` (rdkafka). Every driver passes the contract suite in [`testsuite`] (feature
+//! disk) and `kafka` (rdkafka). Every driver passes the contract suite in `testsuite` (feature
 //! `testsuite`).
 //!
 //! Choose a driver with [`open`] (the factory, from `BusConfig`). [`faults::FaultyBus`] wraps any

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Entry points: [`open_store`], [`run`] (everything, until cancelled), [`router`] (the HTTP surface
-//! without a listener) and [`mock`] (realistic journeys onto the bus).
+//! without a listener) and [`mock`](mod@mock) (realistic journeys onto the bus).
 
 pub mod api;
 pub mod check;

@@ -36,6 +36,10 @@ pub struct LoadArgs {
     #[arg(long)]
     pub count: Option<u64>,
     /// Services the uploads cycle through (content type application/vnd.redhat.<service>.load+tgz).
+    #[allow(
+        rustdoc::invalid_html_tags,
+        reason = "clap help text: <service> is shown as written"
+    )]
     #[arg(long, value_delimiter = ',', default_value = "testareno")]
     pub services: Vec<String>,
     /// Org id of the identity sent with each upload.

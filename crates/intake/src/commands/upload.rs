@@ -79,6 +79,10 @@ pub struct UploadArgs {
     pub content_type: Option<String>,
     /// Build the content type from a service (application/vnd.redhat.<service>.<category>+<ext>,
     /// the suffix from the file's extension: zip, tar, xz, bz2, else tgz).
+    #[allow(
+        rustdoc::invalid_html_tags,
+        reason = "clap help text: <service> is shown as written"
+    )]
     #[arg(long, required_unless_present = "content_type")]
     pub service: Option<String>,
     /// Category for --service.
