@@ -1,4 +1,5 @@
-//! The README's configuration table and the configuration structs stay in step.
+//! The documents and the code stay in step: the README's configuration table and the
+//! configuration structs, and the dependency direction and the workspace (`architecture`).
 
 #![allow(
     clippy::unwrap_used,
@@ -9,6 +10,8 @@
     clippy::disallowed_types,
     reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
 )]
+
+mod architecture;
 
 use std::collections::BTreeSet;
 
