@@ -2,7 +2,8 @@
 # Prints the path of a cargo-installed tool the checks use, installing the pinned version into
 # ${CARGO_HOME:-~/.cargo}/bin first if it is missing or another version (CI keeps that folder, so
 # the install happens once, like tansu's and s3s-fs's in scripts/servers/).
-#   scripts/cargo-tool.sh cargo-machete 0.9.2
+#   scripts/cargo-tool.sh cargo-machete 0.9.2   (a few minutes to build, once)
+#   scripts/cargo-tool.sh cargo-deny 0.20.2     (a few minutes to build, once)
 set -euo pipefail
 name=$1 version=$2
 bin="${CARGO_HOME:-$HOME/.cargo}/bin/$name"
