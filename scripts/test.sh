@@ -12,9 +12,11 @@ scripts/check-rust-version.sh
 echo "== cargo doc (intra-doc links resolve)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== cargo machete (no unused dependencies)"
-"$(scripts/cargo-tool.sh cargo-machete 0.9.2)"
+machete=$(scripts/cargo-tool.sh cargo-machete 0.9.2)
+"$machete"
 echo "== cargo deny (licenses, bans, sources; advisories are not gated: see deny.toml)"
-"$(scripts/cargo-tool.sh cargo-deny 0.20.2)" --locked check licenses bans sources
+deny=$(scripts/cargo-tool.sh cargo-deny 0.20.2)
+"$deny" --locked check licenses bans sources
 echo "== cargo bench --no-run (benchmarks must build; their figures are not gated)"
 cargo bench --workspace --locked --no-run --profile dev
 echo "== cargo test"
