@@ -9,6 +9,7 @@ pub mod announce;
 pub mod download;
 pub mod metrics;
 pub mod openapi;
+pub mod peer_answer;
 pub mod pending;
 pub mod router;
 pub mod selfprobe;

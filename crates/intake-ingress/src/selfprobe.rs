@@ -135,10 +135,6 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     }
 }
 
-#[allow(
-    clippy::disallowed_methods,
-    reason = "an unbounded read of an answer (listed in clippy.toml); to move to a capped read"
-)]
 async fn probe_once(state: &AppState, url: &str) -> Result<(), String> {
     let answer = state
         .http
@@ -151,8 +147,7 @@ async fn probe_once(state: &AppState, url: &str) -> Result<(), String> {
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
     }
-    let body: serde_json::Value = answer
-        .json()
+    let body = crate::peer_answer::json(answer)
         .await
         .map_err(|_| format!("{url} answered something other than this ingress"))?;
     if body["nonce"].as_str() == Some(state.probe.nonce.as_str()) {

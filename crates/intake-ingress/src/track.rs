@@ -17,10 +17,6 @@ pub struct Params {
     verbosity: Option<String>,
 }
 
-#[allow(
-    clippy::disallowed_methods,
-    reason = "an unbounded read of an answer (listed in clippy.toml); to move to a capped read"
-)]
 pub async fn track(
     State(state): State<AppState>,
     Path(request_id): Path<String>,
@@ -76,8 +72,7 @@ pub async fn track(
     if !code.is_success() {
         return Err(unreachable(format!("tracker answered {code}")));
     }
-    let body: Value = answer
-        .json()
+    let body = crate::peer_answer::json(answer)
         .await
         .map_err(|e| unreachable(format!("tracker body: {e}")))?;
     let rows = body
