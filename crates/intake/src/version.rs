@@ -18,7 +18,7 @@ pub fn line(package: &str, commit: Option<&str>, built: Option<&str>) -> String 
     )
 }
 
-/// This binary's [`line`].
+/// This binary's [`line()`].
 pub fn current() -> &'static str {
     static LINE: OnceLock<String> = OnceLock::new();
     LINE.get_or_init(|| {

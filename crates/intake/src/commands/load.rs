@@ -88,6 +88,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     intake_core::config::units::parse_duration(text)
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the progress ticker's JoinHandle is kept and aborted when the run ends"
+)]
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let stop = match (args.count, args.duration) {
         (Some(n), _) => Stop::Count(n),
