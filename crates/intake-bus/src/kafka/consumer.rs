@@ -18,6 +18,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::errors::{is_unknown_topic, other_error};
+use super::log::{route_error, route_line, LogLimiter, LINES_PER_SECOND};
 use super::settings::ClientSettings;
 use crate::{BusError, Consumer, Header, PartitionLag, ReceivedMessage, StartFrom, Subscription};
 
@@ -35,6 +36,10 @@ struct Ownership {
 pub struct GroupContext {
     group: String,
     ownership: Mutex<Ownership>,
+    /// librdkafka's lines and this consumer's own error lines, at most
+    /// [`LINES_PER_SECOND`](super::log::LINES_PER_SECOND) a second (a broker that is down
+    /// otherwise gives hundreds).
+    logs: LogLimiter,
 }
 
 impl GroupContext {
@@ -50,27 +55,18 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(group = %self.group, facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(group = %self.group, facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(group = %self.group, facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(group = %self.group, facility, "librdkafka: {message}")
-            }
-        }
+        route_line(
+            &self.logs,
+            "consumer",
+            &self.group,
+            level,
+            facility,
+            message,
+        );
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(group = %self.group, %error, "kafka consumer: {reason}");
+        route_error(&self.logs, "consumer", &self.group, &error, reason);
     }
 }
 
@@ -155,6 +151,7 @@ impl KafkaConsumer {
         let context = GroupContext {
             group: subscription.group.clone(),
             ownership: Mutex::default(),
+            logs: LogLimiter::new(LINES_PER_SECOND),
         };
         let consumer: StreamConsumer<GroupContext> = settings
             .consumer_config(&[
@@ -307,7 +304,15 @@ impl Consumer for KafkaConsumer {
                 }
                 Err(error) => {
                     // librdkafka recovers from the others on its own (reconnects, refetches).
-                    tracing::warn!(group = %self.group, %error, "consumer error");
+                    if let Some(client) = &self.consumer {
+                        route_error(
+                            &client.context().logs,
+                            "consumer",
+                            &self.group,
+                            &error,
+                            "consumer error",
+                        );
+                    }
                 }
             }
         }

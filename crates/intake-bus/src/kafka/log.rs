@@ -84,44 +84,69 @@ impl LogContext {
 
 impl ClientContext for LogContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        let (admitted, suppressed) = self.limiter.admit(Instant::now());
-        let client = self.client;
-        if let Some(n) = suppressed {
-            tracing::warn!(
-                client,
-                suppressed = n,
-                "librdkafka: {n} more lines in the last second not shown"
-            );
-        }
-        if !admitted {
-            return;
-        }
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(client, facility, "librdkafka: {message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(client, facility, "librdkafka: {message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(client, facility, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Debug => tracing::debug!(client, facility, "librdkafka: {message}"),
-        }
+        route_line(&self.limiter, self.client, "", level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let (admitted, suppressed) = self.limiter.admit(Instant::now());
-        let client = self.client;
-        if let Some(n) = suppressed {
-            tracing::warn!(
-                client,
-                suppressed = n,
-                "librdkafka: {n} more lines in the last second not shown"
-            );
+        route_error(&self.limiter, self.client, "", &error, reason);
+    }
+}
+
+/// Says how many lines the window that just ended held back; whether this line may go out.
+fn admit(limiter: &LogLimiter, client: &str, group: &str) -> bool {
+    let (admitted, suppressed) = limiter.admit(Instant::now());
+    if let Some(n) = suppressed {
+        tracing::warn!(
+            client,
+            group,
+            suppressed = n,
+            "librdkafka: {n} more lines in the last second not shown"
+        );
+    }
+    admitted
+}
+
+/// One librdkafka log line of `client` (`group`: the consumer group, empty for other clients),
+/// at its own level, if `limiter` lets it through.
+pub(crate) fn route_line(
+    limiter: &LogLimiter,
+    client: &str,
+    group: &str,
+    level: RDKafkaLogLevel,
+    facility: &str,
+    message: &str,
+) {
+    if !admit(limiter, client, group) {
+        return;
+    }
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(client, group, facility, "librdkafka: {message}")
         }
-        if admitted {
-            tracing::warn!(client, %error, "kafka {client}: {reason}");
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(client, group, facility, "librdkafka: {message}")
         }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(client, group, facility, "librdkafka: {message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(client, group, facility, "librdkafka: {message}"),
+    }
+}
+
+/// A client-level error librdkafka reports (it recovers from these on its own), if `limiter` lets
+/// it through.
+pub(crate) fn route_error(
+    limiter: &LogLimiter,
+    client: &str,
+    group: &str,
+    error: &impl std::fmt::Display,
+    reason: &str,
+) {
+    if admit(limiter, client, group) {
+        tracing::warn!(client, group, %error, "kafka {client}: {reason}");
     }
 }
 
