@@ -36,9 +36,8 @@ struct Ownership {
 pub struct GroupContext {
     group: String,
     ownership: Mutex<Ownership>,
-    /// librdkafka's lines and this consumer's own error lines, at most
-    /// [`LINES_PER_SECOND`](super::log::LINES_PER_SECOND) a second (a broker that is down
-    /// otherwise gives hundreds).
+    /// librdkafka's lines and this consumer's own error lines, at most `LINES_PER_SECOND` a
+    /// second (a broker that is down otherwise gives hundreds).
     logs: LogLimiter,
 }
 
