@@ -24,12 +24,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::broker::Broker;
 use common::engines::Engines;
-use common::kafka;
 use common::process;
 use common::upload;
 use intake_testkit::poll;
@@ -39,97 +39,6 @@ const WAIT: Duration = Duration::from_secs(120);
 const OUTAGE: Duration = Duration::from_secs(18);
 /// How soon after the broker answers again both parts must say ready.
 const READY_AGAIN: Duration = Duration::from_secs(60);
-
-/// A tansu broker of the test's own, in memory as scripts/servers/kafka.sh starts its plain one.
-/// The outage is a pause (SIGSTOP, then SIGCONT), not a restart: a restarted in-memory broker has
-/// lost its logs, so offsets start again at 0 below what the groups committed, which no real
-/// broker does (and tansu 0.6.0's SQLite engine panics on the first idempotent produce after a
-/// restart). A paused broker keeps its port and storage and answers nothing meanwhile.
-struct Broker {
-    child: Option<Child>,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Broker {
-    fn new(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        Self {
-            child: None,
-            dir: dir.to_owned(),
-            port: process::free_port(),
-        }
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    async fn start(&mut self) {
-        let bin = intake_testkit::servers::required("INTAKE_TEST_TANSU_BIN");
-        let url = format!("tcp://{}", self.address());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .unwrap();
-        let child = Command::new(bin)
-            .args(["broker", "--cluster-id", "intake-outage"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let address = self.address();
-        poll::until_true(WAIT, "the test's broker to answer", || {
-            let address = address.clone();
-            async move { kafka::answers(&address).await }
-        })
-        .await;
-    }
-
-    /// SIGSTOP: the broker holds its port, connections and storage but answers nothing, as a hung
-    /// or partitioned broker; [`Broker::resume`] lets it go on where it was.
-    fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        assert!(self.send(signal), "kill {signal} the broker");
-    }
-
-    fn send(&self, signal: &str) -> bool {
-        let Some(child) = &self.child else {
-            return false;
-        };
-        Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    /// SIGKILL (after SIGCONT, should it be paused).
-    fn stop(&mut self) {
-        self.send("-CONT");
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// `intake serve` as a child process, killed when dropped.
 struct Serve {
@@ -264,7 +173,7 @@ async fn settled(
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_rides_out_a_broker_outage_and_takes_uploads_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::new(&dir.path().join("broker"));
+    let mut broker = Broker::new(&dir.path().join("broker"), "intake-outage");
     broker.start().await;
     let engines = Engines::on_brokers("brokerout", broker.address());
     let client = reqwest::Client::new();

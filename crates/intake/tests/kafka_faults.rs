@@ -15,13 +15,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::broker::Broker;
 use common::engines::Engines;
-use common::kafka::{self, Reader, Writer};
+use common::kafka::{Reader, Writer};
 use common::process::{self, Intake};
 use common::upload;
 use futures::StreamExt;
@@ -29,72 +29,6 @@ use intake_testkit::poll;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// A tansu broker of the test's own, in memory as scripts/servers/kafka.sh starts its plain one.
-/// Started again on the same port after a stop, it has lost its topics, messages and producer
-/// state, which the test recreates (topics) or resends (verdicts). Its SQLite engine would keep
-/// them, but tansu 0.6.0 panics there on the first idempotent produce after a restart.
-struct Broker {
-    child: Option<Child>,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Broker {
-    fn new(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        Self {
-            child: None,
-            dir: dir.to_owned(),
-            port: process::free_port(),
-        }
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker and waits until it answers metadata requests.
-    async fn start(&mut self) {
-        let bin = intake_testkit::servers::required("INTAKE_TEST_TANSU_BIN");
-        let url = format!("tcp://{}", self.address());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .unwrap();
-        let child = Command::new(bin)
-            .args(["broker", "--cluster-id", "intake-faults"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let address = self.address();
-        poll::until_true(WAIT, "the test's broker to answer", || {
-            let address = address.clone();
-            async move { kafka::answers(&address).await }
-        })
-        .await;
-    }
-
-    /// SIGKILL, as a crashed or unplugged broker.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// One upload's answer.
 #[derive(Debug, Clone)]
@@ -150,7 +84,7 @@ async fn wait_for_answers(outcomes: &Arc<Mutex<Vec<Outcome>>>, from: usize, stat
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_outage_refuses_uploads_and_loses_no_accepted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::new(&dir.path().join("broker"));
+    let mut broker = Broker::new(&dir.path().join("broker"), "intake-faults");
     broker.start().await;
     let engines = Engines::on_brokers("outage", broker.address());
     let s3 = engines.s3();

@@ -8,6 +8,7 @@
     reason = "each test binary uses a different subset of these helpers"
 )]
 
+pub mod broker;
 pub mod engines;
 pub mod kafka;
 pub mod process;
