@@ -98,16 +98,6 @@ async fn every_part_uses_the_real_topic_names_the_app_config_gives() {
     }
 }
 
-/// Kills the child when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Each part alone, configured only by an app-config's ports (the embedded defaults otherwise),
 /// answers its probes and scrapes where deploy/clowdapp.yaml points them: `/livez` and `/readyz`
 /// on the public port for ingress and the tracker, on the metrics port for the validator and the
@@ -146,7 +136,7 @@ async fn each_part_listens_on_the_ports_the_app_config_gives() {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        parts.push(Child(child));
+        parts.push(common::process::Killed(child));
         let health = if public { public_port } else { metrics_port };
         for (port, path) in [
             (health, "/livez"),

@@ -14,42 +14,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::process::free_port;
 use intake_testkit::poll;
 
 const IDENTITY: &str = "eyJpZGVudGl0eSI6IHsiYWNjb3VudF9udW1iZXIiOiAiMTIzNDUiLCAiaW50ZXJuYWwiOiB7Im9yZ19pZCI6ICI1NDMyMSJ9fX0=";
-
-/// Kills the child when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn intake(dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("INTAKE_DATA_DIR", dir.join("data"))
-        .env("LOG_LEVEL", "warn")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("KAFKAMQ")
-        .env_remove("BUS_DRIVER")
-        .env_remove("S3_ENDPOINT_URL")
-        .env_remove("STORAGE_DRIVER")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Child(cmd.spawn().unwrap())
-}
 
 async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
     let answer = client.get(url).send().await.ok()?;
@@ -64,7 +34,7 @@ async fn validator_serves_health_and_counts_verdicts() {
     let (ingress_port, health_port) = (free_port(), free_port());
     let ingress_url = format!("http://127.0.0.1:{ingress_port}");
     let health = format!("http://127.0.0.1:{health_port}");
-    let _ingress = intake(
+    let _ingress = common::process::embedded(
         dir.path(),
         &["ingress"],
         &[
@@ -72,7 +42,7 @@ async fn validator_serves_health_and_counts_verdicts() {
             ("INGRESS_PUBLIC_URL", ingress_url.clone()),
         ],
     );
-    let _validator = intake(
+    let _validator = common::process::embedded(
         dir.path(),
         &["validator", "--services", "testareno"],
         &[("VALIDATOR_LISTEN", format!("127.0.0.1:{health_port}"))],

@@ -103,3 +103,37 @@ impl Drop for Intake {
         self.kill();
     }
 }
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `intake <args>` on the embedded default in `dir`: no engine, pipeline or app-config variable
+/// of the harness leaks in; `env` is set last. Its stdout is dropped, its stderr inherited.
+pub fn embedded(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Killed {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("INTAKE_DATA_DIR", dir.join("data"))
+        .env("STORAGE_URL_SIGNING_KEY", "test-key")
+        .env("LOG_LEVEL", "warn")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("KAFKAMQ")
+        .env_remove("BUS_DRIVER")
+        .env_remove("S3_ENDPOINT_URL")
+        .env_remove("STORAGE_DRIVER")
+        .env_remove("PIPELINE_CONFIG")
+        .env_remove("ACG_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Killed(cmd.spawn().unwrap())
+}

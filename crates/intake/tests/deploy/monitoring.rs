@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use intake_bus::OutgoingMessage;
@@ -71,38 +71,6 @@ fn exported(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Kills the child when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn part(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_intake"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("INTAKE_DATA_DIR", dir.join("data"))
-        .env("STORAGE_URL_SIGNING_KEY", "test-key")
-        .env("LOG_LEVEL", "warn")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("KAFKAMQ")
-        .env_remove("BUS_DRIVER")
-        .env_remove("S3_ENDPOINT_URL")
-        .env_remove("STORAGE_DRIVER")
-        .env_remove("PIPELINE_CONFIG")
-        .env_remove("ACG_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Child(cmd.spawn().unwrap())
-}
-
 async fn text(client: &reqwest::Client, url: &str) -> Option<String> {
     let answer = client.get(url).send().await.ok()?;
     if answer.status() != 200 {
@@ -132,7 +100,7 @@ async fn dashboard_and_alerts_name_only_metrics_the_parts_export() {
     let tracker = format!("http://127.0.0.1:{tracker_port}");
     let listen = |port: u16| format!("127.0.0.1:{port}");
     let _parts = [
-        part(
+        crate::common::process::embedded(
             dir.path(),
             &["ingress"],
             &[
@@ -140,12 +108,12 @@ async fn dashboard_and_alerts_name_only_metrics_the_parts_export() {
                 ("INGRESS_PUBLIC_URL", ingress.clone()),
             ],
         ),
-        part(
+        crate::common::process::embedded(
             dir.path(),
             &["validator", "--services", "testareno"],
             &[("VALIDATOR_LISTEN", listen(validator_port))],
         ),
-        part(
+        crate::common::process::embedded(
             dir.path(),
             &["tracker"],
             &[
@@ -153,7 +121,7 @@ async fn dashboard_and_alerts_name_only_metrics_the_parts_export() {
                 ("TRACKER_LOCAL_MODE", "false".to_owned()),
             ],
         ),
-        part(
+        crate::common::process::embedded(
             dir.path(),
             &["pipeline"],
             &[
