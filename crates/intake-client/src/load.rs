@@ -125,6 +125,17 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Waits `wait`, but not past the end of a timed run.
+    async fn pause(&self, wait: Duration) {
+        let wait = match self.stop {
+            Stop::Duration(_) => wait.min(self.deadline.saturating_duration_since(Instant::now())),
+            Stop::Count(_) => wait,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// One worker's tally, merged into the report at the end.
 struct Tally {
     latency: Histogram<u64>,
@@ -258,9 +269,15 @@ async fn worker(shared: Arc<Shared>, index: usize, latency: Histogram<u64>) -> T
         let sent = Instant::now();
         shared.progress.sent.fetch_add(1, Ordering::Relaxed);
         let failed = || shared.progress.failed.fetch_add(1, Ordering::Relaxed);
+        let mut pause = None;
         match request.send().await {
             Ok(answer) => {
                 let status = answer.status();
+                // Back-pressure (503 or 429 with `Retry-After`): this worker waits as asked
+                // before its next request, so the run offers what the server can take.
+                if matches!(status.as_u16(), 429 | 503) {
+                    pause = crate::retry::retry_after(answer.headers());
+                }
                 // Read the (small) answer to the end so the connection goes back to the pool.
                 match crate::answer::capped_body(answer).await {
                     Ok(_) => {
@@ -287,6 +304,9 @@ async fn worker(shared: Arc<Shared>, index: usize, latency: Histogram<u64>) -> T
                 failed();
                 *tally.errors.entry(error_kind(&e)).or_default() += 1;
             }
+        }
+        if let Some(pause) = pause {
+            shared.pause(pause).await;
         }
     }
     tally

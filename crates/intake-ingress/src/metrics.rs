@@ -16,6 +16,8 @@ pub struct Metrics {
     /// `service`: file-part sizes of accepted uploads.
     pub upload_bytes: HistogramVec,
     pub in_flight: IntGauge,
+    /// Payloads accepted by this process and waiting for their verdict (admission's backlog).
+    pub backlog: IntGauge,
     /// Time to stream into quarantine.
     pub stage_seconds: Histogram,
     /// `mode`: announce hand-off until acknowledged.
@@ -51,6 +53,10 @@ impl Metrics {
             &["service"],
         )?;
         let in_flight = IntGauge::new("ingress_uploads_in_flight", "Uploads being received")?;
+        let backlog = IntGauge::new(
+            "ingress_backlog_payloads",
+            "Payloads accepted by this process and waiting for their verdict",
+        )?;
         let stage_seconds = Histogram::with_opts(HistogramOpts::new(
             "ingress_stage_seconds",
             "Time to stream an upload into quarantine",
@@ -91,6 +97,7 @@ impl Metrics {
         registry.register(Box::new(uploads.clone()))?;
         registry.register(Box::new(upload_bytes.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(backlog.clone()))?;
         registry.register(Box::new(stage_seconds.clone()))?;
         registry.register(Box::new(handoff_seconds.clone()))?;
         registry.register(Box::new(validation_messages.clone()))?;
@@ -106,6 +113,7 @@ impl Metrics {
             uploads,
             upload_bytes,
             in_flight,
+            backlog,
             stage_seconds,
             handoff_seconds,
             validation_messages,

@@ -14,6 +14,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use intake_core::messages::Announce;
@@ -38,10 +40,27 @@ pub struct Entry {
     pub modified: SystemTime,
 }
 
-/// The folder of records.
+/// The folder of records, and how many payloads it holds records of: the backlog that admission
+/// control limits (spec ingress.md, "Admission"). The count follows every record written and
+/// removed here, and each sweeper pass sets it to what the folder lists, so that a drift (a record
+/// removed by hand, a reused request id) lasts one pass at most.
 #[derive(Debug, Clone)]
 pub struct Pending {
     dir: PathBuf,
+    count: Arc<AtomicU64>,
+    /// Uploads admitted and not yet ended (their records may not be written yet).
+    admitting: Arc<AtomicU64>,
+}
+
+/// An upload let in by [`Pending::admit`]: it holds its place in the backlog until dropped, when
+/// its record (if it got one) holds it instead.
+#[derive(Debug)]
+pub struct Admitted(Arc<AtomicU64>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 const NEW: &str = "new";
@@ -58,7 +77,36 @@ impl Pending {
                 std::fs::remove_file(&path)?;
             }
         }
-        Ok(Self { dir })
+        let count = Arc::new(AtomicU64::new(payloads(&list_blocking(&dir)?)));
+        Ok(Self {
+            dir,
+            count,
+            admitting: Arc::default(),
+        })
+    }
+
+    /// Payloads with a record: accepted, and no verdict applied yet.
+    pub fn backlog(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Lets one more upload in if the backlog and the uploads already let in stay under `limit`;
+    /// else the backlog counting the uploads already let in, for the refusal. Concurrent uploads
+    /// never overshoot the limit together.
+    pub fn admit(&self, limit: u64) -> Result<Admitted, u64> {
+        let before = self.admitting.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(self.admitting.clone());
+        let backlog = self.backlog();
+        let taken = backlog.saturating_add(before);
+        if taken >= limit {
+            return Err(taken);
+        }
+        Ok(admitted)
+    }
+
+    /// Sets the count to what a listing of the folder found.
+    pub fn recount(&self, listed: &[Entry]) {
+        self.count.store(payloads(listed), Ordering::Relaxed);
     }
 
     fn path(&self, request_id: &str, ext: &str) -> PathBuf {
@@ -72,7 +120,11 @@ impl Pending {
             reannounced: 0,
         };
         let path = self.path(&announce.request_id, NEW);
-        write_durably(path, record).await
+        let other = self.path(&announce.request_id, ANNOUNCED);
+        if write_durably(path, record, Some(other)).await? {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The hand-off was acknowledged: the `.new` record becomes `.json`.
@@ -98,7 +150,7 @@ impl Pending {
     pub async fn rewrite(&self, record: Record) -> std::io::Result<()> {
         let id = record.announce.request_id.clone();
         let temp = self.path(&id, TEMP);
-        write_durably(temp.clone(), record).await?;
+        write_durably(temp.clone(), record, None).await?;
         tokio::fs::rename(&temp, self.path(&id, ANNOUNCED)).await?;
         // A `.new` record of the same payload is now superseded.
         remove_quietly(&self.path(&id, NEW)).await;
@@ -107,8 +159,14 @@ impl Pending {
 
     /// Removes every record of `request_id` (a missing one is fine).
     pub async fn forget(&self, request_id: &str) {
-        remove_quietly(&self.path(request_id, NEW)).await;
-        remove_quietly(&self.path(request_id, ANNOUNCED)).await;
+        let new = remove_quietly(&self.path(request_id, NEW)).await;
+        let announced = remove_quietly(&self.path(request_id, ANNOUNCED)).await;
+        if new || announced {
+            // Never below zero: a recount may have already left this record out.
+            let _ = self
+                .count
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 
     /// Every record, unordered.
@@ -147,23 +205,49 @@ fn list_blocking(dir: &Path) -> std::io::Result<Vec<Entry>> {
     Ok(entries)
 }
 
-async fn write_durably(path: PathBuf, record: Record) -> std::io::Result<()> {
+/// How many payloads `entries` hold records of (a payload may have a `.new` and a `.json`).
+fn payloads(entries: &[Entry]) -> u64 {
+    let ids: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.request_id.as_str()).collect();
+    ids.len() as u64
+}
+
+/// Writes `record` to `path` and syncs it. Returns whether it is a new payload's record: neither
+/// `path` nor `other` (the payload's record under its other name) existed before.
+async fn write_durably(
+    path: PathBuf,
+    record: Record,
+    other: Option<PathBuf>,
+) -> std::io::Result<bool> {
     let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
     tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::create(&path)?;
+        let (mut file, fresh) = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                (std::fs::File::create(&path)?, false)
+            }
+            Err(e) => return Err(e),
+        };
         file.write_all(&bytes)?;
-        file.sync_data()
+        file.sync_data()?;
+        Ok(fresh && !other.is_some_and(|o| o.exists()))
     })
     .await
     .map_err(std::io::Error::other)?
 }
 
-async fn remove_quietly(path: &Path) {
+/// Removes `path`; whether there was one to remove.
+async fn remove_quietly(path: &Path) -> bool {
     match tokio::fs::remove_file(path).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove a pending-announce record")
+            tracing::warn!(path = %path.display(), error = %e, "could not remove a pending-announce record");
+            false
         }
     }
 }

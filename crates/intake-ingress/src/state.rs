@@ -92,6 +92,16 @@ impl AppState {
         })
     }
 
+    /// Payloads this process accepted that wait for their verdict (none without a records
+    /// folder); also what `ingress_backlog_payloads` shows from now on.
+    pub fn backlog(&self) -> Option<u64> {
+        let backlog = self.pending.as_ref()?.backlog();
+        self.metrics
+            .backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        Some(backlog)
+    }
+
     /// Whether storage and the bus answer, each bounded by the readiness check timeout: what
     /// `/readyz` shows and what the validation consumer waits on during an outage.
     pub async fn dependencies(&self) -> (Result<(), String>, Result<(), String>) {

@@ -6,7 +6,9 @@
 //! * an announced payload still in quarantine `INGRESS_REANNOUNCE_AFTER` after its last announce
 //!   is announced again, with a freshly signed URL, at most `INGRESS_REANNOUNCE_ATTEMPTS` times;
 //!   after the last, status `error` is sent and the payload stays in quarantine;
-//! * a record whose payload left quarantine (its verdict was processed) is removed.
+//! * a record whose payload left quarantine (its verdict was processed) is removed; with admission
+//!   on (`INGRESS_MAX_BACKLOG`), one pass after its announce at the latest, so that verdicts applied
+//!   by another instance leave this one's backlog.
 //!
 //! A pass runs at start-up and then every quarter of `INGRESS_REANNOUNCE_AFTER` (between 100 ms
 //! and 30 s). While storage or the bus fails, records are left for the next pass.
@@ -14,7 +16,7 @@
 use std::time::{Duration, SystemTime};
 
 use intake_core::{status, time, RequestId};
-use intake_storage::Bucket;
+use intake_storage::{Bucket, StorageError};
 use tokio_util::sync::CancellationToken;
 
 use crate::pending::{Entry, Pending, Record};
@@ -62,7 +64,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let period = (state.config.reannounce_after / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {
-        if let Err(e) = pass(&state, &pending, started, &cancel).await {
+        if let Err(e) = pass(&state, &pending, started, period, &cancel).await {
             tracing::warn!(error = %e, "listing the pending-announce records failed; retrying");
         }
         tokio::select! {
@@ -78,11 +80,15 @@ async fn pass(
     state: &AppState,
     pending: &Pending,
     started: SystemTime,
+    period: Duration,
     cancel: &CancellationToken,
 ) -> std::io::Result<()> {
     let after = state.config.reannounce_after;
     let now = SystemTime::now();
-    for entry in pending.list().await? {
+    let entries = pending.list().await?;
+    pending.recount(&entries);
+    state.backlog();
+    for entry in entries {
         if cancel.is_cancelled() {
             break;
         }
@@ -94,9 +100,24 @@ async fn pass(
         };
         if due {
             visit(state, pending, &entry).await;
+        } else if entry.announced && age >= period && state.config.max_backlog > 0 {
+            settled_elsewhere(state, pending, &entry).await;
         }
     }
     Ok(())
+}
+
+/// With several ingress instances, a verdict may be applied by an instance other than the one that
+/// holds the payload's record. Its record would count in this instance's backlog (admission) until
+/// its re-announce time: a record older than one pass whose payload has left quarantine goes now.
+async fn settled_elsewhere(state: &AppState, pending: &Pending, entry: &Entry) {
+    let Ok(id) = RequestId::parse(&entry.request_id) else {
+        return;
+    };
+    if let Err(StorageError::NotFound { .. }) = state.store.head(Bucket::Quarantine, &id).await {
+        pending.forget(&entry.request_id).await;
+        state.backlog();
+    }
 }
 
 async fn visit(state: &AppState, pending: &Pending, entry: &Entry) {

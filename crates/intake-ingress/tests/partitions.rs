@@ -4,7 +4,8 @@
 //!
 //! The embedded bus has one partition per topic, so the consumer here sees two: a wrapper around
 //! the harness's bus puts responses keyed `held…` on partition 0 and the rest on partition 1. It
-//! also logs commits and can make each one slow, as a distant broker does.
+//! also logs commits and can make each one slow, as a distant broker does. Within a partition,
+//! responses for different payloads run together, and one payload's responses in order.
 
 #![allow(
     clippy::unwrap_used,
@@ -273,4 +274,54 @@ async fn a_status_is_out_before_the_quarantine_copy_goes_and_before_the_commit()
         .filter(|m| String::from_utf8_lossy(&m.value).contains("\"success\""))
         .count();
     assert_eq!(successes, RESPONSES);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_for_one_payload_are_applied_in_order_while_others_run_together() {
+    // Each payload gets `failure` then `success`, next to each other in one partition. Applied in
+    // order, the first verdict wins every time: all rejected, every second response a conflict.
+    // Applied together, both would find the payload in quarantine and copy it to both buckets.
+    const PAYLOADS: usize = 24;
+    let h = harness::start(&[]).await;
+    let bus = TwoPartitions::new(h.state.bus.clone(), Duration::ZERO);
+    let state = state_on(&h, bus.clone());
+    let verdicts = |result: &str| {
+        state
+            .metrics
+            .validation_messages
+            .with_label_values(&[result])
+            .get()
+    };
+    let ids: Vec<String> = (0..PAYLOADS).map(|i| format!("twice-{i:02}")).collect();
+    for id in &ids {
+        h.upload_ok(id, &payload(100), None).await;
+    }
+    let mut last = 0;
+    for id in &ids {
+        for verdict in ["failure", "success"] {
+            let response = json!({"request_id": id, "service": SERVICE, "validation": verdict, "reason": "first"});
+            last = h.respond(response.to_string().as_bytes(), id).await.offset;
+        }
+    }
+    tokio::spawn(intake_ingress::validation::run(
+        state.clone(),
+        h.cancel.clone(),
+    ));
+    poll::until_true(
+        Duration::from_secs(30),
+        "every response applied and the last one committed",
+        || async { bus.commits().last() == Some(&last) },
+    )
+    .await;
+    assert_eq!(h.keys(Bucket::Reject), ids, "every first verdict applied");
+    assert_eq!(h.keys(Bucket::Perm), Vec::<String>::new());
+    assert!(h.keys(Bucket::Quarantine).is_empty());
+    assert_eq!(verdicts("failure"), PAYLOADS as u64);
+    assert_eq!(verdicts("conflict"), PAYLOADS as u64);
+    assert_eq!(verdicts("success"), 0);
+    let commits = bus.commits();
+    assert!(
+        commits.windows(2).all(|w| w[0] < w[1]),
+        "in offset order: {commits:?}"
+    );
 }

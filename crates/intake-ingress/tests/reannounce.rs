@@ -186,3 +186,33 @@ fn opening_the_records_removes_half_done_rewrites_and_keeps_records() {
     left.sort();
     assert_eq!(left, ["a2.json", "a3.new"]);
 }
+
+#[tokio::test]
+async fn a_verdict_applied_by_another_instance_leaves_this_ones_backlog_within_a_pass() {
+    // Re-announces are due after 8 s; passes run every 2 s.
+    let h = harness::start(&[("INGRESS_REANNOUNCE_AFTER", "8s")]).await;
+    for id in ["elsewhere-1", "waiting-1"] {
+        h.upload_ok(id, &payload(100), None).await;
+    }
+    assert_eq!(h.state.backlog(), Some(2));
+    // Another instance's consumer applies a verdict: the payload leaves quarantine, but this
+    // instance's record of it stays.
+    let id = intake_core::RequestId::parse("elsewhere-1").unwrap();
+    h.state
+        .store
+        .copy(Bucket::Quarantine, Bucket::Perm, &id)
+        .await
+        .unwrap();
+    h.state.store.delete(Bucket::Quarantine, &id).await.unwrap();
+    let started = std::time::Instant::now();
+    start_sweeper(&h);
+    intake_testkit::poll::until_true(
+        Duration::from_secs(7),
+        "the settled payload to leave the backlog",
+        || async { h.state.backlog() == Some(1) },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(8), "only when due");
+    assert_eq!(pending_files(&h), ["waiting-1.json"]);
+    assert_eq!(announces(&h, "waiting-1").await.len(), 1, "not due yet");
+}

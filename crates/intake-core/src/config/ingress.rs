@@ -28,6 +28,8 @@ pub(super) const VARIABLES: &[&str] = &[
     "INGRESS_TRACKER_URL",
     "INGRESS_CONSUMER_GROUP",
     "INGRESS_VALIDATION_RETRIES",
+    "INGRESS_VALIDATION_CONCURRENCY",
+    "INGRESS_MAX_BACKLOG",
     "INGRESS_REANNOUNCE_AFTER",
     "INGRESS_REANNOUNCE_ATTEMPTS",
 ];
@@ -87,6 +89,12 @@ pub struct IngressConfig {
     pub tracker_url: String,
     pub consumer_group: String,
     pub validation_retries: u32,
+    /// `INGRESS_VALIDATION_CONCURRENCY`: validation responses for different payloads applied at
+    /// once per partition (messages.md); default 64.
+    pub validation_concurrency: usize,
+    /// `INGRESS_MAX_BACKLOG`: payloads this process accepted that may wait for their verdict
+    /// before uploads are answered 503 (spec ingress.md, "Admission"); `0` turns the limit off.
+    pub max_backlog: u64,
     /// `INGRESS_REANNOUNCE_AFTER`: how long a payload stays in quarantine without a verdict before
     /// it is announced again; default 10 min.
     pub reannounce_after: Duration,
@@ -164,6 +172,12 @@ impl IngressConfig {
         };
         let consumer_group = r.string("INGRESS_CONSUMER_GROUP", "upload");
         let validation_retries = r.u64("INGRESS_VALIDATION_RETRIES", 5) as u32;
+        let validation_concurrency =
+            usize::try_from(r.u64("INGRESS_VALIDATION_CONCURRENCY", 64)).unwrap_or(usize::MAX);
+        if validation_concurrency == 0 {
+            r.fail("INGRESS_VALIDATION_CONCURRENCY", "must be at least 1");
+        }
+        let max_backlog = r.u64("INGRESS_MAX_BACKLOG", DEFAULT_MAX_BACKLOG);
         let reannounce_after = r.duration("INGRESS_REANNOUNCE_AFTER", Duration::from_secs(600));
         if reannounce_after.is_zero() {
             r.fail("INGRESS_REANNOUNCE_AFTER", "must be more than zero");
@@ -193,6 +207,8 @@ impl IngressConfig {
             tracker_url,
             consumer_group,
             validation_retries,
+            validation_concurrency,
+            max_backlog,
             reannounce_after,
             reannounce_attempts,
         })
@@ -224,6 +240,10 @@ impl IngressConfig {
             .unwrap_or(self.max_size)
     }
 }
+
+/// What `intake serve` finishes in about a minute on a small machine (BENCHMARKS.md, "Validation
+/// round-trip").
+pub const DEFAULT_MAX_BACKLOG: u64 = 20_000;
 
 const DEFAULT_INGRESS_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_TRACKER_LISTEN: &str = "0.0.0.0:8081";

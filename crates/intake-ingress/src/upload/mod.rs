@@ -27,6 +27,8 @@ use crate::state::AppState;
 pub const REQUEST_ID_HEADER: &str = "x-rh-insights-request-id";
 /// Multipart framing allowed on top of the largest limit (check 6).
 pub const FORM_OVERHEAD: u64 = 1_048_576;
+/// `Retry-After` seconds when the backlog is full: a few seconds of the system's finishing rate.
+const ADMISSION_RETRY_AFTER: u32 = 2;
 /// The `service` metric label when no listed service is known.
 const UNSUPPORTED: &str = "unsupported";
 
@@ -140,6 +142,28 @@ async fn handle(state: AppState, req: Request) -> Outcome {
             UNSUPPORTED,
         );
     }
+
+    // 5 (cont.). admission: no more waiting for a verdict than the system finishes in bounded
+    // time (ingress.md, "Admission").
+    let limit = state.config.max_backlog;
+    let _admitted = match &state.pending {
+        Some(pending) if limit > 0 => match pending.admit(limit) {
+            Ok(admitted) => Some(admitted),
+            Err(backlog) => {
+                state.backlog();
+                return refuse(
+                    ApiError::unavailable(
+                        format!(
+                            "{backlog} uploads are waiting for validation or being received (the limit is {limit}); retry shortly"
+                        ),
+                        ADMISSION_RETRY_AFTER,
+                    ),
+                    UNSUPPORTED,
+                );
+            }
+        },
+        _ => None,
+    };
 
     // 6. declared length (before the body is asked for, so `Expect: 100-continue` gets its 413)
     let ceiling = state.config.largest_limit() + FORM_OVERHEAD;

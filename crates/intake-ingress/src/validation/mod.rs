@@ -9,7 +9,10 @@ mod process;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
 use intake_bus::{BusError, Consumer, ReceivedMessage, StartFrom, Subscription};
+use intake_core::messages::{ValidationError, ValidationResponse};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -99,41 +102,125 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
     Ok(())
 }
 
-/// Messages read ahead per partition.
-const PARTITION_QUEUE: usize = 8;
+/// Messages read ahead per partition, beyond the ones in flight.
+const PARTITION_QUEUE: usize = 64;
 
 /// A message its worker is done with (its statuses acknowledged).
 struct Finished {
     message: ReceivedMessage,
 }
 
-/// Handles one partition's responses in order. A message is fully processed (or dead-lettered)
-/// before it is handed back to be committed; a step in progress is not interrupted by shutdown, so
-/// a verdict is never left half done. Shutdown does end a wait (outage, retry backoff, unwritable
-/// DLQ): the message stays uncommitted and is delivered again, which is safe because every step is
-/// idempotent.
+/// Handles one partition's responses: up to `INGRESS_VALIDATION_CONCURRENCY` at once, for
+/// different payloads (messages.md). A response for a payload that has one in flight waits for it,
+/// so that responses for the same request id are applied in the order they arrived. Messages are
+/// handed back to be committed in partition order, each only once it and everything before it are
+/// fully processed (or dead-lettered), so a commit never passes an unfinished message.
+///
+/// Running several at once is what batches them: their storage syncs and bus writes land in the
+/// same group commits of the storage driver and the bus, and the offsets finished meanwhile are
+/// committed together ([`commit_finished`]).
+///
+/// A step in progress is not interrupted by shutdown, so a verdict is never left half done.
+/// Shutdown does end a wait (outage, retry backoff, unwritable DLQ): that message and every later
+/// one stay uncommitted and come again, which is safe because every step is idempotent.
 async fn partition_worker(
     state: AppState,
     mut queue: mpsc::Receiver<ReceivedMessage>,
     done: mpsc::UnboundedSender<Finished>,
     cancel: CancellationToken,
 ) {
-    while let Some(message) = queue.recv().await {
-        if cancel.is_cancelled() {
-            return;
+    let limit = state.config.validation_concurrency.max(1);
+    let mut window = Window::default();
+    let mut handing_back = true;
+    loop {
+        let room = window.running.len() < limit && !cancel.is_cancelled();
+        tokio::select! {
+            biased;
+            Some(ended) = window.running.next(), if !window.running.is_empty() => {
+                handing_back = window.ended(ended, handing_back, &done);
+            }
+            received = queue.recv(), if room && handing_back => {
+                let Some(message) = received else { break };
+                let parsed = ValidationResponse::parse(&message.value);
+                let id = match &parsed {
+                    Ok(response) => Some(response.request_id.to_string()),
+                    Err(_) => None,
+                };
+                // The same payload's earlier response finishes first.
+                while id.as_ref().is_some_and(|id| window.ids.contains_key(id)) {
+                    let Some(ended) = window.running.next().await else { break };
+                    handing_back = window.ended(ended, handing_back, &done);
+                }
+                if !handing_back {
+                    break;
+                }
+                window.start(&state, message, id, parsed, &cancel);
+            }
+            else => break,
         }
-        match process::handle(&state, &message, &cancel).await {
-            process::Handled::Done => {
-                if done.send(Finished { message }).is_err() {
-                    return;
+    }
+    // The responses in flight finish their steps; the ones done before the first that was
+    // interrupted are still handed back.
+    while let Some(ended) = window.running.next().await {
+        handing_back = window.ended(ended, handing_back, &done);
+    }
+}
+
+/// One response being applied: its message, its request id (when it parsed) and how it ended.
+type Ended = (ReceivedMessage, Option<String>, process::Handled);
+
+/// The responses of one partition in flight, in partition order.
+#[derive(Default)]
+struct Window {
+    running: FuturesOrdered<BoxFuture<'static, Ended>>,
+    /// Request ids in flight, with how many responses each.
+    ids: HashMap<String, usize>,
+}
+
+impl Window {
+    fn start(
+        &mut self,
+        state: &AppState,
+        message: ReceivedMessage,
+        id: Option<String>,
+        parsed: Result<ValidationResponse, ValidationError>,
+        cancel: &CancellationToken,
+    ) {
+        if let Some(id) = &id {
+            *self.ids.entry(id.clone()).or_default() += 1;
+        }
+        let (state, cancel) = (state.clone(), cancel.clone());
+        self.running.push_back(Box::pin(async move {
+            let handled = process::handle(&state, &message, parsed, &cancel).await;
+            (message, id, handled)
+        }));
+    }
+
+    /// Books a response that ended; hands it back if `handing_back` (nothing before it in the
+    /// partition was interrupted). Returns whether later ones may still be handed back.
+    fn ended(
+        &mut self,
+        (message, id, handled): Ended,
+        handing_back: bool,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) -> bool {
+        if let Some(id) = id {
+            if let Some(n) = self.ids.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ids.remove(&id);
                 }
             }
+        }
+        match handled {
+            process::Handled::Done if handing_back => done.send(Finished { message }).is_ok(),
+            process::Handled::Done => false,
             process::Handled::Interrupted => {
                 tracing::info!(
                     offset = message.offset,
                     "shutdown while a validation response waited; it will be delivered again"
                 );
-                return;
+                false
             }
         }
     }

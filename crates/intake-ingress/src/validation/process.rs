@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use intake_bus::{OutgoingMessage, ReceivedMessage};
 use intake_core::messages::{
-    Available, ValidationResponse, Verdict as Decision, HEADER_REQUEST_ID, HEADER_SERVICE,
+    Available, ValidationError, ValidationResponse, Verdict as Decision, HEADER_REQUEST_ID,
+    HEADER_SERVICE,
 };
 use intake_core::{status, time};
 use intake_storage::{Bucket, ObjectMeta, StorageError};
@@ -63,13 +64,15 @@ pub(super) enum Handled {
     Interrupted,
 }
 
-/// Handles one message. Only waits end early on `cancel`; a step in progress always finishes.
+/// Handles one message, `parsed` from its value. Only waits end early on `cancel`; a step in
+/// progress always finishes.
 pub(super) async fn handle(
     state: &AppState,
     message: &ReceivedMessage,
+    parsed: Result<ValidationResponse, ValidationError>,
     cancel: &CancellationToken,
 ) -> Handled {
-    let verdict = match ValidationResponse::parse(&message.value) {
+    let verdict = match parsed {
         Err(e) => {
             let (id, service) = ValidationResponse::salvage_ids(&message.value);
             tracing::warn!(offset = message.offset, reason = e.reason_code(), error = %e, "invalid validation response");
@@ -364,6 +367,7 @@ async fn leave_quarantine(
     .map_err(step(format!("deleting from {quarantine} failed")))?;
     if let Some(pending) = &state.pending {
         pending.forget(id.as_str()).await;
+        state.backlog();
     }
     Ok(())
 }
