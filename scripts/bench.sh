@@ -4,20 +4,23 @@
 # target/bench/system.md; BENCHMARKS.md quotes it.
 #
 #   scripts/bench.sh                  # every case
-#   scripts/bench.sh small large      # some of: small large roundtrip
+#   scripts/bench.sh small large      # some of: small large roundtrip steady
 #
 # Knobs: BENCH_SMALL_DURATION (30s), BENCH_SMALL_CONCURRENCY (50), BENCH_LARGE_SIZE (1GiB as bytes,
-# 1073741824), BENCH_ROUNDTRIP_COUNT (2000).
+# 1073741824), BENCH_ROUNDTRIP_COUNT (2000), BENCH_STEADY_SECONDS (60), BENCH_STEADY_CONCURRENCY
+# (50).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CASES=("$@")
-[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip)
+[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip steady)
 
 SMALL_DURATION=${BENCH_SMALL_DURATION:-30s}
 SMALL_CONCURRENCY=${BENCH_SMALL_CONCURRENCY:-50}
 LARGE_SIZE=${BENCH_LARGE_SIZE:-1073741824}
 ROUNDTRIP_COUNT=${BENCH_ROUNDTRIP_COUNT:-2000}
+STEADY_SECONDS=${BENCH_STEADY_SECONDS:-60}
+STEADY_CONCURRENCY=${BENCH_STEADY_CONCURRENCY:-50}
 IDENTITY=$(printf '{"identity":{"account_number":"12345","org_id":"54321","internal":{"org_id":"54321"},"type":"User"}}' | base64 -w0)
 
 echo "bench: building the release binary" >&2
@@ -217,6 +220,79 @@ roundtrip() {
     echo "| $(wc -l <"$WORK/available.jsonl") | $secs | **$(python3 -c "print(round($ROUNDTRIP_COUNT / $secs))")** |"
     echo
   } >>"$REPORT"
+}
+
+# Server CPU seconds so far (user + system).
+cpu_seconds() {
+  awk -v tick="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / tick}' "/proc/$SERVE_PID/stat"
+}
+
+# One metric's value (the sum over its label sets matching $2) from ingress's /metrics.
+metric() {
+  curl -fsS "http://127.0.0.1:$PORT/metrics" |
+    awk -v name="$1" -v labels="${2:-}" '{split($1, a, "{")} a[1] == name && (labels == "" || index($1, labels)) {sum += $2} END {printf "%d", sum}'
+}
+
+# Verdicts applied so far (validated or rejected, moved, announced, status sent).
+finished() {
+  local ok bad
+  ok=$(metric ingress_validation_messages_total 'result="success"')
+  bad=$(metric ingress_validation_messages_total 'result="failure"')
+  echo $((ok + bad))
+}
+
+steady() {
+  start_serve steady
+  local cpu0 started
+  cpu0=$(cpu_seconds)
+  started=$(date +%s.%N)
+  "$BIN" load --url "http://127.0.0.1:$PORT" --concurrency "$STEADY_CONCURRENCY" --size 10KiB \
+    --duration "${STEADY_SECONDS}s" --json >"$WORK/steady.json" &
+  local load=$! peak=0 b
+  while kill -0 "$load" 2>/dev/null; do
+    b=$(metric ingress_backlog_payloads)
+    [ "$b" -gt "$peak" ] && peak=$b
+    sleep 1
+  done
+  wait "$load"
+  local load_end done_at_end accepted
+  load_end=$(date +%s.%N)
+  done_at_end=$(finished)
+  accepted=$(jq .accepted "$WORK/steady.json")
+  # The drain: until every accepted payload has its verdict applied (at most 10 minutes).
+  local i
+  for i in $(seq 1 6000); do
+    [ "$(finished)" -ge "$accepted" ] && break
+    sleep 0.1
+  done
+  local drained cpu1 rss
+  drained=$(date +%s.%N)
+  cpu1=$(cpu_seconds)
+  rss=$(peak_rss_mib)
+  local final
+  final=$(finished)
+  stop_serve
+  python3 - "$WORK/steady.json" "$started" "$load_end" "$drained" "$done_at_end" "$final" "$cpu0" "$cpu1" "$peak" "$rss" >>"$REPORT" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+started, load_end, drained = map(float, sys.argv[2:5])
+done_at_end, final = int(sys.argv[5]), int(sys.argv[6])
+cpu = float(sys.argv[8]) - float(sys.argv[7])
+peak, rss = sys.argv[9], sys.argv[10]
+accepted = report["accepted"]
+load_secs, drain_secs = load_end - started, drained - load_end
+statuses = ", ".join(f"{k}×{v}" for k, v in sorted(report["by_status"].items()))
+print(f"### Steady state: {report['concurrency']} clients offering 10 KiB archives for {round(load_secs)} s, then the drain")
+print()
+print("Finished means the verdict applied: validated, moved to perm, announced on available, status sent.")
+print()
+print("| accepted | accepted/s | p50 | p99 | answers | finished during the load | finished/s during the load | drain after the load | finished/s over the run | backlog peak | server CPU per finished payload | server peak RSS |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print(f"| {accepted} | {accepted / load_secs:.0f} | {report['latency_ms']['p50']} ms | {report['latency_ms']['p99']} ms | {statuses} "
+      f"| {done_at_end} ({100 * done_at_end / max(accepted, 1):.0f} %) | **{done_at_end / load_secs:.0f}** | {drain_secs:.1f} s "
+      f"| **{final / (load_secs + drain_secs):.0f}** | {peak} | {1000 * cpu / max(final, 1):.2f} ms | {rss} MiB |")
+print()
+PY
 }
 
 for case in "${CASES[@]}"; do
