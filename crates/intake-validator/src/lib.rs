@@ -48,6 +48,7 @@ pub mod metrics;
 mod respond;
 mod verdict;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,8 +152,15 @@ pub async fn run(
             biased;
             _ = cancel.cancelled() => break,
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let mut owed = Owed::default();
                 let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
-                settle(&mut tracker, consumer.as_mut(), &position, outcome).await;
+                owed.settle(&mut tracker, &position, outcome);
+                // Whatever else finished meanwhile shares the commit.
+                while let Some(joined) = tasks.try_join_next() {
+                    let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
+                    owed.settle(&mut tracker, &position, outcome);
+                }
+                owed.commit(consumer.as_mut()).await;
             }
             next = consumer.next(), if tasks.len() < concurrency => match next {
                 Ok(message) => {
@@ -163,7 +171,9 @@ pub async fn run(
                         let ctx = ctx.clone();
                         tasks.spawn(async move { (position, handle(&ctx, message).await) });
                     } else {
-                        settle(&mut tracker, consumer.as_mut(), &position, Outcome::Finished).await;
+                        let mut owed = Owed::default();
+                        owed.settle(&mut tracker, &position, Outcome::Finished);
+                        owed.commit(consumer.as_mut()).await;
                     }
                 }
                 Err(e) if e.is_transient() => {
@@ -182,10 +192,12 @@ pub async fn run(
         in_flight = tracker.in_flight(),
         "validator stopping; finishing in-flight payloads"
     );
+    let mut owed = Owed::default();
     while let Some(joined) = tasks.join_next().await {
         let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
-        settle(&mut tracker, consumer.as_mut(), &position, outcome).await;
+        owed.settle(&mut tracker, &position, outcome);
     }
+    owed.commit(consumer.as_mut()).await;
     tracing::info!("validator stopped");
     Ok(())
 }
@@ -199,20 +211,30 @@ fn wanted(ctx: &Context, message: &ReceivedMessage) -> bool {
     ctx.config.services.iter().any(|s| s == service)
 }
 
-/// Records the outcome and commits the partition's finished prefix.
-async fn settle(
-    tracker: &mut CommitTracker,
-    consumer: &mut dyn Consumer,
-    position: &Position,
-    outcome: Outcome,
-) {
-    if outcome == Outcome::Abandoned {
-        return;
+/// Commits owed per partition: the latest finished prefix of each, so that the messages that
+/// finished together share one commit (one bus round trip) instead of one each.
+#[derive(Default)]
+struct Owed(HashMap<(String, i32), ReceivedMessage>);
+
+impl Owed {
+    /// Records the outcome; a message abandoned at shutdown is left uncommitted.
+    fn settle(&mut self, tracker: &mut CommitTracker, position: &Position, outcome: Outcome) {
+        if outcome == Outcome::Abandoned {
+            return;
+        }
+        if let Some(message) = tracker.finished(position) {
+            self.0
+                .insert((message.topic.clone(), message.partition), message);
+        }
     }
-    if let Some(message) = tracker.finished(position) {
-        if let Err(e) = consumer.commit(&message).await {
-            // The next commit on this partition covers this one; until then a restart redelivers.
-            tracing::warn!(error = %e, topic = %message.topic, offset = message.offset, "commit failed");
+
+    async fn commit(self, consumer: &mut dyn Consumer) {
+        for message in self.0.into_values() {
+            if let Err(e) = consumer.commit(&message).await {
+                // The next commit on this partition covers this one; until then a restart
+                // redelivers.
+                tracing::warn!(error = %e, topic = %message.topic, offset = message.offset, "commit failed");
+            }
         }
     }
 }
