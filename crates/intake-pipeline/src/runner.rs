@@ -74,7 +74,12 @@ pub async fn consume(
         tokio::select! {
             biased;
             Some((msg, ended)) = done_rx.recv() => {
-                settle(&mut tracker, &mut owed, consumer.as_mut(), msg, ended).await;
+                // What else ended meanwhile shares the commit: one per partition, not per message.
+                let mut ready = vec![(msg, ended)];
+                while let Ok(more) = done_rx.try_recv() {
+                    ready.push(more);
+                }
+                settle(&mut tracker, &mut owed, consumer.as_mut(), ready).await;
             }
             _ = cancel.cancelled() => break,
             _ = retry.tick(), if !owed.is_empty() => owed.retry(consumer.as_mut()).await,
@@ -109,8 +114,8 @@ pub async fn consume(
     let drain = async {
         while tracker.in_flight() > 0 {
             match done_rx.recv().await {
-                Some((msg, ended)) => {
-                    settle(&mut tracker, &mut owed, consumer.as_mut(), msg, ended).await
+                Some(ended) => {
+                    settle(&mut tracker, &mut owed, consumer.as_mut(), vec![ended]).await
                 }
                 None => break,
             }
@@ -127,17 +132,23 @@ pub async fn consume(
     Ok(())
 }
 
+/// Books messages that ended and commits each partition's newest finished prefix once.
 async fn settle(
     tracker: &mut CommitTracker,
     owed: &mut OwedCommits,
     consumer: &mut dyn Consumer,
-    msg: ReceivedMessage,
-    ended: Ended,
+    ended: Vec<(ReceivedMessage, Ended)>,
 ) {
-    if ended == Ended::Cancelled {
-        return;
+    let mut commits: HashMap<(String, i32), ReceivedMessage> = HashMap::new();
+    for (msg, ended) in ended {
+        if ended == Ended::Cancelled {
+            continue;
+        }
+        if let Some(commit) = tracker.finish(msg) {
+            commits.insert((commit.topic.clone(), commit.partition), commit);
+        }
     }
-    if let Some(commit) = tracker.finish(msg) {
+    for commit in commits.into_values() {
         owed.commit(consumer, commit).await;
     }
     crate::metrics::get()
