@@ -11,6 +11,7 @@ pub mod error;
 mod factory;
 pub mod faults;
 pub mod kafka;
+pub mod lag;
 pub mod message;
 pub mod tail;
 #[cfg(feature = "testsuite")]

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub handoff_seconds: HistogramVec,
     /// `result`: success, failure, handoff, repeat, conflict, dead_letter, error.
     pub validation_messages: IntCounterVec,
+    /// `topic`, `partition`: validation responses not yet applied (committed offset to the end).
+    pub consumer_lag: IntGaugeVec,
     /// `reason`: a dead-letter reason code.
     pub dead_letters: IntCounterVec,
     pub status_publish_failures: IntCounter,
@@ -75,6 +77,13 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "ingress_consumer_lag",
+                "Validation responses not yet applied, per partition held",
+            ),
+            &["topic", "partition"],
+        )?;
         let dead_letters = IntCounterVec::new(
             Opts::new(
                 "ingress_dead_letters_total",
@@ -101,6 +110,7 @@ impl Metrics {
         registry.register(Box::new(stage_seconds.clone()))?;
         registry.register(Box::new(handoff_seconds.clone()))?;
         registry.register(Box::new(validation_messages.clone()))?;
+        registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(status_publish_failures.clone()))?;
         registry.register(Box::new(tenant_mismatches.clone()))?;
@@ -117,6 +127,7 @@ impl Metrics {
             stage_seconds,
             handoff_seconds,
             validation_messages,
+            consumer_lag,
             dead_letters,
             status_publish_failures,
             tenant_mismatches,

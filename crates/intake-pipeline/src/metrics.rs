@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub struct Metrics {
@@ -38,6 +38,8 @@ pub struct Metrics {
     pub status_failures: IntCounter,
     pub in_flight: IntGauge,
     pub abandoned_threads: IntGauge,
+    /// `topic`, `partition`: records not yet consumed (committed offset to the end).
+    pub consumer_lag: IntGaugeVec,
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -92,6 +94,17 @@ fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a constant metric definition; the unit tests build it"
+)]
+fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g =
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    let _ = reg.register(Box::new(g.clone()));
+    g
+}
+
 impl Metrics {
     fn collectors(&self) -> Vec<Box<dyn Collector>> {
         vec![
@@ -119,6 +132,7 @@ impl Metrics {
             Box::new(self.status_failures.clone()),
             Box::new(self.in_flight.clone()),
             Box::new(self.abandoned_threads.clone()),
+            Box::new(self.consumer_lag.clone()),
         ]
     }
 }
@@ -271,6 +285,12 @@ pub fn get() -> &'static Metrics {
                 r,
                 "intake_pipeline_abandoned_threads",
                 "threads abandoned at a deadline",
+            ),
+            consumer_lag: gauge_vec(
+                r,
+                "intake_pipeline_consumer_lag",
+                "records not yet consumed, per partition held",
+                &["topic", "partition"],
             ),
         }
     })

@@ -69,10 +69,16 @@ pub async fn consume(
     let mut retry = tokio::time::interval(COMMIT_RETRY_EVERY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let metrics = crate::metrics::get();
+    let mut lag_every = tokio::time::interval(intake_bus::lag::READ_EVERY);
+    lag_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let room = tracker.in_flight() < c.max_in_flight;
         tokio::select! {
             biased;
+            _ = lag_every.tick() => intake_bus::lag::read(consumer.as_mut(), |topic, partition, lag| {
+                crate::metrics::get().consumer_lag.with_label_values(&[topic, partition]).set(lag);
+            })
+            .await,
             Some((msg, ended)) = done_rx.recv() => {
                 // What else ended meanwhile shares the commit: one per partition, not per message.
                 let mut ready = vec![(msg, ended)];

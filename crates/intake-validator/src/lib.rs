@@ -147,10 +147,16 @@ pub async fn run(
     let mut tracker = CommitTracker::default();
     let mut tasks: JoinSet<(Position, Outcome)> = JoinSet::new();
     let mut bus_backoff = Duration::from_millis(100);
+    let mut lag_every = tokio::time::interval(intake_bus::lag::READ_EVERY);
+    lag_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
+            _ = lag_every.tick() => intake_bus::lag::read(consumer.as_mut(), |topic, partition, lag| {
+                metrics::get().consumer_lag.with_label_values(&[topic, partition]).set(lag);
+            })
+            .await,
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 let mut owed = Owed::default();
                 let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;

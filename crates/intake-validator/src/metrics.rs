@@ -8,11 +8,13 @@
 use std::sync::OnceLock;
 
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub(crate) struct Metrics {
     pub(crate) verdicts: IntCounterVec,
     pub(crate) download_duration: HistogramVec,
+    /// `topic`, `partition`: announces not yet answered (committed offset to the end).
+    pub(crate) consumer_lag: IntGaugeVec,
     registry: Registry,
 }
 
@@ -44,11 +46,21 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric definition is valid");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "intake_validator_consumer_lag",
+                "Announces not yet answered, per partition held",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("static metric definition is valid");
         let _ = registry.register(Box::new(verdicts.clone()));
         let _ = registry.register(Box::new(download_duration.clone()));
+        let _ = registry.register(Box::new(consumer_lag.clone()));
         Self {
             verdicts,
             download_duration,
+            consumer_lag,
             registry,
         }
     }
@@ -75,9 +87,10 @@ pub fn registry() -> &'static Registry {
 /// `/metrics`).
 pub fn register_into(registry: &Registry) -> prometheus::Result<()> {
     let m = get();
-    let collectors: [Box<dyn Collector>; 2] = [
+    let collectors: [Box<dyn Collector>; 3] = [
         Box::new(m.verdicts.clone()),
         Box::new(m.download_duration.clone()),
+        Box::new(m.consumer_lag.clone()),
     ];
     for c in collectors {
         registry.register(c)?;

@@ -1,6 +1,7 @@
 //! Black-box: `intake validator` alone can be probed and scraped. With `VALIDATOR_LISTEN` it serves
 //! `/livez`, `/readyz` and `/metrics`, and its counters move when a payload goes through. Ingress
-//! and the validator are separate processes on one embedded bus, as they would be deployed.
+//! and the validator are separate processes on one embedded bus, as they would be deployed. Both
+//! show their consumer lag.
 
 #![allow(
     clippy::unwrap_used,
@@ -97,4 +98,81 @@ async fn validator_serves_health_and_counts_verdicts() {
         text.contains("intake_validator_download_duration_seconds_count{outcome=\"ok\"} 1"),
         "{text}"
     );
+}
+
+/// The lines of `url`'s /metrics.
+async fn metric_lines(client: &reqwest::Client, url: &str) -> Vec<String> {
+    get(client, url).await.map_or_else(Vec::new, |(_, text)| {
+        text.lines().map(str::to_owned).collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_lag_shows_what_waits_and_falls_to_zero_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (ingress_port, health_port) = (free_port(), free_port());
+    let ingress_url = format!("http://127.0.0.1:{ingress_port}");
+    let _ingress = common::process::embedded(
+        dir.path(),
+        &["ingress"],
+        &[
+            ("INGRESS_LISTEN", format!("127.0.0.1:{ingress_port}")),
+            ("INGRESS_PUBLIC_URL", ingress_url.clone()),
+        ],
+    );
+    poll::until_true(Duration::from_secs(60), "ingress ready", || async {
+        matches!(
+            get(&client, &format!("{ingress_url}/readyz")).await,
+            Some((200, _))
+        )
+    })
+    .await;
+    // Announced before any validator runs: one announce waits.
+    let part = reqwest::multipart::Part::bytes(intake_testkit::archives::gzip(
+        &intake_testkit::archives::sample_tar(),
+    ))
+    .file_name("archive.tar.gz")
+    .mime_str("application/vnd.redhat.testareno.something+tgz")
+    .unwrap();
+    let answer = client
+        .post(format!("{ingress_url}/api/ingress/v1/upload"))
+        .header("x-rh-identity", IDENTITY)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+
+    // The validator reads its lag as it starts (the waiting announce), and again every 5 s.
+    let _validator = common::process::embedded(
+        dir.path(),
+        &["validator", "--services", "testareno"],
+        &[("VALIDATOR_LISTEN", format!("127.0.0.1:{health_port}"))],
+    );
+    let validator_metrics = format!("http://127.0.0.1:{health_port}/metrics");
+    let lag = |n: u32| {
+        format!("intake_validator_consumer_lag{{partition=\"0\",topic=\"platform.upload.testareno\"}} {n}")
+    };
+    poll::until_true(Duration::from_secs(30), &lag(1), || async {
+        metric_lines(&client, &validator_metrics)
+            .await
+            .contains(&lag(1))
+    })
+    .await;
+    // Once the announce is answered and committed, the next read shows nothing waiting; ingress
+    // too has committed the verdict.
+    for (url, line) in [
+        (validator_metrics.clone(), lag(0)),
+        (
+            format!("{ingress_url}/metrics"),
+            "ingress_consumer_lag{partition=\"0\",topic=\"platform.upload.validation\"} 0"
+                .to_owned(),
+        ),
+    ] {
+        poll::until_true(Duration::from_secs(30), &line, || async {
+            metric_lines(&client, &url).await.contains(&line)
+        })
+        .await;
+    }
 }

@@ -52,6 +52,8 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let mut workers: HashMap<(String, i32), mpsc::Sender<ReceivedMessage>> = HashMap::new();
     let mut tasks = JoinSet::new();
+    let mut lag_every = tokio::time::interval(intake_bus::lag::READ_EVERY);
+    lag_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
             biased;
@@ -60,6 +62,13 @@ pub async fn run(state: AppState, cancel: CancellationToken) -> Result<(), BusEr
                 continue;
             }
             _ = cancel.cancelled() => break,
+            _ = lag_every.tick() => {
+                intake_bus::lag::read(&mut *consumer, |topic, partition, lag| {
+                    state.metrics.consumer_lag.with_label_values(&[topic, partition]).set(lag);
+                })
+                .await;
+                continue;
+            }
             m = consumer.next() => m,
         };
         let message = match message {
