@@ -15,6 +15,7 @@ pub async fn open(config: &BusConfig) -> Result<Arc<dyn Bus>, BusError> {
                 publish_timeout: config.publish_timeout,
                 retention: config.retention,
                 lease_expiry: config.lease_expiry,
+                default_partitions: config.partitions,
                 ..EmbeddedOptions::default()
             };
             Ok(Arc::new(

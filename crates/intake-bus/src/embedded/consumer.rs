@@ -1,6 +1,8 @@
-//! A member of a consumer group on the embedded bus. It reads a topic only while it holds the
-//! group's lease on that topic; a heartbeat task renews the leases and, when the consumer is dropped,
-//! releases them at once so a waiting member takes over from the committed offset.
+//! A member of a consumer group on the embedded bus. It announces itself on each topic it reads; the
+//! live members of a group on a topic, in join order, split the topic's partitions round-robin. It
+//! reads a partition only while it holds the group's lease on that partition; a heartbeat task renews
+//! its announcements and leases and, when the consumer is dropped, releases them at once so the
+//! other members take over from the committed offsets.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,13 +18,26 @@ use crate::{BusError, Consumer, PartitionLag, ReceivedMessage, StartFrom, Subscr
 /// Messages read from the database in one query.
 const FETCH: i64 = 256;
 
-/// Topics this member holds, each with the instant its lease stops being safe to use.
-type Leases = Arc<Mutex<HashMap<String, Instant>>>;
+/// Partitions (topic, partition) this member holds, each with the instant its lease stops being
+/// safe to use.
+type Leases = Arc<Mutex<HashMap<(String, i32), Instant>>>;
 
+/// A subscribed topic.
 struct TopicState {
     name: String,
-    /// The next offset to deliver; `Some` only while the lease is held.
-    position: Option<i64>,
+    /// Its partition count, once it exists (a topic never changes it).
+    partitions: Option<i32>,
+    /// It did not exist when this member joined: for a group without a committed offset, `Latest`
+    /// then starts at its first message (everything in it was published after the join).
+    missing_at_join: bool,
+}
+
+/// A partition this member holds.
+struct HeldPartition {
+    topic: String,
+    partition: i32,
+    /// The next offset to deliver.
+    position: i64,
     buffer: VecDeque<ReceivedMessage>,
 }
 
@@ -34,17 +49,19 @@ pub(crate) struct EmbeddedConsumer {
     member: String,
     start: StartFrom,
     topics: Vec<TopicState>,
-    /// Where the round-robin over topics resumes.
+    /// Sorted by (topic, partition).
+    held: Vec<HeldPartition>,
+    /// Where the round-robin over held partitions resumes.
     turn: usize,
     leases: Leases,
-    last_attempt: Option<Instant>,
-    /// Dropping it makes the heartbeat task release the leases and stop.
+    last_rebalance: Option<Instant>,
+    /// Dropping it makes the heartbeat task leave the group and stop.
     _heartbeat_stop: oneshot::Sender<()>,
 }
 
 impl EmbeddedConsumer {
-    /// Joins the group: tries to take the leases at once (so `Latest` means "from now"), then
-    /// starts the heartbeat.
+    /// Joins the group: announces the member, takes its partitions that are free at once (so
+    /// `Latest` means "from now"), then starts the heartbeat.
     #[allow(
         clippy::disallowed_methods,
         reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
@@ -58,6 +75,17 @@ impl EmbeddedConsumer {
         names.sort();
         names.dedup();
         let member = uuid::Uuid::new_v4().simple().to_string();
+        let expiry = shared.options.lease_expiry;
+        store::announce_member(&shared.pool, &subscription.group, &names, &member, expiry).await?;
+        let mut topics = Vec::with_capacity(names.len());
+        for name in &names {
+            let partitions = store::topic_partitions(&shared.pool, name).await?;
+            topics.push(TopicState {
+                name: name.clone(),
+                partitions,
+                missing_at_join: partitions.is_none(),
+            });
+        }
         let leases: Leases = Arc::default();
         let (stop, stopped) = oneshot::channel();
         let span = tracing::info_span!("bus.embedded.heartbeat", group = %subscription.group, member = %member);
@@ -66,6 +94,7 @@ impl EmbeddedConsumer {
                 shared.clone(),
                 subscription.group.clone(),
                 member.clone(),
+                names,
                 leases.clone(),
                 stopped,
             )
@@ -77,79 +106,173 @@ impl EmbeddedConsumer {
             group: subscription.group,
             member,
             start: subscription.start,
-            topics: names
-                .into_iter()
-                .map(|name| TopicState {
-                    name,
-                    position: None,
-                    buffer: VecDeque::new(),
-                })
-                .collect(),
+            topics,
+            held: Vec::new(),
             turn: 0,
             leases,
-            last_attempt: None,
+            last_rebalance: None,
             _heartbeat_stop: stop,
         };
-        consumer.acquire_free_topics().await?;
+        consumer.rebalance().await?;
         Ok(consumer)
     }
 
-    /// Forgets the position of every topic whose lease was lost or ran out.
+    /// Forgets every held partition whose lease was lost or ran out.
     fn drop_lost_leases(&mut self) {
         let now = Instant::now();
         let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
-        for topic in &mut self.topics {
-            if topic.position.is_none() {
-                continue;
-            }
-            let valid = leases.get(&topic.name).is_some_and(|until| *until > now);
+        self.held.retain(|held| {
+            let key = (held.topic.clone(), held.partition);
+            let valid = leases.get(&key).is_some_and(|until| *until > now);
             if !valid {
-                tracing::warn!(group = %self.group, topic = %topic.name, "embedded bus lease lost; another member may take over");
-                leases.remove(&topic.name);
-                topic.position = None;
-                topic.buffer.clear();
+                tracing::warn!(group = %self.group, topic = %held.topic, partition = held.partition,
+                    "embedded bus lease lost; another member may take over");
+                leases.remove(&key);
             }
-        }
+            valid
+        });
     }
 
-    /// Tries to take the lease of every topic this member does not hold yet.
-    async fn acquire_free_topics(&mut self) -> Result<(), BusError> {
-        self.last_attempt = Some(Instant::now());
-        let pool = &self.shared.pool;
+    fn holds(&self, topic: &str, partition: i32) -> bool {
+        self.held
+            .iter()
+            .any(|h| h.topic == topic && h.partition == partition)
+    }
+
+    /// Brings what this member holds in line with its share of each topic: gives up partitions
+    /// assigned to another live member, takes its own that are free or expired.
+    async fn rebalance(&mut self) -> Result<(), BusError> {
+        self.last_rebalance = Some(Instant::now());
+        let pool = self.shared.pool.clone();
         let expiry = self.shared.options.lease_expiry;
-        for i in 0..self.topics.len() {
-            if self.topics[i].position.is_some() {
-                continue;
-            }
-            let name = self.topics[i].name.clone();
-            let started = Instant::now();
-            if !store::acquire_lease(pool, &self.group, &name, &self.member, expiry).await? {
-                continue;
-            }
-            let position = match store::committed(pool, &self.group, &name).await? {
-                Some(committed) => committed,
-                None => match self.start {
-                    StartFrom::Earliest => 0,
-                    StartFrom::Latest => store::end_offset(pool, &name).await?,
+        for t in 0..self.topics.len() {
+            let name = self.topics[t].name.clone();
+            let partitions = match self.topics[t].partitions {
+                Some(n) => n,
+                None => match store::topic_partitions(&pool, &name).await? {
+                    Some(n) => {
+                        self.topics[t].partitions = Some(n);
+                        n
+                    }
+                    None => continue,
                 },
             };
-            tracing::debug!(group = %self.group, topic = %name, position, "embedded bus lease taken");
-            self.leases
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(name, started + expiry);
-            self.topics[i].position = Some(position);
+            let mut members = store::live_members(&pool, &self.group, &name).await?;
+            if !members.contains(&self.member) {
+                // The announcement ran out (a stall longer than the lease): announce again, as the
+                // newest member.
+                store::announce_member(
+                    &pool,
+                    &self.group,
+                    std::slice::from_ref(&name),
+                    &self.member,
+                    expiry,
+                )
+                .await?;
+                members.push(self.member.clone());
+            }
+            let rank = members.iter().position(|m| *m == self.member).unwrap_or(0);
+            let count = members.len();
+            let mine = |partition: i32| partition as usize % count == rank;
+
+            let not_mine: Vec<i32> = self
+                .held
+                .iter()
+                .filter(|h| h.topic == name && !mine(h.partition))
+                .map(|h| h.partition)
+                .collect();
+            for partition in not_mine {
+                self.release(&name, partition).await;
+            }
+
+            let wanted: Vec<i32> = (0..partitions)
+                .filter(|p| mine(*p) && !self.holds(&name, *p))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let now = store::now_ms();
+            let rows = store::leases(&pool, &self.group, &name).await?;
+            for partition in wanted {
+                let taken = rows.iter().any(|r| {
+                    r.partition == partition && r.holder != self.member && r.expires_ms >= now
+                });
+                if taken {
+                    continue;
+                }
+                let started = Instant::now();
+                if !store::acquire_lease(&pool, &self.group, &name, partition, &self.member, expiry)
+                    .await?
+                {
+                    continue;
+                }
+                let position = match store::committed(&pool, &self.group, &name, partition).await? {
+                    Some(committed) => committed,
+                    None => match self.start {
+                        StartFrom::Earliest => 0,
+                        StartFrom::Latest if self.topics[t].missing_at_join => 0,
+                        StartFrom::Latest => store::end_offset(&pool, &name, partition).await?,
+                    },
+                };
+                tracing::debug!(group = %self.group, topic = %name, partition, position, "embedded bus lease taken");
+                self.leases
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert((name.clone(), partition), started + expiry);
+                let at = self
+                    .held
+                    .partition_point(|h| (h.topic.as_str(), h.partition) < (&name, partition));
+                self.held.insert(
+                    at,
+                    HeldPartition {
+                        topic: name.clone(),
+                        partition,
+                        position,
+                        buffer: VecDeque::new(),
+                    },
+                );
+            }
         }
         Ok(())
     }
 
+    /// Gives a partition up for another member: forgotten here first (so nothing more of it is
+    /// delivered), then its lease row is deleted. Should the delete fail, the lease is no longer
+    /// renewed and runs out.
+    async fn release(&mut self, topic: &str, partition: i32) {
+        self.held
+            .retain(|h| !(h.topic == topic && h.partition == partition));
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(topic.to_owned(), partition));
+        match store::release_lease(
+            &self.shared.pool,
+            &self.group,
+            topic,
+            partition,
+            &self.member,
+        )
+        .await
+        {
+            Ok(()) => {
+                tracing::debug!(group = %self.group, topic, partition, "embedded bus partition handed over");
+                self.shared.notify.notify_waiters();
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.group, topic, partition, error = %e,
+                    "embedded bus lease release failed; it will expire")
+            }
+        }
+    }
+
     fn pop_buffered(&mut self) -> Option<ReceivedMessage> {
-        let n = self.topics.len();
+        let n = self.held.len();
         for k in 0..n {
             let i = (self.turn + k) % n;
-            let topic = &mut self.topics[i];
-            if let Some(message) = topic.buffer.pop_front() {
-                topic.position = Some(message.offset + 1);
+            let held = &mut self.held[i];
+            if let Some(message) = held.buffer.pop_front() {
+                held.position = message.offset + 1;
                 self.turn = (i + 1) % n;
                 return Some(message);
             }
@@ -157,17 +280,36 @@ impl EmbeddedConsumer {
         None
     }
 
-    /// Reads more messages for held topics with an empty buffer; true when any arrived.
+    /// Reads more messages for held partitions with an empty buffer and something new (one query
+    /// per topic finds which); true when any arrived.
     async fn fill_buffers(&mut self) -> Result<bool, BusError> {
         let mut any = false;
-        for topic in &mut self.topics {
-            let Some(from) = topic.position else { continue };
-            if !topic.buffer.is_empty() {
+        let mut ends: HashMap<String, Vec<(i32, i64)>> = HashMap::new();
+        for held in &mut self.held {
+            if !held.buffer.is_empty() {
                 continue;
             }
-            let messages = store::fetch(&self.shared.pool, &topic.name, from, FETCH).await?;
+            if !ends.contains_key(&held.topic) {
+                let topic_ends = store::partition_ends(&self.shared.pool, &held.topic).await?;
+                ends.insert(held.topic.clone(), topic_ends);
+            }
+            let end = ends
+                .get(&held.topic)
+                .and_then(|e| e.iter().find(|(p, _)| *p == held.partition))
+                .map_or(0, |(_, end)| *end);
+            if end <= held.position {
+                continue;
+            }
+            let messages = store::fetch(
+                &self.shared.pool,
+                &held.topic,
+                held.partition,
+                held.position,
+                FETCH,
+            )
+            .await?;
             any |= !messages.is_empty();
-            topic.buffer.extend(messages);
+            held.buffer.extend(messages);
         }
         Ok(any)
     }
@@ -176,6 +318,8 @@ impl EmbeddedConsumer {
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     /// Cancel-safe: a message leaves the buffer only in the synchronous step that returns it.
+    /// Every poll interval it also rebalances, so a member that keeps receiving still hands
+    /// partitions over to members that joined.
     async fn next(&mut self) -> Result<ReceivedMessage, BusError> {
         let poll = self.shared.options.poll_interval;
         loop {
@@ -184,13 +328,12 @@ impl Consumer for EmbeddedConsumer {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
+            if self.last_rebalance.is_none_or(|at| at.elapsed() >= poll) {
+                self.rebalance().await?;
+            }
             self.drop_lost_leases();
             if let Some(message) = self.pop_buffered() {
                 return Ok(message);
-            }
-            let waiting = self.topics.iter().any(|t| t.position.is_none());
-            if waiting && self.last_attempt.is_none_or(|at| at.elapsed() >= poll) {
-                self.acquire_free_topics().await?;
             }
             if self.fill_buffers().await? {
                 continue;
@@ -202,13 +345,24 @@ impl Consumer for EmbeddedConsumer {
         }
     }
 
-    /// Stores `offset + 1` for the group. A member that has lost its lease does not overwrite the
-    /// new holder's progress: its commit is ignored (logged) and the new holder redelivers.
+    /// Stores `offset + 1` for the group on the message's partition. A member that no longer holds
+    /// the partition does not overwrite its new holder's progress: the commit is refused with
+    /// [`BusError::NotOwned`], and the new holder delivers the message again.
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError> {
+        let not_owned = || {
+            BusError::NotOwned(format!(
+                "not committed: partition {} of {:?} was handed to another member since offset {} was delivered; it will be delivered again",
+                message.partition, message.topic, message.offset
+            ))
+        };
+        if !self.holds(&message.topic, message.partition) {
+            return Err(not_owned());
+        }
         let (reply, answer) = oneshot::channel();
         let commit = store::OffsetCommit {
             group: self.group.clone(),
             topic: message.topic.clone(),
+            partition: message.partition,
             holder: self.member.clone(),
             next: message.offset + 1,
         };
@@ -218,40 +372,42 @@ impl Consumer for EmbeddedConsumer {
             answer,
         )
         .await?;
-        if !stored {
-            tracing::warn!(
-                group = %self.group, topic = %message.topic, offset = message.offset,
-                "commit ignored: this member no longer holds the topic's lease"
-            );
+        if stored {
+            Ok(())
+        } else {
+            Err(not_owned())
         }
-        Ok(())
     }
 
-    /// The topics whose lease this member holds, one partition each.
+    /// Every partition whose lease this member holds, in (topic, partition) order.
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {
         self.drop_lost_leases();
         let pool = &self.shared.pool;
-        let mut held = Vec::new();
-        for topic in self.topics.iter().filter(|t| t.position.is_some()) {
-            let end = store::end_offset(pool, &topic.name).await?;
-            held.push(PartitionLag {
-                topic: topic.name.clone(),
-                partition: 0,
-                committed: store::committed(pool, &self.group, &topic.name).await?,
-                start: store::start_offset(pool, &topic.name).await?.unwrap_or(end),
+        let mut lags = Vec::with_capacity(self.held.len());
+        for held in &self.held {
+            let end = store::end_offset(pool, &held.topic, held.partition).await?;
+            lags.push(PartitionLag {
+                topic: held.topic.clone(),
+                partition: held.partition,
+                committed: store::committed(pool, &self.group, &held.topic, held.partition).await?,
+                start: store::start_offset(pool, &held.topic, held.partition)
+                    .await?
+                    .unwrap_or(end),
                 end,
             });
         }
-        Ok(held)
+        Ok(lags)
     }
 }
 
-/// Renews this member's leases every third of their lifetime; releases them when told to stop (or
-/// when the consumer, holding the other end, is dropped).
+/// Every third of the lease lifetime, renews this member's announcements and leases; leaves the
+/// group (leases and announcements deleted) when told to stop, or when the consumer, holding the
+/// other end, is dropped.
 async fn heartbeat(
     shared: Arc<Shared>,
     group: String,
     member: String,
+    topics: Vec<String>,
     leases: Leases,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -261,38 +417,48 @@ async fn heartbeat(
             _ = &mut stop => break,
             _ = tokio::time::sleep(expiry / 3) => {}
         }
-        let held: Vec<String> = leases
+        if let Err(e) = store::announce_member(&shared.pool, &group, &topics, &member, expiry).await
+        {
+            tracing::warn!(error = %e, "embedded bus group announcement failed");
+        }
+        let held: Vec<(String, i32)> = leases
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
             .collect();
-        for topic in held {
+        for key in held {
+            let (topic, partition) = (&key.0, key.1);
             let started = Instant::now();
-            match store::renew_lease(&shared.pool, &group, &topic, &member, expiry).await {
+            match store::renew_lease(&shared.pool, &group, topic, partition, &member, expiry).await
+            {
                 Ok(true) => {
                     if let Some(until) = leases
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .get_mut(&topic)
+                        .get_mut(&key)
                     {
                         *until = started + expiry;
                     }
                 }
                 Ok(false) => {
-                    tracing::warn!(topic = %topic, "embedded bus lease taken over by another member");
-                    leases
+                    // Absent from the map when the consumer handed it over meanwhile.
+                    let lost = leases
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&topic);
+                        .remove(&key)
+                        .is_some();
+                    if lost {
+                        tracing::warn!(topic = %topic, partition, "embedded bus lease taken over by another member");
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(topic = %topic, error = %e, "embedded bus lease renewal failed")
+                    tracing::warn!(topic = %topic, partition, error = %e, "embedded bus lease renewal failed")
                 }
             }
         }
     }
-    if let Err(e) = store::release_leases(&shared.pool, &group, &member).await {
+    if let Err(e) = store::leave_group(&shared.pool, &group, &member).await {
         tracing::warn!(error = %e, "embedded bus lease release failed; the leases will expire");
     }
     shared.notify.notify_waiters();

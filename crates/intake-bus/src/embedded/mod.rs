@@ -2,15 +2,30 @@
 //! deployments and tests. Several processes may open the same directory at once (WAL mode, busy
 //! timeouts, consumers poll for new rows).
 //!
-//! Model: every topic has one partition (partition 0) whose offsets start at 0 and only grow, also
-//! across retention. A publish is committed with `synchronous=FULL` before it returns, and
-//! concurrent publishes share one transaction (group commit). A consumer group owns each of its
-//! topics through an exclusive lease row per (group, topic) that its holder renews; a second member
-//! waits until the lease is released (the holder was dropped) or expires (its process died), then
-//! reads on from the group's committed offset.
+//! Model, as Kafka's: a topic has a fixed number of partitions, chosen when it is created
+//! ([`TopicSpec::partitions`], or [`EmbeddedOptions::default_partitions`] for a topic created on
+//! first publish or with Kafka's "broker default" -1). A keyed message goes to the partition of its
+//! key's murmur2 hash (Kafka's default partitioner, so one key keeps its order); keyless messages
+//! take the partitions in turn. Each partition's offsets start at 0 and only grow, also across
+//! retention. A publish is committed with `synchronous=FULL` before it returns, and concurrent
+//! publishes share one transaction (group commit).
+//!
+//! Consumer groups: a member announces itself on each topic it reads and renews that announcement
+//! and its leases with a heartbeat. The live members of a group on a topic, in the order they
+//! joined, split its partitions round-robin (partition `p` goes to member `p % members`, so a
+//! one-partition topic stays with its oldest member). A member reads a partition only while it holds
+//! the exclusive lease row of (group, topic, partition); it gives up partitions that are no longer
+//! its own the next time it asks for a message, and takes its own once they are released (the holder
+//! left or moved on) or expired (its process died), reading on from the group's committed offset.
+//! What a member was handed but did not commit before giving a partition up is delivered again to
+//! the next holder (at-least-once), and its late commit is refused with [`BusError::NotOwned`].
+//!
+//! Schema version 2 (partitions); a version-1 directory is upgraded when opened, its messages,
+//! offsets and leases becoming partition 0 of one-partition topics.
 
 mod codec;
 mod consumer;
+mod partitioner;
 mod store;
 mod writer;
 
@@ -28,7 +43,11 @@ use crate::{Bus, BusError, Consumer, Delivery, OutgoingMessage, Subscription, To
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often the retention sweep runs (it also runs when the bus is opened).
 pub const RETENTION_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
-/// How long a group member's lease on a topic lasts without a heartbeat; a member whose process
+/// Partitions of a topic created without a count (on first publish, or asked for with -1), like a
+/// Kafka broker's `num.partitions` default (`BUS_PARTITIONS`).
+pub const DEFAULT_PARTITIONS: i32 = 1;
+pub use store::MAX_PARTITIONS;
+/// How long a group member's lease on a partition lasts without a heartbeat; a member whose process
 /// died is replaced after at most this long. Heartbeats renew it every third of it.
 pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(10);
 /// How often consumers look for messages published by other processes (publishes in this process
@@ -52,6 +71,9 @@ pub struct EmbeddedOptions {
     pub poll_interval: Duration,
     /// How long a statement waits for another connection's write lock before failing.
     pub busy_timeout: Duration,
+    /// Partitions of a topic created on first publish or with -1 partitions
+    /// ([`DEFAULT_PARTITIONS`], 1; at most [`MAX_PARTITIONS`]).
+    pub default_partitions: i32,
 }
 
 impl Default for EmbeddedOptions {
@@ -62,6 +84,7 @@ impl Default for EmbeddedOptions {
             lease_expiry: DEFAULT_LEASE_EXPIRY,
             poll_interval: DEFAULT_POLL_INTERVAL,
             busy_timeout: Duration::from_secs(5),
+            default_partitions: DEFAULT_PARTITIONS,
         }
     }
 }
@@ -101,6 +124,12 @@ impl EmbeddedBus {
         reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
     )]
     pub async fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, BusError> {
+        if !(1..=MAX_PARTITIONS).contains(&options.default_partitions) {
+            return Err(BusError::Config(format!(
+                "{} default partitions; the embedded bus allows 1 to {MAX_PARTITIONS}",
+                options.default_partitions
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| {
             BusError::Config(format!(
                 "cannot create the bus directory {}: {e}",
@@ -136,8 +165,8 @@ impl EmbeddedBus {
         &self.dir
     }
 
-    /// Deletes the messages older than the retention now, returning how many went. Offsets are not
-    /// reused afterwards.
+    /// Deletes the messages older than the retention now, in every partition, returning how many
+    /// went. Offsets are not reused afterwards.
     pub async fn sweep_retention(&self) -> Result<u64, BusError> {
         store::sweep(&self.shared.pool, self.shared.options.retention).await
     }
@@ -158,7 +187,9 @@ async fn sweep_periodically(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>
 
 #[async_trait]
 impl Bus for EmbeddedBus {
-    /// Topics are created on first publish. Returns once the message is committed to disk.
+    /// Topics are created on first publish, with the default partitions. The partition is the
+    /// key's (murmur2, as Kafka's) or, without a key, the topic's next in turn. Returns once the
+    /// message is committed to disk.
     async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError> {
         store::validate_topic(&message.topic)?;
         let timeout = self.shared.options.publish_timeout;
@@ -196,13 +227,18 @@ impl Bus for EmbeddedBus {
         Ok(Box::new(consumer))
     }
 
-    /// Creates missing topics. The embedded bus keeps one partition per topic whatever
-    /// `partitions` asks for.
+    /// Creates missing topics with `partitions` partitions (the configured default when it is 0 or
+    /// less; at most [`MAX_PARTITIONS`]). An existing topic keeps its partitions.
     async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
         for spec in topics {
             store::validate_topic(&spec.name)?;
         }
-        store::create_topics(&self.shared.pool, topics).await
+        store::create_topics(
+            &self.shared.pool,
+            topics,
+            self.shared.options.default_partitions,
+        )
+        .await
     }
 
     async fn list_topics(&self) -> Result<Vec<String>, BusError> {

@@ -11,13 +11,20 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::codec;
+use super::partitioner::Partitioner;
 use super::EmbeddedOptions;
 use crate::{BusError, Delivery, OutgoingMessage, ReceivedMessage, TopicSpec};
 
-/// Bumped when the schema changes; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the schema changes; stored in `PRAGMA user_version`. [`MIGRATIONS`] brings a
+/// database of any older version up to this one.
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// The statements that bring the schema from version `i` to `i + 1`, in order. A fresh database
+/// (version 0) runs them all, so it has exactly the shape an upgraded one has.
+const MIGRATIONS: [&str; 2] = [SCHEMA_V1, PARTITIONS_V2];
+
+/// Version 1: one partition per topic.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS topics (
     name TEXT PRIMARY KEY NOT NULL,
     partitions INTEGER NOT NULL,
@@ -48,7 +55,67 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 ";
 
-/// Opens the pool (WAL, `synchronous=FULL`, busy timeout) and creates the schema.
+/// Version 2: partitions. Every message, offset, group offset and lease gains a partition (`part`);
+/// what version 1 stored becomes partition 0 of a one-partition topic (whatever count it was created
+/// with, since all its messages are there). Each partition's next offset moves to `partitions`, and
+/// group members announce themselves in `members` so that they can split a topic's partitions.
+const PARTITIONS_V2: &str = "
+ALTER TABLE messages ADD COLUMN part INTEGER NOT NULL DEFAULT 0;
+DROP INDEX messages_by_topic_pos;
+CREATE UNIQUE INDEX messages_by_partition_pos ON messages (topic, part, pos);
+
+CREATE TABLE partitions (
+    topic TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    next_pos INTEGER NOT NULL,
+    PRIMARY KEY (topic, part)
+);
+INSERT INTO partitions (topic, part, next_pos) SELECT name, 0, next_pos FROM topics;
+CREATE TABLE topics_v2 (
+    name TEXT PRIMARY KEY NOT NULL,
+    partitions INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+INSERT INTO topics_v2 (name, partitions, created_ms) SELECT name, 1, created_ms FROM topics;
+DROP TABLE topics;
+ALTER TABLE topics_v2 RENAME TO topics;
+
+CREATE TABLE group_offsets_v2 (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    next_pos INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, part)
+);
+INSERT INTO group_offsets_v2 (grp, topic, part, next_pos) SELECT grp, topic, 0, next_pos FROM group_offsets;
+DROP TABLE group_offsets;
+ALTER TABLE group_offsets_v2 RENAME TO group_offsets;
+
+CREATE TABLE leases_v2 (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, part)
+);
+INSERT INTO leases_v2 (grp, topic, part, holder, expires_ms) SELECT grp, topic, 0, holder, expires_ms FROM leases;
+DROP TABLE leases;
+ALTER TABLE leases_v2 RENAME TO leases;
+
+CREATE TABLE members (
+    grp TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    member TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, member)
+);
+";
+
+/// Most partitions a topic may have on the embedded bus.
+pub const MAX_PARTITIONS: i32 = 1024;
+
+/// Opens the pool (WAL, `synchronous=FULL`, busy timeout) and creates or upgrades the schema.
 pub(crate) async fn connect(
     file: &Path,
     options: &EmbeddedOptions,
@@ -69,15 +136,18 @@ pub(crate) async fn connect(
         .connect_with(connect)
         .await
         .map_err(|e| db_error(&format!("opening {}", file.display()), e))?;
+    migrate(&pool, file).await?;
+    Ok(pool)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction, so another process opening the same
+/// directory sees either the old schema or the new one.
+async fn migrate(pool: &SqlitePool, file: &Path) -> Result<(), BusError> {
     // IMMEDIATE: take the write lock first, so another process cannot make the upgrade fail.
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
-        .map_err(|e| db_error("creating the schema", e))?;
-    sqlx::raw_sql(SCHEMA)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_error("creating the schema", e))?;
+        .map_err(|e| db_error("upgrading the schema", e))?;
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *tx)
         .await
@@ -88,14 +158,29 @@ pub(crate) async fn connect(
             file.display()
         )));
     }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (from, statements) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        sqlx::raw_sql(statements)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error(&format!("upgrading the schema from version {from}"), e))?;
+    }
     sqlx::raw_sql(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .execute(&mut *tx)
         .await
         .map_err(|e| db_error("writing the schema version", e))?;
     tx.commit()
         .await
-        .map_err(|e| db_error("creating the schema", e))?;
-    Ok(pool)
+        .map_err(|e| db_error("upgrading the schema", e))?;
+    if version > 0 {
+        tracing::info!(
+            file = %file.display(), from = version, to = SCHEMA_VERSION,
+            "embedded bus schema upgraded"
+        );
+    }
+    Ok(())
 }
 
 /// Topic names as Kafka allows them (1–249 of `[A-Za-z0-9._-]`), so both drivers accept the same.
@@ -141,23 +226,77 @@ pub(crate) fn db_error(context: &str, e: sqlx::Error) -> BusError {
     }
 }
 
-pub(crate) async fn create_topics(pool: &SqlitePool, topics: &[TopicSpec]) -> Result<(), BusError> {
+/// The partitions a topic gets: `requested` when positive (at most [`MAX_PARTITIONS`]), else
+/// `default` (Kafka's -1, "the broker's default").
+pub(crate) fn partition_count(name: &str, requested: i32, default: i32) -> Result<i32, BusError> {
+    let count = if requested > 0 { requested } else { default };
+    if (1..=MAX_PARTITIONS).contains(&count) {
+        Ok(count)
+    } else {
+        Err(BusError::Config(format!(
+            "topic {name:?}: {count} partitions; the embedded bus allows 1 to {MAX_PARTITIONS}"
+        )))
+    }
+}
+
+pub(crate) async fn create_topics(
+    pool: &SqlitePool,
+    topics: &[TopicSpec],
+    default_partitions: i32,
+) -> Result<(), BusError> {
+    let mut counts = Vec::with_capacity(topics.len());
+    for spec in topics {
+        counts.push(partition_count(
+            &spec.name,
+            spec.partitions,
+            default_partitions,
+        )?);
+    }
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| db_error("creating topics", e))?;
-    for spec in topics {
-        sqlx::query("INSERT OR IGNORE INTO topics (name, partitions, next_pos, created_ms) VALUES (?1, ?2, 0, ?3)")
-            .bind(&spec.name)
-            .bind(spec.partitions)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error("creating topics", e))?;
+    for (spec, partitions) in topics.iter().zip(counts) {
+        create_topic_in(&mut tx, &spec.name, partitions, now_ms()).await?;
     }
     tx.commit()
         .await
         .map_err(|e| db_error("creating topics", e))
+}
+
+/// Creates `name` with `partitions` partitions unless it exists; returns its partition count
+/// (the existing one, when it existed: a topic keeps the count it was created with).
+async fn create_topic_in(
+    tx: &mut sqlx::SqliteConnection,
+    name: &str,
+    partitions: i32,
+    now: i64,
+) -> Result<i32, BusError> {
+    let fail = |e| db_error("creating a topic", e);
+    let created = sqlx::query(
+        "INSERT OR IGNORE INTO topics (name, partitions, created_ms) VALUES (?1, ?2, ?3)",
+    )
+    .bind(name)
+    .bind(partitions)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(fail)?;
+    if created.rows_affected() == 0 {
+        let existing: i32 = sqlx::query_scalar("SELECT partitions FROM topics WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+        return Ok(existing);
+    }
+    let mut insert =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO partitions (topic, part, next_pos) ");
+    insert.push_values(0..partitions, |mut row, part| {
+        row.push_bind(name).push_bind(part).push_bind(0i64);
+    });
+    insert.build().execute(&mut *tx).await.map_err(fail)?;
+    Ok(partitions)
 }
 
 pub(crate) async fn list_topics(pool: &SqlitePool) -> Result<Vec<String>, BusError> {
@@ -167,30 +306,46 @@ pub(crate) async fn list_topics(pool: &SqlitePool) -> Result<Vec<String>, BusErr
         .map_err(|e| db_error("listing topics", e))
 }
 
+/// How many partitions `topic` has; `None` while it does not exist.
+pub(crate) async fn topic_partitions(
+    pool: &SqlitePool,
+    topic: &str,
+) -> Result<Option<i32>, BusError> {
+    sqlx::query_scalar("SELECT partitions FROM topics WHERE name = ?1")
+        .bind(topic)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| db_error("reading a topic's partitions", e))
+}
+
 /// A consumer's commit, applied by the writer.
 pub(crate) struct OffsetCommit {
     pub(crate) group: String,
     pub(crate) topic: String,
+    pub(crate) partition: i32,
     pub(crate) holder: String,
     pub(crate) next: i64,
 }
 
-/// Messages per multi-row INSERT (6 parameters each). Binding a numbered parameter walks the
+/// Messages per multi-row INSERT (7 parameters each). Binding a numbered parameter walks the
 /// statement's parameter list, so small statements keep binding cheap.
 const ROWS_PER_INSERT: usize = 32;
 
 /// Appends messages and stores offset commits in one transaction (one fsync), creating missing
-/// topics. Returns each message's delivery and, for each commit, whether it was stored.
+/// topics with `default_partitions`. Returns each message's delivery and, for each commit, whether
+/// it was stored.
 pub(crate) async fn write(
     conn: &mut sqlx::SqliteConnection,
     messages: &[&OutgoingMessage],
     commits: &[&OffsetCommit],
+    partitioner: &mut Partitioner,
+    default_partitions: i32,
 ) -> Result<(Vec<Delivery>, Vec<bool>), BusError> {
     let fail = |e| db_error("writing", e);
     let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
         .await
         .map_err(fail)?;
-    let deliveries = append_in(&mut tx, messages).await?;
+    let deliveries = append_in(&mut tx, messages, partitioner, default_partitions).await?;
     let mut stored = Vec::with_capacity(commits.len());
     for commit in commits {
         stored.push(commit_in(&mut tx, commit).await?);
@@ -199,66 +354,86 @@ pub(crate) async fn write(
     Ok((deliveries, stored))
 }
 
-/// Appends messages in one transaction (one fsync), creating missing topics.
+/// Appends messages in one transaction (one fsync), creating missing topics with one partition.
 #[cfg(test)]
 pub(crate) async fn append(
     pool: &SqlitePool,
     messages: &[&OutgoingMessage],
 ) -> Result<Vec<Delivery>, BusError> {
     let mut conn = pool.acquire().await.map_err(|e| db_error("writing", e))?;
-    write(&mut conn, messages, &[])
+    write(&mut conn, messages, &[], &mut Partitioner::default(), 1)
         .await
         .map(|(deliveries, _)| deliveries)
 }
 
-/// Takes a range of offsets per topic (one statement per topic), then inserts the messages in
-/// multi-row statements.
+/// Looks up (or creates) each topic once, chooses each message's partition, takes a range of
+/// offsets per partition (one statement each), then inserts the messages in multi-row statements.
 async fn append_in(
     tx: &mut sqlx::SqliteConnection,
     messages: &[&OutgoingMessage],
+    partitioner: &mut Partitioner,
+    default_partitions: i32,
 ) -> Result<Vec<Delivery>, BusError> {
     let fail = |e| db_error("publishing", e);
     if messages.is_empty() {
         return Ok(Vec::new());
     }
     let timestamp = now_ms();
-    let mut counts: Vec<(&str, i64)> = Vec::new();
+    let mut partitions: HashMap<&str, i32> = HashMap::new();
     for m in messages {
-        match counts.iter_mut().find(|(topic, _)| *topic == m.topic) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((&m.topic, 1)),
+        if partitions.contains_key(m.topic.as_str()) {
+            continue;
         }
-    }
-    let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
-    for (topic, n) in counts {
-        let first: Option<i64> = sqlx::query_scalar(
-            "UPDATE topics SET next_pos = next_pos + ?2 WHERE name = ?1 RETURNING next_pos - ?2",
-        )
-        .bind(topic)
-        .bind(n)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(fail)?;
-        let first = match first {
-            Some(first) => first,
+        let known: Option<i32> =
+            sqlx::query_scalar("SELECT partitions FROM topics WHERE name = ?1")
+                .bind(&m.topic)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+        let count = match known {
+            Some(count) => count,
             None => {
-                sqlx::query("INSERT INTO topics (name, partitions, next_pos, created_ms) VALUES (?1, 1, ?2, ?3)")
-                    .bind(topic)
-                    .bind(n)
-                    .bind(timestamp)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(fail)?;
-                0
+                let count = partition_count(&m.topic, default_partitions, 1)?;
+                create_topic_in(tx, &m.topic, count, timestamp).await?
             }
         };
-        next.insert(topic, first);
+        partitions.insert(&m.topic, count);
+    }
+    let mut chosen = Vec::with_capacity(messages.len());
+    let mut counts: Vec<((&str, i32), i64)> = Vec::new();
+    for m in messages {
+        let count = partitions.get(m.topic.as_str()).copied().unwrap_or(1);
+        let part = partitioner.choose(&m.topic, m.key.as_deref(), count);
+        chosen.push(part);
+        match counts
+            .iter_mut()
+            .find(|(tp, _)| *tp == (m.topic.as_str(), part))
+        {
+            Some((_, n)) => *n += 1,
+            None => counts.push(((&m.topic, part), 1)),
+        }
+    }
+    let mut next: HashMap<(&str, i32), i64> = HashMap::with_capacity(counts.len());
+    for ((topic, part), n) in counts {
+        let first: i64 = sqlx::query_scalar(
+            "UPDATE partitions SET next_pos = next_pos + ?3 WHERE topic = ?1 AND part = ?2
+             RETURNING next_pos - ?3",
+        )
+        .bind(topic)
+        .bind(part)
+        .bind(n)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        next.insert((topic, part), first);
     }
     let mut deliveries = Vec::with_capacity(messages.len());
-    for m in messages {
-        let pos = next.get_mut(m.topic.as_str()).ok_or(BusError::Closed)?;
+    for (m, part) in messages.iter().zip(&chosen) {
+        let pos = next
+            .get_mut(&(m.topic.as_str(), *part))
+            .ok_or(BusError::Closed)?;
         deliveries.push(Delivery {
-            partition: 0,
+            partition: *part,
             offset: *pos,
         });
         *pos += 1;
@@ -269,14 +444,15 @@ async fn append_in(
     {
         let mut rows = Vec::with_capacity(chunk.len());
         for (m, delivery) in chunk.iter().zip(offsets) {
-            rows.push((*m, delivery.offset, codec::encode_headers(&m.headers)?));
+            rows.push((*m, *delivery, codec::encode_headers(&m.headers)?));
         }
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO messages (topic, pos, key, headers, value, timestamp_ms) ",
+            "INSERT INTO messages (topic, part, pos, key, headers, value, timestamp_ms) ",
         );
-        insert.push_values(rows, |mut row, (m, pos, headers)| {
+        insert.push_values(rows, |mut row, (m, delivery, headers)| {
             row.push_bind(m.topic.as_str())
-                .push_bind(pos)
+                .push_bind(delivery.partition)
+                .push_bind(delivery.offset)
                 .push_bind(m.key.as_deref())
                 .push_bind(headers)
                 .push_bind(m.value.as_slice())
@@ -287,32 +463,36 @@ async fn append_in(
     Ok(deliveries)
 }
 
-/// Up to `limit` messages of `topic` from offset `from` on, in offset order.
+/// Up to `limit` messages of one partition from offset `from` on, in offset order.
 pub(crate) async fn fetch(
     pool: &SqlitePool,
     topic: &str,
+    partition: i32,
     from: i64,
     limit: i64,
 ) -> Result<Vec<ReceivedMessage>, BusError> {
     let rows = sqlx::query(
         "SELECT pos, key, headers, value, timestamp_ms FROM messages
-         WHERE topic = ?1 AND pos >= ?2 ORDER BY pos LIMIT ?3",
+         WHERE topic = ?1 AND part = ?2 AND pos >= ?3 ORDER BY pos LIMIT ?4",
     )
     .bind(topic)
+    .bind(partition)
     .bind(from)
     .bind(limit)
     .fetch_all(pool)
     .await
     .map_err(|e| db_error("reading messages", e))?;
-    rows.iter().map(|row| received(topic, row)).collect()
+    rows.iter()
+        .map(|row| received(topic, partition, row))
+        .collect()
 }
 
-fn received(topic: &str, row: &SqliteRow) -> Result<ReceivedMessage, BusError> {
+fn received(topic: &str, partition: i32, row: &SqliteRow) -> Result<ReceivedMessage, BusError> {
     let fail = |e| db_error("decoding a message", e);
     let headers: Vec<u8> = row.try_get("headers").map_err(fail)?;
     Ok(ReceivedMessage {
         topic: topic.to_owned(),
-        partition: 0,
+        partition,
         offset: row.try_get("pos").map_err(fail)?,
         key: row.try_get("key").map_err(fail)?,
         headers: codec::decode_headers(&headers)?,
@@ -321,52 +501,82 @@ fn received(topic: &str, row: &SqliteRow) -> Result<ReceivedMessage, BusError> {
     })
 }
 
-/// The offset the next message of `topic` will get (0 for a topic never published to).
-pub(crate) async fn end_offset(pool: &SqlitePool, topic: &str) -> Result<i64, BusError> {
-    let next: Option<i64> = sqlx::query_scalar("SELECT next_pos FROM topics WHERE name = ?1")
+/// Every partition of `topic` with the offset its next message will get, in partition order
+/// (empty for a topic that does not exist).
+pub(crate) async fn partition_ends(
+    pool: &SqlitePool,
+    topic: &str,
+) -> Result<Vec<(i32, i64)>, BusError> {
+    sqlx::query_as("SELECT part, next_pos FROM partitions WHERE topic = ?1 ORDER BY part")
         .bind(topic)
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await
-        .map_err(|e| db_error("reading a topic's end", e))?;
+        .map_err(|e| db_error("reading a topic's ends", e))
+}
+
+/// The offset the next message of a partition will get (0 for a partition that does not exist).
+pub(crate) async fn end_offset(
+    pool: &SqlitePool,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, BusError> {
+    let next: Option<i64> =
+        sqlx::query_scalar("SELECT next_pos FROM partitions WHERE topic = ?1 AND part = ?2")
+            .bind(topic)
+            .bind(partition)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| db_error("reading a partition's end", e))?;
     Ok(next.unwrap_or(0))
 }
 
-/// The oldest offset of `topic` still kept, if it holds any message.
-pub(crate) async fn start_offset(pool: &SqlitePool, topic: &str) -> Result<Option<i64>, BusError> {
-    sqlx::query_scalar("SELECT MIN(pos) FROM messages WHERE topic = ?1")
+/// The oldest offset of a partition still kept, if it holds any message.
+pub(crate) async fn start_offset(
+    pool: &SqlitePool,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, BusError> {
+    sqlx::query_scalar("SELECT MIN(pos) FROM messages WHERE topic = ?1 AND part = ?2")
         .bind(topic)
+        .bind(partition)
         .fetch_one(pool)
         .await
-        .map_err(|e| db_error("reading a topic's start", e))
+        .map_err(|e| db_error("reading a partition's start", e))
 }
 
-/// The group's committed offset on `topic` (the next offset to read), if any.
+/// The group's committed offset on a partition (the next offset to read), if any.
 pub(crate) async fn committed(
     pool: &SqlitePool,
     group: &str,
     topic: &str,
+    partition: i32,
 ) -> Result<Option<i64>, BusError> {
-    sqlx::query_scalar("SELECT next_pos FROM group_offsets WHERE grp = ?1 AND topic = ?2")
-        .bind(group)
-        .bind(topic)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| db_error("reading a committed offset", e))
+    sqlx::query_scalar(
+        "SELECT next_pos FROM group_offsets WHERE grp = ?1 AND topic = ?2 AND part = ?3",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(partition)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| db_error("reading a committed offset", e))
 }
 
-/// Stores `commit.next` as the group's offset on the topic, only while `commit.holder` holds the
-/// lease. Returns whether it was stored.
+/// Stores `commit.next` as the group's offset on the partition, only while `commit.holder` holds
+/// the partition's lease. Returns whether it was stored.
 async fn commit_in(
     tx: &mut sqlx::SqliteConnection,
     commit: &OffsetCommit,
 ) -> Result<bool, BusError> {
     let done = sqlx::query(
-        "INSERT INTO group_offsets (grp, topic, next_pos)
-         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM leases WHERE grp = ?1 AND topic = ?2 AND holder = ?4)
-         ON CONFLICT (grp, topic) DO UPDATE SET next_pos = excluded.next_pos",
+        "INSERT INTO group_offsets (grp, topic, part, next_pos)
+         SELECT ?1, ?2, ?3, ?4 WHERE EXISTS
+             (SELECT 1 FROM leases WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND holder = ?5)
+         ON CONFLICT (grp, topic, part) DO UPDATE SET next_pos = excluded.next_pos",
     )
     .bind(&commit.group)
     .bind(&commit.topic)
+    .bind(commit.partition)
     .bind(commit.next)
     .bind(&commit.holder)
     .execute(&mut *tx)
@@ -375,23 +585,56 @@ async fn commit_in(
     Ok(done.rows_affected() == 1)
 }
 
-/// Takes or renews the lease on (group, topic) for `holder` when it is free, expired or already
-/// `holder`'s. Returns whether `holder` now holds it.
+/// A partition's lease as stored: who holds it, until when.
+pub(crate) struct LeaseRow {
+    pub(crate) partition: i32,
+    pub(crate) holder: String,
+    pub(crate) expires_ms: i64,
+}
+
+/// Every lease row of `group` on `topic` (live or expired).
+pub(crate) async fn leases(
+    pool: &SqlitePool,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<LeaseRow>, BusError> {
+    let rows: Vec<(i32, String, i64)> =
+        sqlx::query_as("SELECT part, holder, expires_ms FROM leases WHERE grp = ?1 AND topic = ?2")
+            .bind(group)
+            .bind(topic)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| db_error("reading group leases", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(partition, holder, expires_ms)| LeaseRow {
+            partition,
+            holder,
+            expires_ms,
+        })
+        .collect())
+}
+
+/// Takes or renews the lease on (group, topic, partition) for `holder` when it is free, expired or
+/// already `holder`'s. Returns whether `holder` now holds it.
 pub(crate) async fn acquire_lease(
     pool: &SqlitePool,
     group: &str,
     topic: &str,
+    partition: i32,
     holder: &str,
     expiry: Duration,
 ) -> Result<bool, BusError> {
     let now = now_ms();
     let done = sqlx::query(
-        "INSERT INTO leases (grp, topic, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (grp, topic) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
-         WHERE leases.holder = excluded.holder OR leases.expires_ms < ?5",
+        "INSERT INTO leases (grp, topic, part, holder, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (grp, topic, part) DO UPDATE
+             SET holder = excluded.holder, expires_ms = excluded.expires_ms
+         WHERE leases.holder = excluded.holder OR leases.expires_ms < ?6",
     )
     .bind(group)
     .bind(topic)
+    .bind(partition)
     .bind(holder)
     .bind(now.saturating_add(millis(expiry)))
     .bind(now)
@@ -401,19 +644,22 @@ pub(crate) async fn acquire_lease(
     Ok(done.rows_affected() == 1)
 }
 
-/// Extends `holder`'s lease; false when it is no longer `holder`'s.
+/// Extends `holder`'s lease on a partition; false when it is no longer `holder`'s.
 pub(crate) async fn renew_lease(
     pool: &SqlitePool,
     group: &str,
     topic: &str,
+    partition: i32,
     holder: &str,
     expiry: Duration,
 ) -> Result<bool, BusError> {
     let done = sqlx::query(
-        "UPDATE leases SET expires_ms = ?4 WHERE grp = ?1 AND topic = ?2 AND holder = ?3",
+        "UPDATE leases SET expires_ms = ?5
+         WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND holder = ?4",
     )
     .bind(group)
     .bind(topic)
+    .bind(partition)
     .bind(holder)
     .bind(now_ms().saturating_add(millis(expiry)))
     .execute(pool)
@@ -422,19 +668,100 @@ pub(crate) async fn renew_lease(
     Ok(done.rows_affected() == 1)
 }
 
-/// Gives up every lease `holder` has in `group`.
-pub(crate) async fn release_leases(
+/// Gives up `holder`'s lease on one partition (another member is to take it).
+pub(crate) async fn release_lease(
     pool: &SqlitePool,
     group: &str,
+    topic: &str,
+    partition: i32,
     holder: &str,
 ) -> Result<(), BusError> {
-    sqlx::query("DELETE FROM leases WHERE grp = ?1 AND holder = ?2")
+    sqlx::query("DELETE FROM leases WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND holder = ?4")
         .bind(group)
+        .bind(topic)
+        .bind(partition)
         .bind(holder)
         .execute(pool)
         .await
-        .map_err(|e| db_error("releasing group leases", e))?;
+        .map_err(|e| db_error("releasing a group lease", e))?;
     Ok(())
+}
+
+/// Announces (or keeps announcing) `member` as a live member of `group` on each of `topics` until
+/// `expiry` from now, and forgets members of those topics whose announcement ran out. A member
+/// keeps its place in the join order while it renews in time.
+pub(crate) async fn announce_member(
+    pool: &SqlitePool,
+    group: &str,
+    topics: &[String],
+    member: &str,
+    expiry: Duration,
+) -> Result<(), BusError> {
+    let fail = |e| db_error("announcing a group member", e);
+    let now = now_ms();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+    for topic in topics {
+        sqlx::query("DELETE FROM members WHERE grp = ?1 AND topic = ?2 AND expires_ms < ?3")
+            .bind(group)
+            .bind(topic)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO members (grp, topic, member, expires_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (grp, topic, member) DO UPDATE SET expires_ms = excluded.expires_ms",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(member)
+        .bind(now.saturating_add(millis(expiry)))
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    }
+    tx.commit().await.map_err(fail)
+}
+
+/// The live members of `group` on `topic`, in the order they joined.
+pub(crate) async fn live_members(
+    pool: &SqlitePool,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<String>, BusError> {
+    sqlx::query_scalar(
+        "SELECT member FROM members WHERE grp = ?1 AND topic = ?2 AND expires_ms >= ?3
+         ORDER BY rowid",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(now_ms())
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db_error("reading group members", e))
+}
+
+/// `member` leaves `group`: its leases and announcements go at once.
+pub(crate) async fn leave_group(
+    pool: &SqlitePool,
+    group: &str,
+    member: &str,
+) -> Result<(), BusError> {
+    let fail = |e| db_error("leaving a group", e);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+    sqlx::query("DELETE FROM leases WHERE grp = ?1 AND holder = ?2")
+        .bind(group)
+        .bind(member)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    sqlx::query("DELETE FROM members WHERE grp = ?1 AND member = ?2")
+        .bind(group)
+        .bind(member)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)
 }
 
 /// Copies committed WAL frames into the database without waiting for readers or writers
@@ -500,9 +827,9 @@ mod tests {
             sweep(&pool, Duration::ZERO).await.unwrap(),
             SWEEP_BATCH as u64 + 7
         );
-        assert!(fetch(&pool, "t", 0, 10).await.unwrap().is_empty());
+        assert!(fetch(&pool, "t", 0, 0, 10).await.unwrap().is_empty());
         assert_eq!(
-            end_offset(&pool, "t").await.unwrap(),
+            end_offset(&pool, "t", 0).await.unwrap(),
             SWEEP_BATCH + 7,
             "offsets are never reused"
         );

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use super::partitioner::Partitioner;
 use super::{store, Shared};
 use crate::{BusError, Delivery, OutgoingMessage};
 
@@ -22,8 +23,8 @@ pub(crate) enum Pending {
         message: OutgoingMessage,
         reply: oneshot::Sender<Result<Delivery, BusError>>,
     },
-    /// Stores `commit.next` as the group's offset while `commit.holder` holds the lease; the reply
-    /// says whether it was stored.
+    /// Stores `commit.next` as the group's offset on the partition while `commit.holder` holds its
+    /// lease; the reply says whether it was stored.
     Commit {
         commit: store::OffsetCommit,
         reply: oneshot::Sender<Result<bool, BusError>>,
@@ -55,6 +56,9 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
     // The writer keeps one connection, so no reader can leave it waiting for the pool.
     let mut conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Keyless messages take each topic's partitions in turn, across batches.
+    let mut partitioner = Partitioner::default();
+    let default_partitions = shared.options.default_partitions;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A publisher that gave up (timed out) still gets its message written: like a broker, the
         // bus cannot take back what it was handed.
@@ -68,9 +72,20 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
         }
         let published = !messages.is_empty();
         let written = match &mut conn {
-            Some(c) => store::write(c, &messages, &commits).await,
+            Some(c) => {
+                store::write(c, &messages, &commits, &mut partitioner, default_partitions).await
+            }
             None => match shared.pool.acquire().await {
-                Ok(c) => store::write(conn.insert(c), &messages, &commits).await,
+                Ok(c) => {
+                    store::write(
+                        conn.insert(c),
+                        &messages,
+                        &commits,
+                        &mut partitioner,
+                        default_partitions,
+                    )
+                    .await
+                }
                 Err(e) => Err(BusError::Unavailable(format!(
                     "no connection to the embedded bus database: {e}"
                 ))),

@@ -23,6 +23,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "BUS_PUBLISH_TIMEOUT",
     "BUS_RETENTION",
     "BUS_LEASE_EXPIRY",
+    "BUS_PARTITIONS",
     "TOPIC_SERVICE_TEMPLATE",
     "TOPIC_ANNOUNCE",
     "TOPIC_VALIDATION",
@@ -124,6 +125,10 @@ pub struct BusConfig {
     /// `BUS_LEASE_EXPIRY` (embedded bus): how long a group waits for a member that stopped
     /// heartbeating (crashed) before another takes its topics.
     pub lease_expiry: Duration,
+    /// `BUS_PARTITIONS` (embedded bus): partitions of a topic created without a count (on first
+    /// publish, or by `BUS_CREATE_TOPICS`), 1 to 1024; default 1, as a Kafka broker's
+    /// `num.partitions`.
+    pub partitions: i32,
     pub topics: Topics,
     /// Requested topic name → real name (Clowder's `kafka.topics`, see [`super::clowder`]): a
     /// topic listed here goes by its real name, without the prefix. Empty unless `ACG_CONFIG`.
@@ -225,6 +230,10 @@ impl BusConfig {
             Duration::from_secs(10),
             at_least(Duration::from_secs(1)),
         );
+        let partitions = r.parsed("BUS_PARTITIONS", 1, |t| match t.parse::<i32>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err("expected a whole number from 1 to 1024".into()),
+        });
         let d = Topics::default();
         let topics = Topics {
             service_template: r.string("TOPIC_SERVICE_TEMPLATE", &d.service_template),
@@ -247,6 +256,7 @@ impl BusConfig {
             publish_timeout,
             retention,
             lease_expiry,
+            partitions,
             topics,
             topic_names: BTreeMap::new(),
         })
@@ -371,6 +381,24 @@ mod tests {
             assert!(
                 BusConfig::from_env(&env, dir).unwrap_err().names(name),
                 "{name}={bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn embedded_default_partitions() {
+        let dir = std::path::Path::new("/d");
+        let c = BusConfig::from_env(&EnvMap::new(), dir).unwrap();
+        assert_eq!(c.partitions, 1);
+        let env: EnvMap = [("BUS_PARTITIONS".to_string(), "6".to_string())].into();
+        assert_eq!(BusConfig::from_env(&env, dir).unwrap().partitions, 6);
+        for bad in ["0", "-1", "1025", "many"] {
+            let env: EnvMap = [("BUS_PARTITIONS".to_string(), bad.to_string())].into();
+            assert!(
+                BusConfig::from_env(&env, dir)
+                    .unwrap_err()
+                    .names("BUS_PARTITIONS"),
+                "{bad}"
             );
         }
     }
