@@ -12,7 +12,7 @@
     reason = "test code behind the testsuite feature: a broken promise fails the test"
 )]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -87,7 +87,10 @@ macro_rules! bus_contract_tests {
             check_answers,
             next_is_cancel_safe,
             many_messages_arrive_exactly_once_in_order,
-            lag_counts_what_the_group_has_not_committed
+            lag_counts_what_the_group_has_not_committed,
+            keyed_messages_for_one_key_keep_their_order_on_one_partition,
+            a_groups_commits_are_per_partition,
+            lag_lists_every_partition
         );
     };
     (@cases $make_bus:expr; $($case:ident),+) => {
@@ -100,6 +103,10 @@ macro_rules! bus_contract_tests {
         )+
     };
 }
+
+/// Partitions of the topics of cases whose messages share one key (the key keeps them on one
+/// partition, whichever it is) or that are about partitions.
+pub const PARTITIONS: i32 = 3;
 
 /// A topic or group name no other test uses.
 pub fn unique(what: &str) -> String {
@@ -175,7 +182,7 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
 }
 
 pub async fn round_trip_keeps_key_headers_and_value(bus: Arc<dyn Bus>) {
-    let topic = fresh_topic(&*bus, "round-trip", 1).await;
+    let topic = fresh_topic(&*bus, "round-trip", PARTITIONS).await;
     let key = b"key-\x00\xff-web01".to_vec();
     let value = b"{\"request_id\":\"abc\"}\n\x00\xfe binary tail".to_vec();
     let headers = vec![
@@ -231,7 +238,7 @@ pub async fn round_trip_keeps_key_headers_and_value(bus: Arc<dyn Bus>) {
 }
 
 pub async fn order_is_kept_within_a_partition(bus: Arc<dyn Bus>) {
-    let topic = fresh_topic(&*bus, "order", 1).await;
+    let topic = fresh_topic(&*bus, "order", PARTITIONS).await;
     let values = numbered("n", 30);
     let deliveries = publish_values(&*bus, &topic, "same-key", &values).await;
     assert!(deliveries
@@ -249,7 +256,7 @@ pub async fn order_is_kept_within_a_partition(bus: Arc<dyn Bus>) {
 }
 
 pub async fn a_new_member_starts_after_the_committed_offset(bus: Arc<dyn Bus>) {
-    let topic = fresh_topic(&*bus, "commit", 1).await;
+    let topic = fresh_topic(&*bus, "commit", PARTITIONS).await;
     let group = unique("g");
     let values = numbered("c", 5);
     publish_values(&*bus, &topic, "k", &values).await;
@@ -277,7 +284,7 @@ pub async fn a_new_member_starts_after_the_committed_offset(bus: Arc<dyn Bus>) {
 }
 
 pub async fn uncommitted_messages_are_redelivered_to_the_next_member(bus: Arc<dyn Bus>) {
-    let topic = fresh_topic(&*bus, "redeliver", 1).await;
+    let topic = fresh_topic(&*bus, "redeliver", PARTITIONS).await;
     let group = unique("g");
     let values = numbered("r", 3);
     let deliveries = publish_values(&*bus, &topic, "k", &values).await;
@@ -302,7 +309,7 @@ pub async fn uncommitted_messages_are_redelivered_to_the_next_member(bus: Arc<dy
 }
 
 pub async fn every_group_receives_every_message(bus: Arc<dyn Bus>) {
-    let topic = fresh_topic(&*bus, "fanout", 1).await;
+    let topic = fresh_topic(&*bus, "fanout", PARTITIONS).await;
     let values = numbered("f", 5);
     publish_values(&*bus, &topic, "k", &values).await;
     for _ in 0..2 {
@@ -379,7 +386,7 @@ pub async fn members_of_one_group_never_share_a_message(bus: Arc<dyn Bus>) {
 }
 
 pub async fn earliest_and_latest_for_a_new_group(bus: Arc<dyn Bus>) {
-    let topic = fresh_topic(&*bus, "start", 1).await;
+    let topic = fresh_topic(&*bus, "start", PARTITIONS).await;
     publish(&*bus, OutgoingMessage::new(&topic, &b"before"[..])).await;
 
     let mut earliest = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
@@ -452,7 +459,7 @@ pub async fn check_answers(bus: Arc<dyn Bus>) {
 }
 
 pub async fn next_is_cancel_safe(bus: Arc<dyn Bus>) {
-    let topic = fresh_topic(&*bus, "cancel", 1).await;
+    let topic = fresh_topic(&*bus, "cancel", PARTITIONS).await;
     let values = numbered("x", 10);
     publish_values(&*bus, &topic, "k", &values).await;
     let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
@@ -480,7 +487,7 @@ pub async fn next_is_cancel_safe(bus: Arc<dyn Bus>) {
 pub async fn many_messages_arrive_exactly_once_in_order(bus: Arc<dyn Bus>) {
     const N: usize = 2000;
     const CONCURRENT: usize = 50;
-    let topic = fresh_topic(&*bus, "many", 1).await;
+    let topic = fresh_topic(&*bus, "many", PARTITIONS).await;
     let values = numbered("m", N);
     // Published in concurrent waves; the log order is then what the deliveries say.
     let mut sent: Vec<(Delivery, String)> = Vec::with_capacity(N);
@@ -561,4 +568,187 @@ pub async fn lag_counts_what_the_group_has_not_committed(bus: Arc<dyn Bus>) {
     }
     consumer.commit(&last).await.expect("commit");
     assert_eq!(lag_of(&mut *consumer, &topic).await.lag(), 0);
+}
+
+/// Publishes one message for each of `n` keys (`key-0`, `key-1`, ...), value `v<i>`; returns the
+/// deliveries by partition, in offset order.
+async fn publish_spread(bus: &dyn Bus, topic: &str, n: usize) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let mut by_partition: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for i in 0..n {
+        let value = format!("v{i}");
+        let d = publish(
+            bus,
+            OutgoingMessage::new(topic, value.as_bytes()).key(format!("key-{i}")),
+        )
+        .await;
+        assert!(
+            (0..PARTITIONS).contains(&d.partition),
+            "partition {} of a {PARTITIONS}-partition topic",
+            d.partition
+        );
+        by_partition
+            .entry(d.partition)
+            .or_default()
+            .push((d.offset, value));
+    }
+    for sent in by_partition.values_mut() {
+        sent.sort();
+    }
+    by_partition
+}
+
+pub async fn keyed_messages_for_one_key_keep_their_order_on_one_partition(bus: Arc<dyn Bus>) {
+    const KEYS: usize = 6;
+    const EACH: usize = 10;
+    let topic = fresh_topic(&*bus, "keys", PARTITIONS).await;
+    let mut sent: BTreeMap<String, Vec<(Delivery, String)>> = BTreeMap::new();
+    // Keys interleaved, so each key's messages are mixed with the others' in the log.
+    for i in 0..EACH {
+        for k in 0..KEYS {
+            let (key, value) = (format!("key-{k}"), format!("{k}/{i}"));
+            let d = publish(
+                &*bus,
+                OutgoingMessage::new(&topic, value.as_bytes()).key(key.as_bytes()),
+            )
+            .await;
+            sent.entry(key).or_default().push((d, value));
+        }
+    }
+    for (key, messages) in &sent {
+        let partitions: BTreeSet<i32> = messages.iter().map(|(d, _)| d.partition).collect();
+        assert_eq!(
+            partitions.len(),
+            1,
+            "{key} landed on partitions {partitions:?}"
+        );
+        assert!(
+            messages.windows(2).all(|w| w[0].0.offset < w[1].0.offset),
+            "{key}'s offsets grow in publish order"
+        );
+    }
+
+    let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    let mut got: BTreeMap<String, Vec<(Delivery, String)>> = BTreeMap::new();
+    for _ in 0..KEYS * EACH {
+        let m = next_within(&mut *consumer, "a keyed message").await;
+        let key = m.key_str().expect("a key").to_owned();
+        let delivery = Delivery {
+            partition: m.partition,
+            offset: m.offset,
+        };
+        got.entry(key).or_default().push((delivery, text(&m.value)));
+    }
+    assert_eq!(
+        got, sent,
+        "each key's messages arrive in publish order, where published"
+    );
+    assert_quiet(&mut *consumer, "after every keyed message").await;
+}
+
+pub async fn a_groups_commits_are_per_partition(bus: Arc<dyn Bus>) {
+    const N: usize = 30;
+    let topic = fresh_topic(&*bus, "per-partition", PARTITIONS).await;
+    let sent = publish_spread(&*bus, &topic, N).await;
+    assert!(
+        sent.values().filter(|m| m.len() >= 2).count() >= 2,
+        "{N} keys fill at least two partitions with two messages each: {sent:?}"
+    );
+    let group = unique("g");
+
+    // The first member reads everything and commits only the first message of one partition.
+    let mut first = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    let mut read = Vec::new();
+    for _ in 0..N {
+        read.push(next_within(&mut *first, "a message").await);
+    }
+    let (&committed_partition, committed_messages) = sent
+        .iter()
+        .find(|(_, m)| m.len() >= 2)
+        .expect("a partition with two messages");
+    let (first_offset, _) = &committed_messages[0];
+    let chosen = read
+        .iter()
+        .find(|m| m.partition == committed_partition && m.offset == *first_offset)
+        .expect("the first message of the partition was read")
+        .clone();
+    first.commit(&chosen).await.expect("commit");
+    let lags = first.lag().await.expect("lag");
+    for lag in lags.iter().filter(|l| l.topic == topic) {
+        let expected = (lag.partition == committed_partition).then_some(first_offset + 1);
+        assert_eq!(
+            lag.committed, expected,
+            "partition {}: {lag:?}",
+            lag.partition
+        );
+    }
+    drop(first);
+
+    // The next member redelivers every other partition from its start, and that one after the commit.
+    let mut second = join(&*bus, &group, &topic, StartFrom::Earliest).await;
+    let mut expected: BTreeSet<(i32, i64)> = sent
+        .iter()
+        .flat_map(|(p, m)| m.iter().map(move |(o, _)| (*p, *o)))
+        .collect();
+    expected.remove(&(committed_partition, *first_offset));
+    let mut got = BTreeSet::new();
+    for _ in 0..expected.len() {
+        let m = next_within(&mut *second, "a message not committed").await;
+        assert!(
+            got.insert((m.partition, m.offset)),
+            "delivered twice: {m:?}"
+        );
+    }
+    assert_eq!(got, expected);
+    assert_quiet(&mut *second, "after every uncommitted message").await;
+}
+
+pub async fn lag_lists_every_partition(bus: Arc<dyn Bus>) {
+    const N: usize = 30;
+    let topic = fresh_topic(&*bus, "lag-all", PARTITIONS).await;
+    let sent = publish_spread(&*bus, &topic, N).await;
+    let mut consumer = join(&*bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    // A real broker assigns partitions once the member polls.
+    let read = next_within(&mut *consumer, "a message").await;
+    let consumer = tokio::sync::Mutex::new(consumer);
+    let lags = poll::until(WAIT, "every partition in the lag", || async {
+        let lags: Vec<_> = consumer
+            .lock()
+            .await
+            .lag()
+            .await
+            .expect("lag")
+            .into_iter()
+            .filter(|l| l.topic == topic)
+            .collect();
+        (lags.len() == PARTITIONS as usize).then_some(lags)
+    })
+    .await;
+    let mut consumer = consumer.into_inner();
+    let partitions: Vec<i32> = lags.iter().map(|l| l.partition).collect();
+    let mut sorted = partitions.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..PARTITIONS).collect::<Vec<_>>(), "{lags:?}");
+    for lag in &lags {
+        let end = sent
+            .get(&lag.partition)
+            .and_then(|m| m.last())
+            .map_or(0, |(offset, _)| offset + 1);
+        assert_eq!((lag.committed, lag.end), (None, end), "{lag:?}");
+    }
+    assert_eq!(lags.iter().map(|l| l.lag()).sum::<u64>(), N as u64);
+
+    consumer.commit(&read).await.expect("commit");
+    let lags = consumer.lag().await.expect("lag");
+    for lag in lags.iter().filter(|l| l.topic == topic) {
+        let expected = (lag.partition == read.partition).then_some(read.offset + 1);
+        assert_eq!(lag.committed, expected, "{lag:?}");
+    }
+    assert_eq!(
+        lags.iter()
+            .filter(|l| l.topic == topic)
+            .map(|l| l.lag())
+            .sum::<u64>(),
+        N as u64 - 1,
+        "the committed message no longer counts"
+    );
 }
