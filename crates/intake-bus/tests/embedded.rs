@@ -457,3 +457,368 @@ async fn one_consumer_reads_several_topics() {
     assert_eq!(per_topic[&b], ["b0", "b1", "b2"]);
     assert_quiet(&mut *consumer, "after both topics were read").await;
 }
+
+async fn open_with_partitions(dir: &Path, default_partitions: i32) -> EmbeddedBus {
+    open(
+        dir,
+        EmbeddedOptions {
+            default_partitions,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn topics_get_the_partitions_asked_for_or_the_configured_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open_with_partitions(dir.path(), 4).await;
+    let spec = |name: &str, partitions: i32| TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        replication: 1,
+    };
+    let (three, default) = (unique("three"), unique("default"));
+    bus.create_topics(&[spec(&three, 3), spec(&default, -1)])
+        .await
+        .unwrap();
+    bus.create_topics(&[spec(&three, 8)])
+        .await
+        .expect("an existing topic is left as it is");
+    let auto = unique("auto");
+    let keyless = |topic: &str| OutgoingMessage::new(topic, "x");
+    let mut partitions = std::collections::BTreeMap::<&str, Vec<i32>>::new();
+    for (name, topic) in [("three", &three), ("default", &default), ("auto", &auto)] {
+        for _ in 0..9 {
+            let d = bus.publish(keyless(topic)).await.unwrap();
+            partitions.entry(name).or_default().push(d.partition);
+        }
+    }
+    assert_eq!(
+        partitions["three"],
+        [0, 1, 2, 0, 1, 2, 0, 1, 2],
+        "keyless in turn"
+    );
+    assert_eq!(partitions["default"], [0, 1, 2, 3, 0, 1, 2, 3, 0]);
+    assert_eq!(
+        partitions["auto"],
+        [0, 1, 2, 3, 0, 1, 2, 3, 0],
+        "created on first publish"
+    );
+    // Kafka's default partitioner: toPositive(murmur2("foobar")) % 4 = 1357151166 % 4 = 2.
+    let keyed = bus
+        .publish(OutgoingMessage::new(&auto, "k").key("foobar"))
+        .await
+        .unwrap();
+    assert_eq!(
+        keyed,
+        Delivery {
+            partition: 2,
+            offset: 2
+        },
+        "each partition counts its own offsets"
+    );
+    match bus.create_topics(&[spec(&unique("huge"), 5000)]).await {
+        Err(BusError::Config(why)) => assert!(why.contains("1024"), "{why}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    match EmbeddedBus::open(
+        dir.path(),
+        EmbeddedOptions {
+            default_partitions: 0,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await
+    {
+        Err(BusError::Config(_)) => {}
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn members_of_a_group_split_the_partitions_and_one_takes_all_when_the_other_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open(dir.path(), EmbeddedOptions::default()).await;
+    let topic = fresh_topic(&bus, "split", 4).await;
+    let group = unique("g");
+    for i in 0..8 {
+        bus.publish(OutgoingMessage::new(&topic, format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    let mut first = join(&bus, &group, &topic, StartFrom::Earliest).await;
+    let held = |lags: Vec<intake_bus::PartitionLag>| -> Vec<i32> {
+        lags.into_iter().map(|l| l.partition).collect()
+    };
+    assert_eq!(
+        held(first.lag().await.unwrap()),
+        [0, 1, 2, 3],
+        "alone, it holds all"
+    );
+    let mut second = join(&bus, &group, &topic, StartFrom::Earliest).await;
+
+    // The first member hands partitions 1 and 3 over within a poll interval of asking for a
+    // message; the second takes them once they are free. What the first read of them is not
+    // committed, so the second reads them from their start.
+    let mut by_first = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept = by_first
+            .iter()
+            .filter(|m: &&intake_bus::ReceivedMessage| matches!(m.partition, 0 | 2));
+        if kept.count() == 4 && held(first.lag().await.unwrap()) == [0, 2] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first member kept partitions 1 and 3: {:?}",
+            first.lag().await
+        );
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), first.next()).await {
+            let m = m.unwrap();
+            if matches!(m.partition, 0 | 2) {
+                first.commit(&m).await.unwrap();
+            }
+            by_first.push(m);
+        }
+    }
+    let mut by_second = Vec::new();
+    for _ in 0..4 {
+        by_second.push(next_within(&mut *second, "the handed-over partitions").await);
+    }
+    let partitions: std::collections::BTreeSet<i32> =
+        by_second.iter().map(|m| m.partition).collect();
+    assert_eq!(partitions, [1, 3].into(), "{by_second:?}");
+    assert_eq!(held(second.lag().await.unwrap()), [1, 3]);
+    if let Some(late) = by_first.iter().find(|m| matches!(m.partition, 1 | 3)) {
+        assert!(
+            matches!(first.commit(late).await, Err(BusError::NotOwned(_))),
+            "a handed-over partition's commit is refused"
+        );
+    }
+    for m in &by_second {
+        second.commit(m).await.unwrap();
+    }
+    assert_quiet(&mut *second, "the second member after its partitions").await;
+
+    // Both keep receiving their own partitions' new messages.
+    for i in 0..8 {
+        bus.publish(OutgoingMessage::new(&topic, format!("b{i}")))
+            .await
+            .unwrap();
+    }
+    for (member, mine) in [(&mut first, [0, 2]), (&mut second, [1, 3])] {
+        for _ in 0..4 {
+            let m = next_within(&mut **member, "a new message").await;
+            assert!(
+                mine.contains(&m.partition),
+                "{m:?} went to the wrong member"
+            );
+            assert!(text(&m.value).starts_with('b'));
+            member.commit(&m).await.unwrap();
+        }
+    }
+
+    // The first leaves: the second takes all four and reads on after the committed offsets.
+    drop(first);
+    bus.publish(OutgoingMessage::new(&topic, "c0"))
+        .await
+        .unwrap();
+    let got = next_within(&mut *second, "the message after the first member left").await;
+    assert_eq!((got.partition, text(&got.value)), (0, "c0"));
+    let lags = second.lag().await.unwrap();
+    assert_eq!(held(lags.clone()), [0, 1, 2, 3]);
+    assert_eq!(lags.iter().map(|l| l.lag()).sum::<u64>(), 1, "{lags:?}");
+}
+
+#[tokio::test]
+async fn retention_works_per_partition_and_offsets_keep_growing_in_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Duration::from_secs(1);
+    let topic = unique("retention-parts");
+    let published = {
+        let bus = open_with_partitions(dir.path(), 3).await;
+        for i in 0..6 {
+            bus.publish(OutgoingMessage::new(&topic, format!("old{i}")))
+                .await
+                .unwrap();
+        }
+        std::time::Instant::now()
+    };
+    poll::until_true(
+        Duration::from_secs(5),
+        "the messages to age past the retention",
+        || async { published.elapsed() > retention + Duration::from_millis(100) },
+    )
+    .await;
+    let bus = open(
+        dir.path(),
+        EmbeddedOptions {
+            retention,
+            default_partitions: 3,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await;
+    let mut fresh = Vec::new();
+    for i in 0..3 {
+        fresh.push(
+            bus.publish(OutgoingMessage::new(&topic, format!("fresh{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut offsets: Vec<(i32, i64)> = fresh.iter().map(|d| (d.partition, d.offset)).collect();
+    offsets.sort();
+    assert_eq!(offsets, [(0, 2), (1, 2), (2, 2)]);
+    let mut consumer = join(&bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = next_within(&mut *consumer, "a retained message").await;
+        got.push((m.partition, m.offset, text(&m.value).to_owned()));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (0, 2, "fresh0".to_owned()),
+            (1, 2, "fresh1".to_owned()),
+            (2, 2, "fresh2".to_owned())
+        ]
+    );
+    assert_quiet(&mut *consumer, "after the retained messages").await;
+    for lag in consumer.lag().await.unwrap() {
+        assert_eq!((lag.start, lag.end), (2, 3), "{lag:?}");
+    }
+}
+
+/// The schema and rows a version-1 bus (one partition per topic) left on disk.
+const VERSION_1: &str = "
+CREATE TABLE topics (name TEXT PRIMARY KEY NOT NULL, partitions INTEGER NOT NULL,
+    next_pos INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE messages (topic TEXT NOT NULL, pos INTEGER NOT NULL, key BLOB, headers BLOB NOT NULL,
+    value BLOB NOT NULL, timestamp_ms INTEGER NOT NULL);
+CREATE UNIQUE INDEX messages_by_topic_pos ON messages (topic, pos);
+CREATE TABLE group_offsets (grp TEXT NOT NULL, topic TEXT NOT NULL, next_pos INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic));
+CREATE TABLE leases (grp TEXT NOT NULL, topic TEXT NOT NULL, holder TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL, PRIMARY KEY (grp, topic));
+PRAGMA user_version = 1;
+";
+
+#[tokio::test]
+async fn a_version_1_directory_keeps_working_its_messages_in_partition_0() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    {
+        let mut v1 = sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join(DATABASE_FILE).display()
+        ))
+        .await
+        .unwrap();
+        sqlx::raw_sql(VERSION_1).execute(&mut v1).await.unwrap();
+        // Asked for 3 partitions under version 1, which kept one: it stays one.
+        sqlx::query("INSERT INTO topics VALUES ('old.topic', 3, 3, ?1)")
+            .bind(now)
+            .execute(&mut v1)
+            .await
+            .unwrap();
+        for (pos, value) in ["m0", "m1", "m2"].iter().enumerate() {
+            // Headers: name "h" and value "1", each as a u32 big-endian length and its bytes.
+            sqlx::query("INSERT INTO messages VALUES ('old.topic', ?1, 'k', ?2, ?3, ?4)")
+                .bind(pos as i64)
+                .bind(&b"\0\0\0\x01h\0\0\0\x011"[..])
+                .bind(value.as_bytes())
+                .bind(now)
+                .execute(&mut v1)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO group_offsets VALUES ('old-group', 'old.topic', 1)")
+            .execute(&mut v1)
+            .await
+            .unwrap();
+        v1.close().await.unwrap();
+    }
+
+    let bus = open_with_partitions(dir.path(), 4).await;
+    assert_eq!(bus.list_topics().await.unwrap(), ["old.topic"]);
+    let mut consumer = join(&bus, "old-group", "old.topic", StartFrom::Earliest).await;
+    let m1 = next_within(&mut *consumer, "m1, after the version-1 commit").await;
+    assert_eq!(
+        (
+            m1.partition,
+            m1.offset,
+            text(&m1.value),
+            m1.key_str(),
+            m1.header_str("h")
+        ),
+        (0, 1, "m1", Some("k"), Some("1"))
+    );
+    assert_eq!(
+        consumer.lag().await.unwrap(),
+        [intake_bus::PartitionLag {
+            topic: "old.topic".into(),
+            partition: 0,
+            committed: Some(1),
+            start: 0,
+            end: 3
+        }]
+    );
+    consumer.commit(&m1).await.unwrap();
+    let keyed = bus
+        .publish(OutgoingMessage::new("old.topic", "m3").key("foobar"))
+        .await
+        .unwrap();
+    assert_eq!(
+        keyed,
+        Delivery {
+            partition: 0,
+            offset: 3
+        },
+        "the upgraded topic keeps one partition and its offsets"
+    );
+    assert_eq!(text(&next_within(&mut *consumer, "m2").await.value), "m2");
+    assert_eq!(text(&next_within(&mut *consumer, "m3").await.value), "m3");
+    drop(consumer);
+    drop(bus);
+
+    // Opened again (already upgraded), the commit made after the upgrade is there.
+    let bus = open(dir.path(), EmbeddedOptions::default()).await;
+    let mut consumer = join(&bus, "old-group", "old.topic", StartFrom::Earliest).await;
+    assert_eq!(
+        text(
+            &next_within(&mut *consumer, "m2 again, after m1's commit")
+                .await
+                .value
+        ),
+        "m2"
+    );
+    // A new topic on the upgraded directory gets the configured partitions.
+    let fresh = fresh_topic(&bus, "after-upgrade", 2).await;
+    let d = bus
+        .publish(OutgoingMessage::new(&fresh, "x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d,
+        Delivery {
+            partition: 0,
+            offset: 0
+        }
+    );
+    let d = bus
+        .publish(OutgoingMessage::new(&fresh, "y"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d,
+        Delivery {
+            partition: 1,
+            offset: 0
+        }
+    );
+}
