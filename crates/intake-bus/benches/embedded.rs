@@ -1,5 +1,6 @@
 //! Publish and consume rates of the embedded bus on this machine's disk (`synchronous=FULL`, so every
-//! commit is an fsync). Run: `cargo bench -p intake-bus --bench embedded`.
+//! commit is an fsync), on a one-partition topic and on one of 8 partitions. Run:
+//! `cargo bench -p intake-bus --bench embedded`.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use intake_bus::embedded::{EmbeddedBus, EmbeddedOptions};
-use intake_bus::{Bus, OutgoingMessage, StartFrom, Subscription};
+use intake_bus::{Bus, OutgoingMessage, StartFrom, Subscription, TopicSpec};
 
 const VALUE: &str = r#"{"account":"12345","org_id":"54321","request_id":"2439a2974ff44273afcd8b1d18077bf1","service":"advisor","category":"payload","size":356,"url":"https://s3.example.com/insights-upload-quarantine/2439a2974ff44273afcd8b1d18077bf1","timestamp":"2024-05-02T09:30:12.123456Z"}"#;
 
@@ -42,14 +43,27 @@ async fn main() {
             .await
             .expect("open"),
     );
-    let topic = "bench.embedded";
+    run(&bus, "bench.embedded", 1).await;
+    run(&bus, "bench.embedded.partitioned", 8).await;
+}
+
+/// Every case on `topic`, created with `partitions` partitions (keys spread the messages).
+async fn run(bus: &Arc<dyn Bus>, topic: &'static str, partitions: i32) {
+    bus.create_topics(&[TopicSpec {
+        name: topic.into(),
+        partitions,
+        replication: 1,
+    }])
+    .await
+    .expect("create the topic");
+    let label = |case: &str| format!("{case}, {partitions} partition(s)");
 
     let n = 500;
     let started = Instant::now();
     for i in 0..n {
         bus.publish(message(topic, i)).await.expect("publish");
     }
-    report("publish, one at a time (1 fsync each)", n, started);
+    report(&label("publish, one at a time"), n, started);
 
     let (tasks, per_task) = (64, 200);
     let started = Instant::now();
@@ -67,15 +81,11 @@ async fn main() {
     while let Some(done) = set.join_next().await {
         done.expect("publisher");
     }
-    report(
-        "publish, 64 concurrent publishers (group commit)",
-        tasks * per_task,
-        started,
-    );
+    report(&label("publish, 64 concurrent"), tasks * per_task, started);
 
     let total = n + tasks * per_task;
     let subscribe = |group: &str| Subscription {
-        group: group.into(),
+        group: format!("{group}-{topic}"),
         topics: vec![topic.into()],
         start: StartFrom::Earliest,
     };
@@ -87,7 +97,7 @@ async fn main() {
     for _ in 0..total {
         consumer.next().await.expect("next");
     }
-    report("consume, no commits", total, started);
+    report(&label("consume, no commits"), total, started);
 
     let mut consumer = bus
         .subscribe(subscribe("bench-commit"))
@@ -99,5 +109,5 @@ async fn main() {
         let m = consumer.next().await.expect("next");
         consumer.commit(&m).await.expect("commit");
     }
-    report("consume, commit after every message", committed, started);
+    report(&label("consume, commit every message"), committed, started);
 }

@@ -63,8 +63,10 @@ pub struct Delivery {
 /// A message bus.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Publishes one message and returns once it is durably handed off (Kafka: acknowledged by all
-    /// in-sync replicas, idempotent producer; embedded: committed to disk). Fails with
+    /// Publishes one message and returns where it landed once it is durably handed off (Kafka:
+    /// acknowledged by all in-sync replicas, idempotent producer; embedded: committed to disk). A
+    /// keyed message goes to the partition of its key's hash, so one key's messages keep their
+    /// order; keyless ones are spread over the partitions. Fails with
     /// [`BusError::Timeout`] if that takes longer than the configured publish timeout, and with
     /// [`BusError::UnknownTopic`] when the topic does not exist and the bus does not create topics.
     async fn publish(&self, message: OutgoingMessage) -> Result<Delivery, BusError>;
@@ -72,12 +74,14 @@ pub trait Bus: Send + Sync + 'static {
     /// Joins `subscription.group` and returns a consumer of its topics. Offsets committed by earlier
     /// members of the group are honoured; messages delivered but never committed are delivered again
     /// to the group's next member (after a restart, or a rebalance). Members of one group never
-    /// both receive a message: Kafka splits the partitions among them; the embedded bus gives each
-    /// topic to one member at a time, and the others wait to take over.
+    /// both receive a message: the live members split each topic's partitions (Kafka through its
+    /// group coordinator; the embedded bus round-robin in join order, a partition changing hands
+    /// once its holder gives it up or its lease expires), and a partition has one holder at a time.
     async fn subscribe(&self, subscription: Subscription) -> Result<Box<dyn Consumer>, BusError>;
 
-    /// Creates the topics that do not exist yet. Idempotent. (The embedded bus keeps one partition
-    /// per topic, whatever `partitions` says.)
+    /// Creates the topics that do not exist yet, each with `partitions` partitions (-1: the bus's
+    /// default, Kafka's `num.partitions` or the embedded bus's `BUS_PARTITIONS`). Idempotent: an
+    /// existing topic keeps its partitions.
     async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError>;
 
     /// Every topic's wire name.
@@ -95,7 +99,9 @@ pub trait Consumer: Send {
     async fn next(&mut self) -> Result<ReceivedMessage, BusError>;
 
     /// Commits `message`'s offset for its partition: the group will not see it, or anything before
-    /// it in that partition, again. Call only after the message is fully processed.
+    /// it in that partition, again. Call only after the message is fully processed. Fails with
+    /// [`BusError::NotOwned`] when the partition went to another member since the delivery (which
+    /// then delivers the message again).
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError>;
 
     /// The partitions this member holds now, each with the group's committed offset and the
