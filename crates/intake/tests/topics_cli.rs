@@ -1,5 +1,5 @@
 //! Black-box: `intake topics tail --until-end` stops at the end of the topic (kcat's `-e`) on the
-//! embedded bus, after printing what was there.
+//! embedded bus, after printing what was there, also when the topic has several partitions.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,8 +15,13 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn intake(dir: &std::path::Path, args: &[&str]) -> Output {
+    intake_with(dir, &[], args)
+}
+
+fn intake_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("INTAKE_DATA_DIR", dir.join("data"))
         .env("LOG_LEVEL", "warn")
@@ -82,4 +87,66 @@ fn tail_until_end_prints_the_topic_and_exits() {
     );
     assert!(new.status.success(), "{new:?}");
     assert!(new.stdout.is_empty());
+}
+
+#[test]
+fn tail_until_end_reads_every_partition_of_a_topic_made_with_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = intake_with(
+        dir.path(),
+        &[("BUS_PARTITIONS", "3")],
+        &["tracker", "mock", "--payloads", "6", "--rate", "1000"],
+    );
+    assert!(sent.status.success(), "{sent:?}");
+    let report = String::from_utf8(sent.stdout).unwrap();
+    let statuses: usize = report
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected mock report: {report}"));
+
+    let all = intake(
+        dir.path(),
+        &[
+            "topics",
+            "tail",
+            "platform.payload-status",
+            "--from-beginning",
+            "--until-end",
+        ],
+    );
+    assert!(all.status.success(), "{all:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(all.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        statuses,
+        "every status of every partition, then the end"
+    );
+    // Statuses are keyed by request id: one payload's statuses share a partition, each partition
+    // numbering its own offsets from 0.
+    let mut by_key: std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> =
+        Default::default();
+    let mut by_partition: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for l in &lines {
+        let partition = l["partition"].as_i64().unwrap();
+        assert!((0..3).contains(&partition), "{l}");
+        by_key
+            .entry(l["key"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(partition);
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push(l["offset"].as_i64().unwrap());
+    }
+    assert_eq!(by_key.len(), 6, "six payloads");
+    assert!(by_key.values().all(|p| p.len() == 1), "{by_key:?}");
+    for offsets in by_partition.values_mut() {
+        offsets.sort();
+        assert_eq!(*offsets, (0..offsets.len() as i64).collect::<Vec<_>>());
+    }
 }
