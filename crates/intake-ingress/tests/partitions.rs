@@ -2,10 +2,11 @@
 //! (messages.md): a response held on one partition does not hold back another partition's; and
 //! finished responses waiting for a slow commit are committed together.
 //!
-//! The embedded bus has one partition per topic, so the consumer here sees two: a wrapper around
-//! the harness's bus puts responses keyed `held…` on partition 0 and the rest on partition 1. It
-//! also logs commits and can make each one slow, as a distant broker does. Within a partition,
-//! responses for different payloads run together, and one payload's responses in order.
+//! The harness's topics have one partition (the embedded bus's default), so the consumer here sees
+//! two: a wrapper around the harness's bus puts responses keyed `held…` on partition 0 and the rest
+//! on partition 1 (and commits them on the real partition 0). It also logs commits and can make
+//! each one slow, as a distant broker does. Within a partition, responses for different payloads
+//! run together, and one payload's responses in order.
 
 #![allow(
     clippy::unwrap_used,
@@ -73,7 +74,12 @@ impl Consumer for TwoPartitionConsumer {
 
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError> {
         tokio::time::sleep(self.1.commit_delay).await;
-        self.0.commit(message).await?;
+        // The inner bus commits per partition: give it back the message's real one.
+        let real = ReceivedMessage {
+            partition: 0,
+            ..message.clone()
+        };
+        self.0.commit(&real).await?;
         self.1.commits.lock().unwrap().push(message.offset);
         Ok(())
     }
