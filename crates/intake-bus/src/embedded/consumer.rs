@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{store, writer, Shared};
+use super::{groups, store, writer, Shared};
 use crate::{BusError, Consumer, PartitionLag, ReceivedMessage, StartFrom, Subscription};
 
 /// Messages read from the database in one query.
@@ -76,7 +76,7 @@ impl EmbeddedConsumer {
         names.dedup();
         let member = uuid::Uuid::new_v4().simple().to_string();
         let expiry = shared.options.lease_expiry;
-        store::announce_member(&shared.pool, &subscription.group, &names, &member, expiry).await?;
+        groups::announce_member(&shared.pool, &subscription.group, &names, &member, expiry).await?;
         let mut topics = Vec::with_capacity(names.len());
         for name in &names {
             let partitions = store::topic_partitions(&shared.pool, name).await?;
@@ -157,11 +157,11 @@ impl EmbeddedConsumer {
                     None => continue,
                 },
             };
-            let mut members = store::live_members(&pool, &self.group, &name).await?;
+            let mut members = groups::live_members(&pool, &self.group, &name).await?;
             if !members.contains(&self.member) {
                 // The announcement ran out (a stall longer than the lease): announce again, as the
                 // newest member.
-                store::announce_member(
+                groups::announce_member(
                     &pool,
                     &self.group,
                     std::slice::from_ref(&name),
@@ -192,7 +192,7 @@ impl EmbeddedConsumer {
                 continue;
             }
             let now = store::now_ms();
-            let rows = store::leases(&pool, &self.group, &name).await?;
+            let rows = groups::leases(&pool, &self.group, &name).await?;
             for partition in wanted {
                 let taken = rows.iter().any(|r| {
                     r.partition == partition && r.holder != self.member && r.expires_ms >= now
@@ -201,8 +201,15 @@ impl EmbeddedConsumer {
                     continue;
                 }
                 let started = Instant::now();
-                if !store::acquire_lease(&pool, &self.group, &name, partition, &self.member, expiry)
-                    .await?
+                if !groups::acquire_lease(
+                    &pool,
+                    &self.group,
+                    &name,
+                    partition,
+                    &self.member,
+                    expiry,
+                )
+                .await?
                 {
                     continue;
                 }
@@ -246,7 +253,7 @@ impl EmbeddedConsumer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(topic.to_owned(), partition));
-        match store::release_lease(
+        match groups::release_lease(
             &self.shared.pool,
             &self.group,
             topic,
@@ -417,7 +424,8 @@ async fn heartbeat(
             _ = &mut stop => break,
             _ = tokio::time::sleep(expiry / 3) => {}
         }
-        if let Err(e) = store::announce_member(&shared.pool, &group, &topics, &member, expiry).await
+        if let Err(e) =
+            groups::announce_member(&shared.pool, &group, &topics, &member, expiry).await
         {
             tracing::warn!(error = %e, "embedded bus group announcement failed");
         }
@@ -430,7 +438,7 @@ async fn heartbeat(
         for key in held {
             let (topic, partition) = (&key.0, key.1);
             let started = Instant::now();
-            match store::renew_lease(&shared.pool, &group, topic, partition, &member, expiry).await
+            match groups::renew_lease(&shared.pool, &group, topic, partition, &member, expiry).await
             {
                 Ok(true) => {
                     if let Some(until) = leases
@@ -458,7 +466,7 @@ async fn heartbeat(
             }
         }
     }
-    if let Err(e) = store::leave_group(&shared.pool, &group, &member).await {
+    if let Err(e) = groups::leave_group(&shared.pool, &group, &member).await {
         tracing::warn!(error = %e, "embedded bus lease release failed; the leases will expire");
     }
     shared.notify.notify_waiters();

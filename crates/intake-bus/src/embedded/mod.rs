@@ -25,7 +25,9 @@
 
 mod codec;
 mod consumer;
+mod groups;
 mod partitioner;
+mod schema;
 mod store;
 mod writer;
 
@@ -136,7 +138,7 @@ impl EmbeddedBus {
                 dir.display()
             ))
         })?;
-        let pool = store::connect(&dir.join(DATABASE_FILE), &options).await?;
+        let pool = schema::connect(&dir.join(DATABASE_FILE), &options).await?;
         let shared = Arc::new(Shared {
             pool,
             notify: Notify::new(),

@@ -1,187 +1,18 @@
-//! Every SQL statement of the embedded bus: schema, topics, the message log, group offsets, leases
-//! and retention.
+//! The embedded bus's topics, message log, group offsets, checkpoints and retention, and the helpers
+//! every statement shares. The schema lives in `schema`, group membership and leases in `groups`.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
 use super::codec;
 use super::partitioner::Partitioner;
-use super::EmbeddedOptions;
 use crate::{BusError, Delivery, OutgoingMessage, ReceivedMessage, TopicSpec};
-
-/// Bumped when the schema changes; stored in `PRAGMA user_version`. [`MIGRATIONS`] brings a
-/// database of any older version up to this one.
-const SCHEMA_VERSION: i64 = 2;
-
-/// The statements that bring the schema from version `i` to `i + 1`, in order. A fresh database
-/// (version 0) runs them all, so it has exactly the shape an upgraded one has.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, PARTITIONS_V2];
-
-/// Version 1: one partition per topic.
-const SCHEMA_V1: &str = "
-CREATE TABLE IF NOT EXISTS topics (
-    name TEXT PRIMARY KEY NOT NULL,
-    partitions INTEGER NOT NULL,
-    next_pos INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    topic TEXT NOT NULL,
-    pos INTEGER NOT NULL,
-    key BLOB,
-    headers BLOB NOT NULL,
-    value BLOB NOT NULL,
-    timestamp_ms INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_topic_pos ON messages (topic, pos);
-CREATE TABLE IF NOT EXISTS group_offsets (
-    grp TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    next_pos INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic)
-);
-CREATE TABLE IF NOT EXISTS leases (
-    grp TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    holder TEXT NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic)
-);
-";
-
-/// Version 2: partitions. Every message, offset, group offset and lease gains a partition (`part`);
-/// what version 1 stored becomes partition 0 of a one-partition topic (whatever count it was created
-/// with, since all its messages are there). Each partition's next offset moves to `partitions`, and
-/// group members announce themselves in `members` so that they can split a topic's partitions.
-const PARTITIONS_V2: &str = "
-ALTER TABLE messages ADD COLUMN part INTEGER NOT NULL DEFAULT 0;
-DROP INDEX messages_by_topic_pos;
-CREATE UNIQUE INDEX messages_by_partition_pos ON messages (topic, part, pos);
-
-CREATE TABLE partitions (
-    topic TEXT NOT NULL,
-    part INTEGER NOT NULL,
-    next_pos INTEGER NOT NULL,
-    PRIMARY KEY (topic, part)
-);
-INSERT INTO partitions (topic, part, next_pos) SELECT name, 0, next_pos FROM topics;
-CREATE TABLE topics_v2 (
-    name TEXT PRIMARY KEY NOT NULL,
-    partitions INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-INSERT INTO topics_v2 (name, partitions, created_ms) SELECT name, 1, created_ms FROM topics;
-DROP TABLE topics;
-ALTER TABLE topics_v2 RENAME TO topics;
-
-CREATE TABLE group_offsets_v2 (
-    grp TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    part INTEGER NOT NULL,
-    next_pos INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic, part)
-);
-INSERT INTO group_offsets_v2 (grp, topic, part, next_pos) SELECT grp, topic, 0, next_pos FROM group_offsets;
-DROP TABLE group_offsets;
-ALTER TABLE group_offsets_v2 RENAME TO group_offsets;
-
-CREATE TABLE leases_v2 (
-    grp TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    part INTEGER NOT NULL,
-    holder TEXT NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic, part)
-);
-INSERT INTO leases_v2 (grp, topic, part, holder, expires_ms) SELECT grp, topic, 0, holder, expires_ms FROM leases;
-DROP TABLE leases;
-ALTER TABLE leases_v2 RENAME TO leases;
-
-CREATE TABLE members (
-    grp TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    member TEXT NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic, member)
-);
-";
 
 /// Most partitions a topic may have on the embedded bus.
 pub const MAX_PARTITIONS: i32 = 1024;
-
-/// Opens the pool (WAL, `synchronous=FULL`, busy timeout) and creates or upgrades the schema.
-pub(crate) async fn connect(
-    file: &Path,
-    options: &EmbeddedOptions,
-) -> Result<SqlitePool, BusError> {
-    let connect = SqliteConnectOptions::new()
-        .filename(file)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(options.busy_timeout)
-        // Checkpoints run in the background (`checkpoint`), not inside whichever commit crosses
-        // the threshold: one there stalls every publish waiting on that commit.
-        .pragma("wal_autocheckpoint", "0");
-    let pool = SqlitePoolOptions::new()
-        // One connection is the writer's for good; the rest serve consumers' reads and leases.
-        .max_connections(8)
-        .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
-        .connect_with(connect)
-        .await
-        .map_err(|e| db_error(&format!("opening {}", file.display()), e))?;
-    migrate(&pool, file).await?;
-    Ok(pool)
-}
-
-/// Brings the schema to [`SCHEMA_VERSION`] in one transaction, so another process opening the same
-/// directory sees either the old schema or the new one.
-async fn migrate(pool: &SqlitePool, file: &Path) -> Result<(), BusError> {
-    // IMMEDIATE: take the write lock first, so another process cannot make the upgrade fail.
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(|e| db_error("upgrading the schema", e))?;
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| db_error("reading the schema version", e))?;
-    if version > SCHEMA_VERSION {
-        return Err(BusError::Config(format!(
-            "{} has schema version {version}, newer than this program's {SCHEMA_VERSION}",
-            file.display()
-        )));
-    }
-    if version == SCHEMA_VERSION {
-        return Ok(());
-    }
-    for (from, statements) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        sqlx::raw_sql(statements)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_error(&format!("upgrading the schema from version {from}"), e))?;
-    }
-    sqlx::raw_sql(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_error("writing the schema version", e))?;
-    tx.commit()
-        .await
-        .map_err(|e| db_error("upgrading the schema", e))?;
-    if version > 0 {
-        tracing::info!(
-            file = %file.display(), from = version, to = SCHEMA_VERSION,
-            "embedded bus schema upgraded"
-        );
-    }
-    Ok(())
-}
 
 /// Topic names as Kafka allows them (1–249 of `[A-Za-z0-9._-]`), so both drivers accept the same.
 pub(crate) fn validate_topic(name: &str) -> Result<(), BusError> {
@@ -203,7 +34,7 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -585,185 +416,6 @@ async fn commit_in(
     Ok(done.rows_affected() == 1)
 }
 
-/// A partition's lease as stored: who holds it, until when.
-pub(crate) struct LeaseRow {
-    pub(crate) partition: i32,
-    pub(crate) holder: String,
-    pub(crate) expires_ms: i64,
-}
-
-/// Every lease row of `group` on `topic` (live or expired).
-pub(crate) async fn leases(
-    pool: &SqlitePool,
-    group: &str,
-    topic: &str,
-) -> Result<Vec<LeaseRow>, BusError> {
-    let rows: Vec<(i32, String, i64)> =
-        sqlx::query_as("SELECT part, holder, expires_ms FROM leases WHERE grp = ?1 AND topic = ?2")
-            .bind(group)
-            .bind(topic)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| db_error("reading group leases", e))?;
-    Ok(rows
-        .into_iter()
-        .map(|(partition, holder, expires_ms)| LeaseRow {
-            partition,
-            holder,
-            expires_ms,
-        })
-        .collect())
-}
-
-/// Takes or renews the lease on (group, topic, partition) for `holder` when it is free, expired or
-/// already `holder`'s. Returns whether `holder` now holds it.
-pub(crate) async fn acquire_lease(
-    pool: &SqlitePool,
-    group: &str,
-    topic: &str,
-    partition: i32,
-    holder: &str,
-    expiry: Duration,
-) -> Result<bool, BusError> {
-    let now = now_ms();
-    let done = sqlx::query(
-        "INSERT INTO leases (grp, topic, part, holder, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (grp, topic, part) DO UPDATE
-             SET holder = excluded.holder, expires_ms = excluded.expires_ms
-         WHERE leases.holder = excluded.holder OR leases.expires_ms < ?6",
-    )
-    .bind(group)
-    .bind(topic)
-    .bind(partition)
-    .bind(holder)
-    .bind(now.saturating_add(millis(expiry)))
-    .bind(now)
-    .execute(pool)
-    .await
-    .map_err(|e| db_error("taking a group lease", e))?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Extends `holder`'s lease on a partition; false when it is no longer `holder`'s.
-pub(crate) async fn renew_lease(
-    pool: &SqlitePool,
-    group: &str,
-    topic: &str,
-    partition: i32,
-    holder: &str,
-    expiry: Duration,
-) -> Result<bool, BusError> {
-    let done = sqlx::query(
-        "UPDATE leases SET expires_ms = ?5
-         WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND holder = ?4",
-    )
-    .bind(group)
-    .bind(topic)
-    .bind(partition)
-    .bind(holder)
-    .bind(now_ms().saturating_add(millis(expiry)))
-    .execute(pool)
-    .await
-    .map_err(|e| db_error("renewing a group lease", e))?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Gives up `holder`'s lease on one partition (another member is to take it).
-pub(crate) async fn release_lease(
-    pool: &SqlitePool,
-    group: &str,
-    topic: &str,
-    partition: i32,
-    holder: &str,
-) -> Result<(), BusError> {
-    sqlx::query("DELETE FROM leases WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND holder = ?4")
-        .bind(group)
-        .bind(topic)
-        .bind(partition)
-        .bind(holder)
-        .execute(pool)
-        .await
-        .map_err(|e| db_error("releasing a group lease", e))?;
-    Ok(())
-}
-
-/// Announces (or keeps announcing) `member` as a live member of `group` on each of `topics` until
-/// `expiry` from now, and forgets members of those topics whose announcement ran out. A member
-/// keeps its place in the join order while it renews in time.
-pub(crate) async fn announce_member(
-    pool: &SqlitePool,
-    group: &str,
-    topics: &[String],
-    member: &str,
-    expiry: Duration,
-) -> Result<(), BusError> {
-    let fail = |e| db_error("announcing a group member", e);
-    let now = now_ms();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-    for topic in topics {
-        sqlx::query("DELETE FROM members WHERE grp = ?1 AND topic = ?2 AND expires_ms < ?3")
-            .bind(group)
-            .bind(topic)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-        sqlx::query(
-            "INSERT INTO members (grp, topic, member, expires_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (grp, topic, member) DO UPDATE SET expires_ms = excluded.expires_ms",
-        )
-        .bind(group)
-        .bind(topic)
-        .bind(member)
-        .bind(now.saturating_add(millis(expiry)))
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
-    }
-    tx.commit().await.map_err(fail)
-}
-
-/// The live members of `group` on `topic`, in the order they joined.
-pub(crate) async fn live_members(
-    pool: &SqlitePool,
-    group: &str,
-    topic: &str,
-) -> Result<Vec<String>, BusError> {
-    sqlx::query_scalar(
-        "SELECT member FROM members WHERE grp = ?1 AND topic = ?2 AND expires_ms >= ?3
-         ORDER BY rowid",
-    )
-    .bind(group)
-    .bind(topic)
-    .bind(now_ms())
-    .fetch_all(pool)
-    .await
-    .map_err(|e| db_error("reading group members", e))
-}
-
-/// `member` leaves `group`: its leases and announcements go at once.
-pub(crate) async fn leave_group(
-    pool: &SqlitePool,
-    group: &str,
-    member: &str,
-) -> Result<(), BusError> {
-    let fail = |e| db_error("leaving a group", e);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-    sqlx::query("DELETE FROM leases WHERE grp = ?1 AND holder = ?2")
-        .bind(group)
-        .bind(member)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
-    sqlx::query("DELETE FROM members WHERE grp = ?1 AND member = ?2")
-        .bind(group)
-        .bind(member)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
-    tx.commit().await.map_err(fail)
-}
-
 /// Copies committed WAL frames into the database without waiting for readers or writers
 /// (`PASSIVE`); returns the WAL's size and how much of it is now checkpointed, in pages.
 pub(crate) async fn checkpoint(pool: &SqlitePool) -> Result<(i64, i64), BusError> {
@@ -803,11 +455,12 @@ pub(crate) async fn sweep(pool: &SqlitePool, retention: Duration) -> Result<u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedded::{schema, EmbeddedOptions};
 
     #[tokio::test]
     async fn sweep_deletes_in_batches_until_nothing_old_is_left() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = connect(&dir.path().join("bus.sqlite3"), &EmbeddedOptions::default())
+        let pool = schema::connect(&dir.path().join("bus.sqlite3"), &EmbeddedOptions::default())
             .await
             .unwrap();
         let messages: Vec<OutgoingMessage> = (0..SWEEP_BATCH + 7)
