@@ -3,12 +3,12 @@
 //! after a restart (spec messages.md, "A verdict is about content only").
 //!
 //! ```text
-//! <dir>/<request id>.new    written (and fsync'd) before the announce hand-off
+//! <dir>/<request id>.new    written (and fsync'd) while the announce is handed off
 //! <dir>/<request id>.json   the same record once the hand-off was acknowledged (a rename)
 //! ```
 //!
-//! A `.new` record left by an earlier process means the process stopped between storing the
-//! payload and its announce; [`crate::sweeper`] announces it. A `.json` record's modification time
+//! A `.new` record left by an earlier process means the process stopped before the announce was
+//! acknowledged (or just after); [`crate::sweeper`] announces it. A `.json` record's modification time
 //! is its last announce. The record goes when the verdict has moved the payload out of quarantine,
 //! when the upload is discarded, or when the sweeper finds the payload gone or gives up on it.
 
