@@ -73,6 +73,11 @@ pub async fn serve_with(
                 }
             },
         };
+        // Answers are written as a head and then body chunks: with Nagle's algorithm a small chunk
+        // after the head waits for the client's delayed ACK (40 ms on Linux) before it leaves.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
         let stream = Arc::new(stream);
         let activity = Activity::new();
         let io = GuardedIo::new(stream.clone(), activity.clone(), limits);
