@@ -19,7 +19,8 @@ pub struct Tracked {
 /// How a wait ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitOutcome {
-    /// A terminal status (`success`, `rejected` or `error`) was reached.
+    /// The payload's round trip ended: ingress's `success` or `rejected`, or an `error` from any
+    /// part.
     Terminal(Tracked),
     /// The time ran out; the last status seen, if any.
     TimedOut(Option<Tracked>),
@@ -41,10 +42,13 @@ pub async fn wait(
     client: &reqwest::Client,
     req: &TrackRequest,
 ) -> Result<WaitOutcome, ClientError> {
-    let url = crate::route(
+    // Every status of the payload, not only the newest: a validator's `success` comes before
+    // ingress has moved the payload, and later parts' statuses may hide ingress's.
+    let mut url = crate::route(
         &req.url,
         &format!("{}{}", crate::TRACK_PATH, req.request_id),
     )?;
+    url.set_query(Some("verbosity=2"));
     let deadline = Instant::now() + req.timeout;
     let mut last = None;
     loop {
@@ -62,18 +66,12 @@ pub async fn wait(
                 })?;
                 let body: Value = serde_json::from_slice(&body)
                     .map_err(|e| ClientError::BadAnswer(format!("/track answer: {e}")))?;
-                let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                let tracked = Tracked {
-                    status: text("status"),
-                    status_msg: text("status_msg"),
-                    service: text("service"),
-                    body: body.clone(),
-                };
-                tracing::debug!(status = %tracked.status, service = %tracked.service, "tracked");
-                if intake_core::status::is_terminal(&tracked.status) {
-                    return Ok(WaitOutcome::Terminal(tracked));
+                let (newest, settled) = judge(&body);
+                tracing::debug!(status = %newest.status, service = %newest.service, "tracked");
+                if let Some(settled) = settled {
+                    return Ok(WaitOutcome::Terminal(settled));
                 }
-                last = Some(tracked);
+                last = Some(newest);
             }
             Ok(answer) if matches!(answer.status().as_u16(), 404 | 502..=504) => {
                 tracing::debug!(status = answer.status().as_u16(), "not tracked yet");
@@ -92,4 +90,42 @@ pub async fn wait(
         }
         tokio::time::sleep(req.interval).await;
     }
+}
+
+/// The service whose statuses end a payload's upload round trip: it applies the verdict.
+const INGRESS: &str = "ingress";
+
+/// The newest status of a `/track` answer, and the one that ends the wait if there is one: an
+/// `error` from any part, or ingress's `success` or `rejected` (the payload is in perm or the
+/// rejected bucket). A verbose answer lists every status under `data`, newest first; a short one is
+/// the newest status alone.
+fn judge(body: &Value) -> (Tracked, Option<Tracked>) {
+    let rows: Vec<&Value> = match body.get("data").and_then(Value::as_array) {
+        Some(rows) => rows.iter().collect(),
+        None => vec![body],
+    };
+    let tracked = |row: &Value| {
+        let text = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        Tracked {
+            status: text("status"),
+            status_msg: text("status_msg"),
+            service: text("service"),
+            body: row.clone(),
+        }
+    };
+    let all: Vec<Tracked> = rows.into_iter().map(tracked).collect();
+    let settled = all
+        .iter()
+        .find(|t| {
+            t.status == intake_core::status::ERROR
+                || (t.service == INGRESS && intake_core::status::is_terminal(&t.status))
+        })
+        .cloned();
+    let newest = all.into_iter().next().unwrap_or(Tracked {
+        status: String::new(),
+        status_msg: String::new(),
+        service: String::new(),
+        body: body.clone(),
+    });
+    (newest, settled)
 }

@@ -173,7 +173,8 @@ struct Mock {
     conflict_after_first: bool,
     /// Take the body, then never answer.
     hang: bool,
-    /// What /track answers, in turn (the last one repeats); empty means 404.
+    /// What /track answers, in turn (the last one repeats), as `service:status` or an ingress
+    /// status; empty means 404.
     track: Vec<&'static str>,
     track_calls: AtomicUsize,
     /// (request id header, Content-Length header, body) of each attempt.
@@ -236,9 +237,11 @@ async fn mock_track(
     else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"status": 404}))).into_response();
     };
+    // `service:status`, or a status of ingress's.
+    let (service, status) = status.split_once(':').unwrap_or(("ingress", status));
     axum::Json(
         json!({"status": status, "status_msg": format!("{status} by the mock"),
-        "date": "2024-05-02T09:30:12.481220Z", "service": "validator", "inventory_id": ""}),
+        "date": "2024-05-02T09:30:12.481220Z", "service": service, "inventory_id": ""}),
     )
     .into_response()
 }
@@ -349,6 +352,12 @@ async fn wait_exit_codes_follow_the_verdict() {
     let file = sample(dir.path());
     for (track, expected, told) in [
         (vec!["processing", "success"], 0, "success"),
+        // A validator's success comes before ingress has moved the payload: not the end yet.
+        (
+            vec!["validator:processing", "validator:success"],
+            6,
+            "no verdict",
+        ),
         (vec!["received", "rejected"], 4, "rejected"),
         (vec!["error"], 5, "error"),
         (vec!["processing"], 6, "no verdict"),
