@@ -1,0 +1,6 @@
+-- The unique dedup index leads with the date: statuses arrive dated around now, so its inserts land
+-- at the end of each day partition's index instead of at random places among every key (a random
+-- page per status in the buffer cache). The same uniqueness, the same ON CONFLICT (dedup_key, date).
+-- Rebuilds the index of every existing partition once.
+DROP INDEX payload_statuses_dedup;
+CREATE UNIQUE INDEX payload_statuses_dedup ON payload_statuses (date, dedup_key);
