@@ -1,10 +1,11 @@
 // The statements both drivers run, included by `sqlite.rs` and `postgres.rs`, each of which defines
-// `Db`, `Row`, `bind(query, &Arg)`, `get_time(&Row, index)`, `get_opt_time(&Row, index)`,
-// `ROWS_PER_STATEMENT` (rows per multi-row statement) and `BEGIN_WRITE` (how a write transaction
-// starts) first.
+// `Db`, `Row`, `bind(query, &Arg)`, `get_time(&Row, index)`, `get_opt_time(&Row, index)` and
+// `BEGIN_WRITE` (how a write transaction starts), and includes its own batch statements
+// (`sqlite_batch.rs`, `postgres_batch.rs`: `select_payloads`, `insert_payloads`, `insert_statuses`,
+// `first_terminal_durations`, `update_payloads`), which this file calls.
 // (An included file cannot carry an inner doc comment; the including modules document it.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::Row as _;
@@ -76,6 +77,7 @@ async fn run_list<T>(
 }
 
 /// A payload as the batch sees it while it runs.
+#[derive(Debug, Clone)]
 struct PayloadState {
     id: i64,
     ids: [String; 4],
@@ -89,6 +91,27 @@ struct PayloadState {
 const TENANT_FIELD_NAMES: [&str; 4] = ["account", "org_id", "inventory_id", "system_id"];
 
 impl PayloadState {
+    /// A payload row as its first status `s` creates it (its id not known yet).
+    fn created_by(s: &NewStatus) -> Self {
+        PayloadState {
+            id: 0,
+            ids: [s.account.clone(), s.org_id.clone(), s.inventory_id.clone(), s.system_id.clone()],
+            created_at: s.date,
+            last_status_at: s.date,
+            last_service: s.service.clone(),
+            last_status: s.status.clone(),
+            dirty: false,
+        }
+    }
+
+    /// A payload without an org takes the first org of a status routed to it, stored or not.
+    fn adopt(&mut self, s: &NewStatus) {
+        if self.ids[1].is_empty() && !s.org_id.is_empty() {
+            self.ids[1] = s.org_id.clone();
+            self.dirty = true;
+        }
+    }
+
     /// Folds a newly stored status into the payload row.
     fn apply(&mut self, s: &NewStatus, conflicts: &mut Vec<IdentityConflict>) {
         let incoming = [&s.account, &s.org_id, &s.inventory_id, &s.system_id];
@@ -121,31 +144,15 @@ impl PayloadState {
             self.dirty = true;
         }
     }
-}
 
-
-/// `($1, $2, …), ($n, …)` for `rows` rows of `width` parameters.
-fn values_list(rows: usize, width: usize) -> String {
-    let mut out = String::with_capacity(rows * width * 5);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in 0..width {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(&format!("${}", r * width + c + 1));
-        }
-        out.push(')');
+    /// Whether both describe the same row values.
+    fn same_row(&self, other: &Self) -> bool {
+        self.ids == other.ids
+            && self.created_at == other.created_at
+            && self.last_status_at == other.last_status_at
+            && self.last_service == other.last_service
+            && self.last_status == other.last_status
     }
-    out
-}
-
-/// `$1, $2, …` for `n` parameters.
-fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 fn state_of(p: PayloadRow) -> PayloadState {
@@ -160,12 +167,20 @@ fn state_of(p: PayloadRow) -> PayloadState {
     }
 }
 
-/// Where a status goes among the payloads of its request id (`rows`: their ids, `None` for one not
-/// created yet, and orgs, oldest first): one payload per (request id, org). A status naming an org
-/// goes to that org's payload, else adopts the newest payload without an org, else needs a new one;
-/// a status without an org goes to the newest payload. Returns the index in `rows` (pushing a new
-/// row when needed); an adopted row takes the status's org.
-fn resolve(rows: &mut Vec<(Option<i64>, String)>, org_id: &str) -> usize {
+/// Where a status of the batch goes: a payload that exists (its id) or one the batch creates (its
+/// index among the batch's new payloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Existing(i64),
+    New(usize),
+}
+
+/// Where a status goes among the payloads of its request id (`rows`: their targets, `None` for one
+/// not planned yet, and orgs, oldest first): one payload per (request id, org). A status naming an
+/// org goes to that org's payload, else adopts the newest payload without an org, else needs a new
+/// one; a status without an org goes to the newest payload. Returns the index in `rows` (pushing a
+/// new row when needed); an adopted row takes the status's org.
+fn resolve(rows: &mut Vec<(Option<Target>, String)>, org_id: &str) -> usize {
     if org_id.is_empty() {
         if rows.is_empty() {
             rows.push((None, String::new()));
@@ -183,210 +198,214 @@ fn resolve(rows: &mut Vec<(Option<i64>, String)>, org_id: &str) -> usize {
     rows.len() - 1
 }
 
-/// Every payload row of the given request ids, oldest first.
-async fn select_payloads(
-    conn: &mut <Db as sqlx::Database>::Connection,
-    request_ids: &[&str],
-) -> Result<Vec<PayloadRow>, sqlx::Error> {
-    let mut out = Vec::new();
-    for chunk in request_ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id IN ({}) ORDER BY p.id",
-            placeholders(chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id.to_string());
+/// The payloads of a batch.
+struct BatchPayloads {
+    /// The existing payloads the batch's statuses go to, by id.
+    states: HashMap<i64, PayloadState>,
+    /// The payloads the batch creates: the index in the batch of each one's first status.
+    creators: Vec<usize>,
+    /// Each status's payload, in batch order.
+    targets: Vec<Target>,
+}
+
+/// Routes every status of `batch` to an existing payload (`existing`: every payload row of the
+/// batch's request ids, oldest first) or to one the batch creates (see [`resolve`]). Existing rows
+/// adopt the first org routed to them.
+fn plan(batch: &[NewStatus], existing: Vec<PayloadRow>) -> BatchPayloads {
+    let mut rows: HashMap<String, Vec<(Option<Target>, String)>> = HashMap::new();
+    for p in &existing {
+        rows.entry(p.request_id.clone()).or_default().push((Some(Target::Existing(p.id)), p.org_id.clone()));
+    }
+    let mut states: HashMap<i64, PayloadState> = existing.into_iter().map(|p| (p.id, state_of(p))).collect();
+    let mut creators = Vec::new();
+    let mut targets = Vec::with_capacity(batch.len());
+    for (index, s) in batch.iter().enumerate() {
+        let rows = rows.entry(s.request_id.clone()).or_default();
+        let i = resolve(rows, &s.org_id);
+        let target = *rows[i].0.get_or_insert_with(|| {
+            creators.push(index);
+            Target::New(creators.len() - 1)
+        });
+        if let Target::Existing(id) = target {
+            if let Some(state) = states.get_mut(&id) {
+                state.adopt(s);
+            }
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            out.push(payload_row(&row)?);
+        targets.push(target);
+    }
+    BatchPayloads { states, creators, targets }
+}
+
+/// The rows the batch's new payloads will have once every status routed to them is stored, except
+/// a status repeating an earlier one of the batch: what they are written with at once, so that a
+/// first delivery needs no update afterwards.
+fn predict(batch: &[NewStatus], plan: &BatchPayloads) -> Vec<PayloadState> {
+    let mut predicted: Vec<PayloadState> = plan.creators.iter().map(|&i| PayloadState::created_by(&batch[i])).collect();
+    for (s, target) in batch.iter().zip(&plan.targets) {
+        if let Target::New(k) = target {
+            predicted[*k].adopt(s);
         }
     }
-    out.sort_by_key(|p| p.id);
-    Ok(out)
+    let mut seen = HashSet::new();
+    let mut ignored = Vec::new();
+    for (s, target) in batch.iter().zip(&plan.targets) {
+        if seen.insert((s.dedup_key.as_str(), s.date)) {
+            if let Target::New(k) = target {
+                predicted[*k].apply(s, &mut ignored);
+            }
+        }
+    }
+    predicted
 }
 
-/// The payloads of a batch: their state by id, and the payload id of each status in batch order.
-struct BatchPayloads {
-    states: HashMap<i64, PayloadState>,
-    targets: Vec<i64>,
-}
-
-/// Creates the payloads that do not exist yet (from their first status in `batch`), then loads every
-/// payload the batch's statuses go to (see [`resolve`]).
+/// Plans the batch's payloads and creates the missing ones with their predicted rows. Returns the
+/// plan and the rows written for the new payloads (ids set). When another writer created one of them
+/// meanwhile, plans again on what now exists, creating nothing.
 async fn load_payloads(
     conn: &mut <Db as sqlx::Database>::Connection,
     batch: &[NewStatus],
-) -> Result<BatchPayloads, sqlx::Error> {
+) -> Result<(BatchPayloads, Vec<PayloadState>), sqlx::Error> {
     let mut request_ids: Vec<&str> = Vec::new();
     {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for s in batch {
             if seen.insert(s.request_id.as_str()) {
                 request_ids.push(s.request_id.as_str());
             }
         }
     }
-    let rows_of = |existing: &[PayloadRow]| {
-        let mut rows: HashMap<String, Vec<(Option<i64>, String)>> = HashMap::new();
-        for p in existing {
-            rows.entry(p.request_id.clone()).or_default().push((Some(p.id), p.org_id.clone()));
-        }
-        rows
-    };
-    // Plan on what exists: the statuses that need a payload created first.
-    let existing = select_payloads(conn, &request_ids).await?;
-    let mut plan = rows_of(&existing);
-    let mut creators: Vec<&NewStatus> = Vec::new();
-    for s in batch {
-        let rows = plan.entry(s.request_id.clone()).or_default();
-        let i = resolve(rows, &s.org_id);
-        if rows[i].0.is_none() {
-            rows[i].0 = Some(-1);
-            creators.push(s);
+    let planned = plan(batch, select_payloads(conn, &request_ids).await?);
+    if planned.creators.is_empty() {
+        return Ok((planned, Vec::new()));
+    }
+    let mut written = predict(batch, &planned);
+    let created = insert_payloads(conn, batch, &planned.creators, &written).await?;
+    let mut complete = true;
+    for (k, state) in written.iter_mut().enumerate() {
+        match created.get(&(batch[planned.creators[k]].request_id.clone(), state.ids[1].clone())) {
+            Some(id) => state.id = *id,
+            None => complete = false,
         }
     }
-    for chunk in creators.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO payloads (request_id, account, org_id, inventory_id, system_id, created_at, last_status_at, \
-             last_service, last_status) VALUES {} ON CONFLICT (request_id, org_id) DO NOTHING",
-            values_list(chunk.len(), 9)
-        );
-        let mut q = sqlx::query(&sql);
-        for s in chunk {
-            q = q
-                .bind(s.request_id.clone())
-                .bind(s.account.clone())
-                .bind(s.org_id.clone())
-                .bind(s.inventory_id.clone())
-                .bind(s.system_id.clone());
-            q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(s.date)).bind(s.service.clone()).bind(s.status.clone());
-        }
-        q.execute(&mut *conn).await?;
+    if complete {
+        return Ok((planned, written));
     }
-    let existing = if creators.is_empty() { existing } else { select_payloads(conn, &request_ids).await? };
-    let mut rows = rows_of(&existing);
-    let mut states: HashMap<i64, PayloadState> = existing.into_iter().map(|p| (p.id, state_of(p))).collect();
-    let mut targets = Vec::with_capacity(batch.len());
-    for s in batch {
-        let rows = rows.entry(s.request_id.clone()).or_default();
-        let i = resolve(rows, &s.org_id);
-        let id = rows[i].0.ok_or_else(|| {
-            sqlx::Error::Protocol(format!("payload {} vanished inside its transaction", s.request_id))
-        })?;
-        targets.push(id);
-        if let Some(state) = states.get_mut(&id) {
-            // Adopted by its first org (the row is written with it even if the status is a duplicate).
-            if state.ids[1].is_empty() && !s.org_id.is_empty() {
-                state.ids[1] = s.org_id.clone();
-                state.dirty = true;
+    // Another writer created some of them first: route to what exists now (ours included).
+    let replanned = plan(batch, select_payloads(conn, &request_ids).await?);
+    if let Some(i) = replanned.creators.first() {
+        return Err(sqlx::Error::Protocol(format!(
+            "payload {} vanished inside its transaction",
+            batch[*i].request_id
+        )));
+    }
+    Ok((replanned, Vec::new()))
+}
+
+/// Stores a batch in one transaction (the promise of `StatusStore::store_batch`), with a handful of
+/// multi-row statements rather than one round trip per status. New payloads are written once, with
+/// their final row; only payloads that existed before (or whose prediction a stored duplicate
+/// upset) are updated afterwards, and only their first-terminal durations need a query.
+pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -> Result<BatchOutcome, sqlx::Error> {
+    let mut outcome = BatchOutcome::default();
+    if batch.is_empty() {
+        return Ok(outcome);
+    }
+    let mut tx = WriteTx::begin(pool).await?;
+    let conn = &mut *tx.conn;
+    let stored_at = Utc::now().trunc_subsecs(6);
+    let (BatchPayloads { states: mut payloads, creators, targets }, written) = load_payloads(conn, batch).await?;
+    let payload_ids: Vec<i64> = targets
+        .iter()
+        .map(|t| match t {
+            Target::Existing(id) => *id,
+            Target::New(k) => written[*k].id,
+        })
+        .collect();
+    // The new payloads' rows folded from their first status, as if written then.
+    let mut fresh: Vec<PayloadState> = creators
+        .iter()
+        .zip(&written)
+        .map(|(&i, w)| PayloadState { id: w.id, ..PayloadState::created_by(&batch[i]) })
+        .collect();
+    for (s, target) in batch.iter().zip(&targets) {
+        if let Target::New(k) = target {
+            fresh[*k].adopt(s);
+        }
+    }
+    let mut inserted = insert_statuses(conn, batch, &payload_ids, stored_at).await?;
+    let mut terminal_counts: HashMap<(i64, String), i64> = HashMap::new();
+    // New payloads: (first date, first terminal date) per (payload, service), all stored now.
+    let mut spans: BTreeMap<(i64, String), (DateTime<Utc>, Option<DateTime<Utc>>)> =
+        BTreeMap::new();
+    for (s, target) in batch.iter().zip(&targets) {
+        // The first occurrence of a key in the batch is the stored one; any later one is a duplicate.
+        if !inserted.remove(&(s.dedup_key.clone(), s.date)) {
+            outcome.duplicates += 1;
+            continue;
+        }
+        let terminal = intake_core::status::is_terminal(&s.status);
+        match target {
+            Target::Existing(id) => {
+                let Some(state) = payloads.get_mut(id) else { continue };
+                state.apply(s, &mut outcome.conflicts);
+                if terminal {
+                    *terminal_counts.entry((*id, s.service.clone())).or_default() += 1;
+                }
+            }
+            Target::New(k) => {
+                let state = &mut fresh[*k];
+                state.apply(s, &mut outcome.conflicts);
+                let span = spans.entry((state.id, s.service.clone())).or_insert((s.date, None));
+                span.0 = span.0.min(s.date);
+                if terminal {
+                    span.1 = Some(span.1.map_or(s.date, |t| t.min(s.date)));
+                }
             }
         }
+        outcome.stored.push(s.clone());
     }
-    Ok(BatchPayloads { states, targets })
-}
-
-/// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
-async fn insert_statuses(
-    conn: &mut <Db as sqlx::Database>::Connection,
-    batch: &[NewStatus],
-    targets: &[i64],
-    stored_at: DateTime<Utc>,
-) -> Result<std::collections::HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
-    let mut inserted = std::collections::HashSet::new();
-    for (chunk, chunk_targets) in batch.chunks(ROWS_PER_STATEMENT).zip(targets.chunks(ROWS_PER_STATEMENT)) {
-        let sql = format!(
-            "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
-             VALUES {} ON CONFLICT (dedup_key, date) DO NOTHING RETURNING dedup_key, date",
-            values_list(chunk.len(), 8)
-        );
-        let mut q = sqlx::query(&sql);
-        for (s, payload_id) in chunk.iter().zip(chunk_targets) {
-            q = q
-                .bind(*payload_id)
-                .bind(s.service.clone())
-                .bind(s.source.clone())
-                .bind(s.status.clone())
-                .bind(s.status_msg.clone());
-            q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(stored_at)).bind(s.dedup_key.clone());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            inserted.insert((row.try_get::<String, _>(0)?, get_time(&row, 1)?));
+    for ((_, service), (first, terminal)) in spans {
+        if let Some(terminal) = terminal {
+            let seconds = (terminal - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            outcome.service_durations.push((service, seconds));
         }
     }
-    Ok(inserted)
+    if !terminal_counts.is_empty() {
+        outcome.service_durations.extend(first_terminal_durations(conn, &terminal_counts).await?);
+    }
+    for (state, w) in fresh.iter_mut().zip(&written) {
+        state.dirty = !state.same_row(w);
+    }
+    let dirty: Vec<&PayloadState> = payloads.values().chain(fresh.iter()).filter(|p| p.dirty).collect();
+    update_payloads(conn, &dirty).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
-/// For each `(payload, service)` whose first terminal status this batch stored: the seconds from the
-/// service's first status to that terminal status.
-async fn first_terminal_durations(
-    conn: &mut <Db as sqlx::Database>::Connection,
-    terminal_counts: &HashMap<(i64, String), i64>,
-) -> Result<Vec<(String, f64)>, sqlx::Error> {
+/// Per `(payload, service)`: the first date, the first terminal date and the number of terminal
+/// statuses; the batch statements add `WHERE payload_id …` and the grouping.
+const DURATIONS_SELECT: &str = "SELECT payload_id, service, MIN(date), \
+     MIN(CASE WHEN status IN ('success', 'error', 'rejected') THEN date END), \
+     SUM(CASE WHEN status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) FROM payload_statuses";
+
+/// The durations of the `(payload, service)` rows of [`DURATIONS_SELECT`] whose first terminal
+/// status is among those the batch stored (`terminal_counts`: how many terminal statuses it stored).
+fn durations_of(rows: &[Row], terminal_counts: &HashMap<(i64, String), i64>) -> Result<Vec<(String, f64)>, sqlx::Error> {
     let mut out = Vec::new();
-    let ids: Vec<i64> = {
-        let set: std::collections::BTreeSet<i64> = terminal_counts.keys().map(|(id, _)| *id).collect();
-        set.into_iter().collect()
-    };
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT payload_id, service, MIN(date), \
-             MIN(CASE WHEN status IN ('success', 'error', 'rejected') THEN date END), \
-             SUM(CASE WHEN status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) \
-             FROM payload_statuses WHERE payload_id IN ({}) GROUP BY payload_id, service",
-            placeholders(chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
+    for row in rows {
+        let key: (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        let Some(now_stored) = terminal_counts.get(&key) else { continue };
+        let total: Option<i64> = row.try_get(4)?;
+        // No terminal status before this batch: the first one is among those just stored.
+        if total != Some(*now_stored) {
+            continue;
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            let key: (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-            let Some(now_stored) = terminal_counts.get(&key) else { continue };
-            let total: Option<i64> = row.try_get(4)?;
-            // No terminal status before this batch: the first one is among those just stored.
-            if total != Some(*now_stored) {
-                continue;
-            }
-            if let (Some(first), Some(terminal)) = (get_opt_time(&row, 2)?, get_opt_time(&row, 3)?) {
-                let seconds = (terminal - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                out.push((key.1, seconds));
-            }
+        if let (Some(first), Some(terminal)) = (get_opt_time(row, 2)?, get_opt_time(row, 3)?) {
+            let seconds = (terminal - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            out.push((key.1, seconds));
         }
     }
     Ok(out)
-}
-
-/// Writes the payload rows the batch changed.
-async fn update_payloads(
-    conn: &mut <Db as sqlx::Database>::Connection,
-    payloads: &HashMap<i64, PayloadState>,
-) -> Result<(), sqlx::Error> {
-    let dirty: Vec<&PayloadState> = payloads.values().filter(|p| p.dirty).collect();
-    for chunk in dirty.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "WITH v (id, account, org_id, inventory_id, system_id, created_at, last_status_at, last_service, last_status) \
-             AS (VALUES {}) \
-             UPDATE payloads SET account = v.account, org_id = v.org_id, inventory_id = v.inventory_id, \
-             system_id = v.system_id, created_at = v.created_at, last_status_at = v.last_status_at, \
-             last_service = v.last_service, last_status = v.last_status FROM v WHERE payloads.id = v.id",
-            values_list(chunk.len(), 9)
-        );
-        let mut q = sqlx::query(&sql);
-        for state in chunk {
-            q = q
-                .bind(state.id)
-                .bind(state.ids[0].clone())
-                .bind(state.ids[1].clone())
-                .bind(state.ids[2].clone())
-                .bind(state.ids[3].clone());
-            q = bind(bind(q, &Arg::Time(state.created_at)), &Arg::Time(state.last_status_at))
-                .bind(state.last_service.clone())
-                .bind(state.last_status.clone());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
 }
 
 /// A pooled connection inside a write transaction. It goes back to the pool only after its COMMIT
@@ -421,39 +440,6 @@ impl Drop for WriteTx {
     }
 }
 
-/// Stores a batch in one transaction (the promise of `StatusStore::store_batch`), with a handful of
-/// multi-row statements rather than one round trip per status.
-pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -> Result<BatchOutcome, sqlx::Error> {
-    let mut outcome = BatchOutcome::default();
-    if batch.is_empty() {
-        return Ok(outcome);
-    }
-    let mut tx = WriteTx::begin(pool).await?;
-    let conn = &mut *tx.conn;
-    let stored_at = Utc::now().trunc_subsecs(6);
-    let BatchPayloads { states: mut payloads, targets } = load_payloads(conn, batch).await?;
-    let mut inserted = insert_statuses(conn, batch, &targets, stored_at).await?;
-    let mut terminal_counts: HashMap<(i64, String), i64> = HashMap::new();
-    for (s, target) in batch.iter().zip(&targets) {
-        // The first occurrence of a key in the batch is the stored one; any later one is a duplicate.
-        if !inserted.remove(&(s.dedup_key.clone(), s.date)) {
-            outcome.duplicates += 1;
-            continue;
-        }
-        let Some(state) = payloads.get_mut(target) else { continue };
-        state.apply(s, &mut outcome.conflicts);
-        if intake_core::status::is_terminal(&s.status) {
-            *terminal_counts.entry((state.id, s.service.clone())).or_default() += 1;
-        }
-        outcome.stored.push(s.clone());
-    }
-    if !terminal_counts.is_empty() {
-        outcome.service_durations = first_terminal_durations(conn, &terminal_counts).await?;
-    }
-    update_payloads(conn, &payloads).await?;
-    tx.commit().await?;
-    Ok(outcome)
-}
 
 fn payload_keyset(sort: crate::model::PayloadSort) -> impl Fn(&PayloadRow) -> Keyset {
     use crate::model::PayloadSort as S;

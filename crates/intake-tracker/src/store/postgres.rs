@@ -81,10 +81,9 @@ fn get_opt_time(row: &Row, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::
 
 mod statements {
     use super::{bind, get_opt_time, get_time, Db, Row};
-    /// Rows per multi-row statement (8 parameters each, far below PostgreSQL's limit).
-    const ROWS_PER_STATEMENT: usize = 500;
     const BEGIN_WRITE: &str = "BEGIN";
     include!("engine.rs");
+    include!("postgres_batch.rs");
 }
 
 /// The name of the partition holding `day`.

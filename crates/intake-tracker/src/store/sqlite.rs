@@ -68,6 +68,7 @@ mod statements {
     /// the busy timeout.
     const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
     include!("engine.rs");
+    include!("sqlite_batch.rs");
 }
 
 /// The SQLite status store.

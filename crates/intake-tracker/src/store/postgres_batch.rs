@@ -1,0 +1,128 @@
+// PostgreSQL's batch statements, included by `postgres.rs` next to `engine.rs` (which calls them):
+// each column of a batch is bound as one array and unnested, so every statement's text, plan and
+// parameter count stay the same whatever the batch's size, and each is one round trip.
+// (An included file cannot carry an inner doc comment; the including module documents it.)
+
+/// Every payload row of the given request ids, oldest first.
+async fn select_payloads(
+    conn: &mut sqlx::PgConnection,
+    request_ids: &[&str],
+) -> Result<Vec<PayloadRow>, sqlx::Error> {
+    let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id = ANY($1) ORDER BY p.id");
+    let rows = sqlx::query(&sql).bind(request_ids.to_vec()).fetch_all(&mut *conn).await?;
+    rows.iter().map(payload_row).collect()
+}
+
+/// Inserts the new payloads (`rows[k]` is the row of the one `batch[creators[k]]` creates), skipping
+/// any another writer created first; returns the ids of those inserted by (request id, org).
+async fn insert_payloads(
+    conn: &mut sqlx::PgConnection,
+    batch: &[NewStatus],
+    creators: &[usize],
+    rows: &[PayloadState],
+) -> Result<HashMap<(String, String), i64>, sqlx::Error> {
+    let column = |f: fn(&PayloadState) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let request_ids: Vec<&str> = creators.iter().map(|&i| batch[i].request_id.as_str()).collect();
+    let created_at: Vec<DateTime<Utc>> = rows.iter().map(|p| p.created_at).collect();
+    let last_status_at: Vec<DateTime<Utc>> = rows.iter().map(|p| p.last_status_at).collect();
+    let inserted = sqlx::query(
+        "INSERT INTO payloads (request_id, account, org_id, inventory_id, system_id, created_at, last_status_at, \
+         last_service, last_status) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], \
+         $7::timestamptz[], $8::text[], $9::text[]) \
+         ON CONFLICT (request_id, org_id) DO NOTHING RETURNING id, request_id, org_id",
+    )
+    .bind(request_ids)
+    .bind(column(|p| &p.ids[0]))
+    .bind(column(|p| &p.ids[1]))
+    .bind(column(|p| &p.ids[2]))
+    .bind(column(|p| &p.ids[3]))
+    .bind(created_at)
+    .bind(last_status_at)
+    .bind(column(|p| &p.last_service))
+    .bind(column(|p| &p.last_status))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids = HashMap::with_capacity(inserted.len());
+    for row in inserted {
+        ids.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+    }
+    Ok(ids)
+}
+
+/// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
+async fn insert_statuses(
+    conn: &mut sqlx::PgConnection,
+    batch: &[NewStatus],
+    targets: &[i64],
+    stored_at: DateTime<Utc>,
+) -> Result<HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
+    let column = |f: fn(&NewStatus) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
+    let sources: Vec<Option<&str>> = batch.iter().map(|s| s.source.as_deref()).collect();
+    let dates: Vec<DateTime<Utc>> = batch.iter().map(|s| s.date).collect();
+    let rows = sqlx::query(
+        "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
+         SELECT u.payload_id, u.service, u.source, u.status, u.status_msg, u.date, $7, u.dedup_key \
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $8::text[]) \
+         AS u (payload_id, service, source, status, status_msg, date, dedup_key) \
+         ON CONFLICT (dedup_key, date) DO NOTHING RETURNING dedup_key, date",
+    )
+    .bind(targets.to_vec())
+    .bind(column(|s| &s.service))
+    .bind(sources)
+    .bind(column(|s| &s.status))
+    .bind(column(|s| &s.status_msg))
+    .bind(dates)
+    .bind(stored_at)
+    .bind(column(|s| &s.dedup_key))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for row in rows {
+        inserted.insert((row.try_get::<String, _>(0)?, get_time(&row, 1)?));
+    }
+    Ok(inserted)
+}
+
+/// For each `(payload, service)` whose first terminal status this batch stored: the seconds from the
+/// service's first status to that terminal status.
+async fn first_terminal_durations(
+    conn: &mut sqlx::PgConnection,
+    terminal_counts: &HashMap<(i64, String), i64>,
+) -> Result<Vec<(String, f64)>, sqlx::Error> {
+    let ids: Vec<i64> = terminal_counts.keys().map(|(id, _)| *id).collect::<BTreeSet<i64>>().into_iter().collect();
+    let rows = sqlx::query(&format!("{DURATIONS_SELECT} WHERE payload_id = ANY($1) GROUP BY payload_id, service"))
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    durations_of(&rows, terminal_counts)
+}
+
+/// Writes the payload rows the batch changed.
+async fn update_payloads(conn: &mut sqlx::PgConnection, dirty: &[&PayloadState]) -> Result<(), sqlx::Error> {
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&PayloadState) -> &str| dirty.iter().map(|p| f(p)).collect::<Vec<&str>>();
+    sqlx::query(
+        "UPDATE payloads SET account = v.account, org_id = v.org_id, inventory_id = v.inventory_id, \
+         system_id = v.system_id, created_at = v.created_at, last_status_at = v.last_status_at, \
+         last_service = v.last_service, last_status = v.last_status \
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], \
+         $7::timestamptz[], $8::text[], $9::text[]) \
+         AS v (id, account, org_id, inventory_id, system_id, created_at, last_status_at, last_service, last_status) \
+         WHERE payloads.id = v.id",
+    )
+    .bind(dirty.iter().map(|p| p.id).collect::<Vec<i64>>())
+    .bind(column(|p| &p.ids[0]))
+    .bind(column(|p| &p.ids[1]))
+    .bind(column(|p| &p.ids[2]))
+    .bind(column(|p| &p.ids[3]))
+    .bind(dirty.iter().map(|p| p.created_at).collect::<Vec<DateTime<Utc>>>())
+    .bind(dirty.iter().map(|p| p.last_status_at).collect::<Vec<DateTime<Utc>>>())
+    .bind(column(|p| &p.last_service))
+    .bind(column(|p| &p.last_status))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+// SQLite's batch statements, included by `sqlite.rs` next to `engine.rs` (which calls them): multi-row
+// `VALUES` lists of `ROWS_PER_STATEMENT` rows each.
+// (An included file cannot carry an inner doc comment; the including module documents it.)
+
+/// `($1, $2, …), ($n, …)` for `rows` rows of `width` parameters.
+fn values_list(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", r * width + c + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `$1, $2, …` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Every payload row of the given request ids, oldest first.
+async fn select_payloads(
+    conn: &mut sqlx::SqliteConnection,
+    request_ids: &[&str],
+) -> Result<Vec<PayloadRow>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in request_ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id IN ({}) ORDER BY p.id",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(payload_row(&row)?);
+        }
+    }
+    out.sort_by_key(|p| p.id);
+    Ok(out)
+}
+
+/// Inserts the new payloads (`rows[k]` is the row of the one `batch[creators[k]]` creates), skipping
+/// any another writer created first; returns the ids of those inserted by (request id, org).
+async fn insert_payloads(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[NewStatus],
+    creators: &[usize],
+    rows: &[PayloadState],
+) -> Result<HashMap<(String, String), i64>, sqlx::Error> {
+    let mut ids = HashMap::new();
+    let pairs: Vec<(usize, &PayloadState)> = creators.iter().copied().zip(rows).collect();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO payloads (request_id, account, org_id, inventory_id, system_id, created_at, last_status_at, \
+             last_service, last_status) VALUES {} ON CONFLICT (request_id, org_id) DO NOTHING RETURNING id, request_id, org_id",
+            values_list(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, p) in chunk {
+            q = q
+                .bind(batch[*i].request_id.clone())
+                .bind(p.ids[0].clone())
+                .bind(p.ids[1].clone())
+                .bind(p.ids[2].clone())
+                .bind(p.ids[3].clone());
+            q = bind(bind(q, &Arg::Time(p.created_at)), &Arg::Time(p.last_status_at))
+                .bind(p.last_service.clone())
+                .bind(p.last_status.clone());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            ids.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+        }
+    }
+    Ok(ids)
+}
+
+/// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
+async fn insert_statuses(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[NewStatus],
+    targets: &[i64],
+    stored_at: DateTime<Utc>,
+) -> Result<HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
+    let mut inserted = HashSet::new();
+    for (chunk, chunk_targets) in batch.chunks(ROWS_PER_STATEMENT).zip(targets.chunks(ROWS_PER_STATEMENT)) {
+        let sql = format!(
+            "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
+             VALUES {} ON CONFLICT (dedup_key, date) DO NOTHING RETURNING dedup_key, date",
+            values_list(chunk.len(), 8)
+        );
+        let mut q = sqlx::query(&sql);
+        for (s, payload_id) in chunk.iter().zip(chunk_targets) {
+            q = q
+                .bind(*payload_id)
+                .bind(s.service.clone())
+                .bind(s.source.clone())
+                .bind(s.status.clone())
+                .bind(s.status_msg.clone());
+            q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(stored_at)).bind(s.dedup_key.clone());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            inserted.insert((row.try_get::<String, _>(0)?, get_time(&row, 1)?));
+        }
+    }
+    Ok(inserted)
+}
+
+/// For each `(payload, service)` whose first terminal status this batch stored: the seconds from the
+/// service's first status to that terminal status.
+async fn first_terminal_durations(
+    conn: &mut sqlx::SqliteConnection,
+    terminal_counts: &HashMap<(i64, String), i64>,
+) -> Result<Vec<(String, f64)>, sqlx::Error> {
+    let mut out = Vec::new();
+    let ids: Vec<i64> = terminal_counts.keys().map(|(id, _)| *id).collect::<BTreeSet<i64>>().into_iter().collect();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "{DURATIONS_SELECT} WHERE payload_id IN ({}) GROUP BY payload_id, service",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(durations_of(&q.fetch_all(&mut *conn).await?, terminal_counts)?);
+    }
+    Ok(out)
+}
+
+/// Writes the payload rows the batch changed.
+async fn update_payloads(
+    conn: &mut sqlx::SqliteConnection,
+    dirty: &[&PayloadState],
+) -> Result<(), sqlx::Error> {
+    for chunk in dirty.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH v (id, account, org_id, inventory_id, system_id, created_at, last_status_at, last_service, last_status) \
+             AS (VALUES {}) \
+             UPDATE payloads SET account = v.account, org_id = v.org_id, inventory_id = v.inventory_id, \
+             system_id = v.system_id, created_at = v.created_at, last_status_at = v.last_status_at, \
+             last_service = v.last_service, last_status = v.last_status FROM v WHERE payloads.id = v.id",
+            values_list(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(&sql);
+        for state in chunk {
+            q = q
+                .bind(state.id)
+                .bind(state.ids[0].clone())
+                .bind(state.ids[1].clone())
+                .bind(state.ids[2].clone())
+                .bind(state.ids[3].clone());
+            q = bind(bind(q, &Arg::Time(state.created_at)), &Arg::Time(state.last_status_at))
+                .bind(state.last_service.clone())
+                .bind(state.last_status.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
