@@ -382,14 +382,9 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
     Ok(outcome)
 }
 
-/// Per `(payload, service)`: the first date, the first terminal date and the number of terminal
-/// statuses; the batch statements add `WHERE payload_id …` and the grouping.
-const DURATIONS_SELECT: &str = "SELECT payload_id, service, MIN(date), \
-     MIN(CASE WHEN status IN ('success', 'error', 'rejected') THEN date END), \
-     SUM(CASE WHEN status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) FROM payload_statuses";
-
-/// The durations of the `(payload, service)` rows of [`DURATIONS_SELECT`] whose first terminal
-/// status is among those the batch stored (`terminal_counts`: how many terminal statuses it stored).
+/// From rows of `(payload id, service, first date, first terminal date, terminal statuses)`: the
+/// durations of those whose first terminal status is among those the batch stored
+/// (`terminal_counts`: how many terminal statuses it stored per payload and service).
 fn durations_of(rows: &[Row], terminal_counts: &HashMap<(i64, String), i64>) -> Result<Vec<(String, f64)>, sqlx::Error> {
     let mut out = Vec::new();
     for row in rows {
@@ -495,12 +490,19 @@ pub(super) async fn payload_in(
     let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id = $1");
     let row = match scope {
         Scope::Nothing => return Ok(None),
-        Scope::All => {
-            sqlx::query(&format!("{sql} ORDER BY p.id DESC LIMIT 1"))
-                .bind(request_id.to_owned())
-                .fetch_optional(pool)
-                .await?
-        }
+        // Every row of the request id (a handful at most), the newest picked here: with
+        // `ORDER BY p.id DESC LIMIT 1` a planner without statistics yet walks the primary key
+        // backwards through the whole table instead of looking the request id up.
+        Scope::All => sqlx::query(&sql)
+            .bind(request_id.to_owned())
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| Ok::<_, sqlx::Error>((row.try_get::<i64, _>(0)?, row)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .max_by_key(|(id, _)| *id)
+            .map(|(_, row)| row),
         Scope::Org(org) => {
             sqlx::query(&format!("{sql} AND p.org_id = $2"))
                 .bind(request_id.to_owned())

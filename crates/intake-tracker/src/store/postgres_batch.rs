@@ -3,14 +3,22 @@
 // parameter count stay the same whatever the batch's size, and each is one round trip.
 // (An included file cannot carry an inner doc comment; the including module documents it.)
 
-/// Every payload row of the given request ids, oldest first.
+/// Every payload row of the given request ids, oldest first. One lookup per request id
+/// (`OFFSET 0` keeps the planner from turning it into a join): without statistics yet (a new
+/// database, before autovacuum's first `ANALYZE`) the planner takes `request_id = ANY($1)` to match
+/// half the table and scans all of it, every batch.
 async fn select_payloads(
     conn: &mut sqlx::PgConnection,
     request_ids: &[&str],
 ) -> Result<Vec<PayloadRow>, sqlx::Error> {
-    let sql = format!("SELECT {PAYLOAD_COLUMNS} FROM payloads p WHERE p.request_id = ANY($1) ORDER BY p.id");
+    let sql = format!(
+        "SELECT {PAYLOAD_COLUMNS} FROM UNNEST($1::text[]) AS r (request_id) \
+         CROSS JOIN LATERAL (SELECT * FROM payloads WHERE payloads.request_id = r.request_id OFFSET 0) p"
+    );
     let rows = sqlx::query(&sql).bind(request_ids.to_vec()).fetch_all(&mut *conn).await?;
-    rows.iter().map(payload_row).collect()
+    let mut out = rows.iter().map(payload_row).collect::<Result<Vec<_>, _>>()?;
+    out.sort_by_key(|p| p.id);
+    Ok(out)
 }
 
 /// Inserts the new payloads (`rows[k]` is the row of the one `batch[creators[k]]` creates), skipping
@@ -91,10 +99,18 @@ async fn first_terminal_durations(
     terminal_counts: &HashMap<(i64, String), i64>,
 ) -> Result<Vec<(String, f64)>, sqlx::Error> {
     let ids: Vec<i64> = terminal_counts.keys().map(|(id, _)| *id).collect::<BTreeSet<i64>>().into_iter().collect();
-    let rows = sqlx::query(&format!("{DURATIONS_SELECT} WHERE payload_id = ANY($1) GROUP BY payload_id, service"))
-        .bind(ids)
-        .fetch_all(&mut *conn)
-        .await?;
+    // One lookup per payload, like `select_payloads`.
+    let rows = sqlx::query(
+        "SELECT u.payload_id, s.service, MIN(s.date), \
+         MIN(CASE WHEN s.status IN ('success', 'error', 'rejected') THEN s.date END), \
+         SUM(CASE WHEN s.status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) \
+         FROM UNNEST($1::bigint[]) AS u (payload_id) CROSS JOIN LATERAL \
+         (SELECT service, status, date FROM payload_statuses WHERE payload_id = u.payload_id OFFSET 0) s \
+         GROUP BY u.payload_id, s.service",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
     durations_of(&rows, terminal_counts)
 }
 

@@ -115,6 +115,12 @@ async fn insert_statuses(
     Ok(inserted)
 }
 
+/// Per `(payload, service)`: the first date, the first terminal date and the number of terminal
+/// statuses; the batch statements add `WHERE payload_id …` and the grouping.
+const DURATIONS_SELECT: &str = "SELECT payload_id, service, MIN(date), \
+     MIN(CASE WHEN status IN ('success', 'error', 'rejected') THEN date END), \
+     SUM(CASE WHEN status IN ('success', 'error', 'rejected') THEN 1 ELSE 0 END) FROM payload_statuses";
+
 /// For each `(payload, service)` whose first terminal status this batch stored: the seconds from the
 /// service's first status to that terminal status.
 async fn first_terminal_durations(
