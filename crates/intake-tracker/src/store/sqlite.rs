@@ -89,7 +89,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             // The dedup index takes random keys: a larger page cache keeps its inserts off the disk.
             .pragma("cache_size", format!("-{}", CACHE_KIB))
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Rows a statement returns wait here for the caller; a batch's lookups return up to a
+            // batch of rows, which a smaller channel hands over with a thread switch every few rows.
+            .row_buffer_size(1024);
         if let Some(parent) = options.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {

@@ -74,21 +74,48 @@ async fn insert_payloads(
 }
 
 /// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
+/// The known keys are looked up first, then only the others inserted, without `RETURNING`: a first
+/// delivery then sends no row back through the driver's channel. Exact because the write
+/// transaction (`BEGIN IMMEDIATE`) keeps every other writer out meanwhile.
 async fn insert_statuses(
     conn: &mut sqlx::SqliteConnection,
     batch: &[NewStatus],
     targets: &[i64],
     stored_at: DateTime<Utc>,
 ) -> Result<HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
+    let mut known = HashSet::new();
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH v (date, dedup_key) AS (VALUES {}) SELECT s.dedup_key, s.date FROM v \
+             JOIN payload_statuses s ON s.date = v.date AND s.dedup_key = v.dedup_key",
+            values_list(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = bind(q, &Arg::Time(s.date)).bind(s.dedup_key.clone());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            known.insert((row.try_get::<String, _>(0)?, get_time(&row, 1)?));
+        }
+    }
+    // The first occurrence of each unknown key is stored.
     let mut inserted = HashSet::new();
-    for (chunk, chunk_targets) in batch.chunks(ROWS_PER_STATEMENT).zip(targets.chunks(ROWS_PER_STATEMENT)) {
+    let new: Vec<(&NewStatus, i64)> = batch
+        .iter()
+        .zip(targets.iter().copied())
+        .filter(|(s, _)| {
+            let key = (s.dedup_key.clone(), s.date);
+            !known.contains(&key) && inserted.insert(key)
+        })
+        .collect();
+    for chunk in new.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
-             VALUES {} ON CONFLICT (dedup_key, date) DO NOTHING RETURNING dedup_key, date",
+             VALUES {} ON CONFLICT (dedup_key, date) DO NOTHING",
             values_list(chunk.len(), 8)
         );
         let mut q = sqlx::query(&sql);
-        for (s, payload_id) in chunk.iter().zip(chunk_targets) {
+        for (s, payload_id) in chunk {
             q = q
                 .bind(*payload_id)
                 .bind(s.service.clone())
@@ -97,8 +124,13 @@ async fn insert_statuses(
                 .bind(s.status_msg.clone());
             q = bind(bind(q, &Arg::Time(s.date)), &Arg::Time(stored_at)).bind(s.dedup_key.clone());
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            inserted.insert((row.try_get::<String, _>(0)?, get_time(&row, 1)?));
+        let done = q.execute(&mut *conn).await?.rows_affected();
+        if done != chunk.len() as u64 {
+            return Err(sqlx::Error::Protocol(format!(
+                "{} of {} statuses not known before their insert were skipped by it",
+                chunk.len() as u64 - done.min(chunk.len() as u64),
+                chunk.len()
+            )));
         }
     }
     Ok(inserted)
