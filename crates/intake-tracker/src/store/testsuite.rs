@@ -241,6 +241,96 @@ pub async fn a_request_id_reused_by_another_org_is_another_payload(store: Arc<dy
     );
 }
 
+/// A payload the batch creates is written with what the batch stored, not with what it merely
+/// carried: a status already stored (here under another org of the same request id, whose dedup key
+/// it shares) moves neither its `created_at` nor its `last_*`, nor reports a duration.
+pub async fn a_new_payload_ignores_its_already_stored_statuses(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let at = |s: i64| intake_core::time::format(t + Duration::seconds(s));
+    let known = serde_json::json!({"request_id": "known-1", "service": "ingress", "status": "success",
+        "date": at(0), "org_id": "111"});
+    store.store_batch(&[with(known.clone())]).await.unwrap();
+    let mut repeated = known;
+    repeated["org_id"] = "222".into();
+    let outcome = store
+        .store_batch(&[
+            with(serde_json::json!({"request_id": "known-1", "service": "ingress", "status": "received",
+                "date": at(5), "org_id": "222"})),
+            with(repeated),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((outcome.stored.len(), outcome.duplicates), (1, 1));
+    assert!(
+        outcome.service_durations.is_empty(),
+        "{:?}",
+        outcome.service_durations
+    );
+    let second = store
+        .payload("known-1", &Scope::Org("222".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.created_at, t + Duration::seconds(5));
+    assert_eq!(
+        (second.last_status.as_str(), second.last_status_at),
+        ("received", t + Duration::seconds(5))
+    );
+    assert_eq!(
+        store.payload_statuses(&second, None).await.unwrap().len(),
+        1
+    );
+}
+
+/// Two writers storing statuses of the same new payloads at the same time (two tracker instances,
+/// or a redelivery racing the first delivery) both succeed, storing each status once, on one
+/// payload per (request id, org).
+pub async fn concurrent_batches_store_each_status_once(store: Arc<dyn StatusStore>) {
+    let t = base();
+    // Partitions first, so that both batches run side by side rather than one after the other;
+    // several rounds, so that later ones find both connections open.
+    store
+        .prepare_days(t.date_naive(), (t + Duration::seconds(2)).date_naive())
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let ids: Vec<String> = (0..20).map(|p| format!("race-{round}-{p}")).collect();
+        let first: Vec<_> = ids
+            .iter()
+            .map(|id| status(id, "ingress", None, "received", t))
+            .collect();
+        // The second batch repeats the first and adds a status of its own to every payload.
+        let second: Vec<_> = ids
+            .iter()
+            .flat_map(|id| {
+                [
+                    status(id, "ingress", None, "received", t),
+                    status(id, "advisor", None, "success", t + Duration::seconds(2)),
+                ]
+            })
+            .collect();
+        let (a, b) = tokio::join!(store.store_batch(&first), store.store_batch(&second));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.stored.len() + b.stored.len(), 40, "round {round}");
+        assert_eq!(a.duplicates + b.duplicates, 20, "round {round}");
+        for id in &ids {
+            let payload = store.payload(id, &Scope::All).await.unwrap().unwrap();
+            let rows = store.payload_statuses(&payload, None).await.unwrap();
+            assert_eq!(rows.len(), 2, "{id}");
+            assert_eq!(payload.last_status, "success", "{id}");
+            assert_eq!(payload.created_at, t, "{id}");
+        }
+    }
+    assert_eq!(
+        store
+            .list_payloads(&payload_query(Scope::All))
+            .await
+            .unwrap()
+            .count,
+        100
+    );
+}
+
 /// `created_at` is the earliest date; `last_*` the newest status, a tie going to the one stored last.
 pub async fn payload_row_follows_dates(store: Arc<dyn StatusStore>) {
     let t = base();
@@ -522,6 +612,8 @@ macro_rules! status_store_contract_tests {
             first_non_empty_tenant_value_wins,
             a_request_id_reused_by_another_org_is_another_payload,
             payload_row_follows_dates,
+            a_new_payload_ignores_its_already_stored_statuses,
+            concurrent_batches_store_each_status_once,
             payload_lists_count_filter_and_page,
             status_lists_include_sourceless,
             stats_count_per_service,
