@@ -37,6 +37,18 @@ async fn uses_wal_mode() {
     assert_eq!(mode, "wal");
 }
 
+#[tokio::test]
+async fn checkpoints_the_wal_every_64_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(pages, 16_384);
+}
+
 /// A database made before payloads were per (request id, org) is rebuilt at open, keeping every
 /// payload and status; opening it again changes nothing.
 #[tokio::test]
