@@ -301,6 +301,9 @@ async fn load_payloads(
     Ok((replanned, Vec::new()))
 }
 
+/// A service's first date and first terminal date on a payload.
+type Span = (DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// Stores a batch in one transaction (the promise of `StatusStore::store_batch`), with a handful of
 /// multi-row statements rather than one round trip per status. New payloads are written once, with
 /// their final row; only payloads that existed before (or whose prediction a stored duplicate
@@ -335,8 +338,7 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
     let mut inserted = insert_statuses(conn, batch, &payload_ids, stored_at).await?;
     let mut terminal_counts: HashMap<(i64, String), i64> = HashMap::new();
     // New payloads: (first date, first terminal date) per (payload, service), all stored now.
-    let mut spans: BTreeMap<(i64, String), (DateTime<Utc>, Option<DateTime<Utc>>)> =
-        BTreeMap::new();
+    let mut spans: BTreeMap<(i64, String), Span> = BTreeMap::new();
     for (s, target) in batch.iter().zip(&targets) {
         // The first occurrence of a key in the batch is the stored one; any later one is a duplicate.
         if !inserted.remove(&(s.dedup_key.clone(), s.date)) {
