@@ -168,3 +168,44 @@ async fn retention_drops_every_partition_that_ended_before_the_cutoff() {
         "idempotent"
     );
 }
+
+/// A table filled from empty gets its statistics once 10 000 statuses are stored, before autovacuum
+/// would get to it, and a filtered list then looks its id up instead of reading the whole table.
+#[tokio::test]
+async fn payloads_are_analyzed_as_the_table_grows_from_empty() {
+    let store = fresh_store().await;
+    let analyzed = || async {
+        sqlx::query_scalar::<_, f32>("SELECT reltuples FROM pg_class WHERE relname = 'payloads'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let t = Utc::now() - Duration::hours(1);
+    let mut stored = 0;
+    for chunk in 0..20 {
+        let batch: Vec<_> = (0..500)
+            .map(|i| {
+                let mut s = status(&format!("an-{chunk}-{i}"), "ingress", None, "received", t);
+                s.inventory_id = format!("inv-{chunk}-{i}");
+                s
+            })
+            .collect();
+        stored += store.store_batch(&batch).await.unwrap().stored.len();
+    }
+    assert_eq!(stored, 10_000);
+    assert!(analyzed().await >= 9_000.0, "{}", analyzed().await);
+    let mut q = intake_tracker::store::testsuite::payload_query(intake_tracker::model::Scope::All);
+    q.inventory_id = Some("inv-7-7".into());
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT p.id FROM payloads p WHERE p.inventory_id = 'inv-7-7' \
+         ORDER BY p.created_at DESC, p.id DESC LIMIT 11",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("payloads_inventory")),
+        "{plan:#?}"
+    );
+    assert_eq!(store.list_payloads(&q).await.unwrap().count, 1);
+}
