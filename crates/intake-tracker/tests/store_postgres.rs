@@ -209,3 +209,71 @@ async fn payloads_are_analyzed_as_the_table_grows_from_empty() {
     );
     assert_eq!(store.list_payloads(&q).await.unwrap().count, 1);
 }
+
+/// A database made before the dedup index led with the date gets it rebuilt at open, on every
+/// existing partition, and a status stored before still counts as a duplicate.
+#[tokio::test]
+async fn an_older_database_gets_the_date_first_dedup_index() {
+    use chrono::SubsecRound;
+    let url = fresh_url().await;
+    let old_migrations = tempfile::tempdir().unwrap();
+    for file in ["0001_schema.sql", "0002_payload_per_org.sql"] {
+        std::fs::copy(
+            format!("{}/migrations/postgres/{file}", env!("CARGO_MANIFEST_DIR")),
+            old_migrations.path().join(file),
+        )
+        .unwrap();
+    }
+    let date = (Utc::now() - Duration::hours(1)).trunc_subsecs(6);
+    let known = status("mig-1", "ingress", None, "received", date);
+    let day = date.date_naive();
+    let partition = partition_name(day);
+    {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(old_migrations.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "CREATE TABLE {partition} PARTITION OF payload_statuses FOR VALUES FROM ('{day} 00:00:00+00') TO ('{} 00:00:00+00')",
+            day.checked_add_days(Days::new(1)).unwrap()
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO payloads (id, request_id, org_id, account, created_at, last_status_at, \
+             last_service, last_status) VALUES (3, 'mig-1', '54321', '12345', $1, $1, 'ingress', 'received')",
+        )
+        .bind(date)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO payload_statuses (payload_id, service, status, date, created_at, dedup_key) \
+             VALUES (3, 'ingress', 'received', $1, $1, $2)",
+        )
+        .bind(date)
+        .bind(&known.dedup_key)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = PostgresStore::open(&url).await.unwrap();
+    let definitions: Vec<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%UNIQUE%dedup_key%' ORDER BY tablename",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(definitions.len(), 2, "{definitions:#?}");
+    assert!(
+        definitions.iter().all(|d| d.ends_with("(date, dedup_key)")),
+        "{definitions:#?}"
+    );
+    let again = store.store_batch(&[known]).await.unwrap();
+    assert_eq!((again.stored.len(), again.duplicates), (0, 1));
+}

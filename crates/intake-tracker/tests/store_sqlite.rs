@@ -128,3 +128,65 @@ async fn an_older_database_gets_one_payload_per_org_keeping_its_rows() {
     drop(store);
     SqliteStore::open(&url).await.unwrap();
 }
+
+/// A database made before the dedup index led with the date gets it rebuilt at open, and a status
+/// stored before still counts as a duplicate.
+#[tokio::test]
+async fn an_older_database_gets_the_date_first_dedup_index() {
+    use chrono::SubsecRound;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let old_migrations = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_schema.sql"
+        ),
+        old_migrations.path().join("0001_schema.sql"),
+    )
+    .unwrap();
+    let date = (chrono::Utc::now() - chrono::Duration::hours(1)).trunc_subsecs(6);
+    let known =
+        intake_tracker::store::testsuite::status("mig-1", "ingress", None, "received", date);
+    {
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(old_migrations.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let micros = date.timestamp_micros();
+        sqlx::query(
+            "INSERT INTO payloads (id, request_id, org_id, account, created_at, last_status_at, \
+             last_service, last_status) VALUES (3, 'mig-1', '54321', '12345', $1, $1, 'ingress', 'received')",
+        )
+        .bind(micros)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO payload_statuses (payload_id, service, status, date, created_at, dedup_key) \
+             VALUES (3, 'ingress', 'received', $1, $1, $2)",
+        )
+        .bind(micros)
+        .bind(&known.dedup_key)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&url).await.unwrap();
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM pragma_index_info('payload_statuses_dedup') ORDER BY seqno",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(columns, ["date", "dedup_key"]);
+    let again = store.store_batch(&[known]).await.unwrap();
+    assert_eq!((again.stored.len(), again.duplicates), (0, 1));
+}
