@@ -2,7 +2,7 @@
 # Runs a command with the real servers the integration tests talk to: installs what is missing,
 # starts each server of scripts/servers/ (each exports its address as INTAKE_TEST_*), runs the
 # command, and stops everything it started, by process id, on exit or failure.
-#   scripts/with-servers.sh cargo test -p intake --test serve
+#   scripts/with-servers.sh cargo test -p intake --test blackbox -- serve::
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -21,7 +21,7 @@
     reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

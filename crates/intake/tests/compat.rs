@@ -24,7 +24,7 @@
     reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
 )]
 
-mod common;
+use crate::common;
 #[path = "compat/rule_results.rs"]
 mod rule_results;
 

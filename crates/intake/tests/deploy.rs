@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 #[path = "deploy/clowdapp.rs"]
 mod clowdapp;
-mod common;
+use crate::common;
 #[path = "deploy/kubernetes.rs"]
 mod kubernetes;
 #[path = "deploy/monitoring.rs"]

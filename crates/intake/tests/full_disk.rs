@@ -18,7 +18,7 @@
     reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

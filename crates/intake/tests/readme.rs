@@ -11,6 +11,7 @@
     reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
 )]
 
+#[path = "architecture/mod.rs"]
 mod architecture;
 
 use std::collections::BTreeSet;
