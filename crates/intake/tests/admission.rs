@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::{embedded, free_port, Killed};
+use common::process::{embedded, embedded_ingress, free_port, Killed};
 use common::upload::{archive, post};
 use intake_testkit::poll;
 use serde_json::Value;
@@ -30,23 +30,7 @@ const LIMIT: usize = 3;
 
 /// `intake ingress` on the embedded default in `dir`, listening on `port`, with the limit.
 async fn ingress(dir: &Path, port: u16) -> Killed {
-    let base = format!("http://127.0.0.1:{port}");
-    let child = embedded(
-        dir,
-        &["ingress"],
-        &[
-            ("INGRESS_LISTEN", format!("127.0.0.1:{port}")),
-            ("INGRESS_PUBLIC_URL", base.clone()),
-            ("INGRESS_MAX_BACKLOG", LIMIT.to_string()),
-        ],
-    );
-    let client = reqwest::Client::new();
-    poll::until_true(Duration::from_secs(60), "ingress to be ready", || async {
-        let r = client.get(format!("{base}/readyz")).send().await;
-        matches!(r, Ok(r) if r.status() == 200)
-    })
-    .await;
-    child
+    embedded_ingress(dir, port, &[("INGRESS_MAX_BACKLOG", LIMIT.to_string())]).await
 }
 
 /// The value of the `ingress_backlog_payloads` gauge.

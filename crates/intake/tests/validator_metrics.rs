@@ -20,7 +20,14 @@ use std::time::Duration;
 use common::process::free_port;
 use intake_testkit::poll;
 
-const IDENTITY: &str = "eyJpZGVudGl0eSI6IHsiYWNjb3VudF9udW1iZXIiOiAiMTIzNDUiLCAiaW50ZXJuYWwiOiB7Im9yZ19pZCI6ICI1NDMyMSJ9fX0=";
+/// Uploads the sample archive for `testareno`: 202.
+async fn upload_one(client: &reqwest::Client, ingress_url: &str) {
+    let archive = intake_testkit::archives::gzip(&intake_testkit::archives::sample_tar());
+    let answer = common::upload::post(client, ingress_url, "sample1", archive)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+}
 
 async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
     let answer = client.get(url).send().await.ok()?;
@@ -64,20 +71,7 @@ async fn validator_serves_health_and_counts_verdicts() {
         "no verdict yet: {before}"
     );
 
-    let part = reqwest::multipart::Part::bytes(intake_testkit::archives::gzip(
-        &intake_testkit::archives::sample_tar(),
-    ))
-    .file_name("archive.tar.gz")
-    .mime_str("application/vnd.redhat.testareno.something+tgz")
-    .unwrap();
-    let answer = client
-        .post(format!("{ingress_url}/api/ingress/v1/upload"))
-        .header("x-rh-identity", IDENTITY)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
+    upload_one(&client, &ingress_url).await;
 
     let metrics_url = format!("{health}/metrics");
     poll::until_true(
@@ -113,36 +107,9 @@ async fn consumer_lag_shows_what_waits_and_falls_to_zero_once_committed() {
     let client = reqwest::Client::new();
     let (ingress_port, health_port) = (free_port(), free_port());
     let ingress_url = format!("http://127.0.0.1:{ingress_port}");
-    let _ingress = common::process::embedded(
-        dir.path(),
-        &["ingress"],
-        &[
-            ("INGRESS_LISTEN", format!("127.0.0.1:{ingress_port}")),
-            ("INGRESS_PUBLIC_URL", ingress_url.clone()),
-        ],
-    );
-    poll::until_true(Duration::from_secs(60), "ingress ready", || async {
-        matches!(
-            get(&client, &format!("{ingress_url}/readyz")).await,
-            Some((200, _))
-        )
-    })
-    .await;
+    let _ingress = common::process::embedded_ingress(dir.path(), ingress_port, &[]).await;
     // Announced before any validator runs: one announce waits.
-    let part = reqwest::multipart::Part::bytes(intake_testkit::archives::gzip(
-        &intake_testkit::archives::sample_tar(),
-    ))
-    .file_name("archive.tar.gz")
-    .mime_str("application/vnd.redhat.testareno.something+tgz")
-    .unwrap();
-    let answer = client
-        .post(format!("{ingress_url}/api/ingress/v1/upload"))
-        .header("x-rh-identity", IDENTITY)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
+    upload_one(&client, &ingress_url).await;
 
     // The validator reads its lag as it starts (the waiting announce), and again every 5 s.
     let _validator = common::process::embedded(

@@ -137,3 +137,26 @@ pub fn embedded(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Killed {
     }
     Killed(cmd.spawn().unwrap())
 }
+
+/// `intake ingress` on the embedded default in `dir`, on `127.0.0.1:port` (its public URL too), with
+/// `env` set last; returned once `/readyz` answers 200.
+pub async fn embedded_ingress(dir: &Path, port: u16, env: &[(&str, String)]) -> Killed {
+    let base = format!("http://127.0.0.1:{port}");
+    let mut vars = vec![
+        ("INGRESS_LISTEN", format!("127.0.0.1:{port}")),
+        ("INGRESS_PUBLIC_URL", base.clone()),
+    ];
+    vars.extend(env.iter().cloned());
+    let child = embedded(dir, &["ingress"], &vars);
+    let client = reqwest::Client::new();
+    intake_testkit::poll::until_true(
+        std::time::Duration::from_secs(60),
+        "ingress to be ready",
+        || async {
+            let r = client.get(format!("{base}/readyz")).send().await;
+            matches!(r, Ok(r) if r.status() == 200)
+        },
+    )
+    .await;
+    child
+}
