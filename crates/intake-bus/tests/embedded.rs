@@ -822,3 +822,17 @@ async fn a_version_1_directory_keeps_working_its_messages_in_partition_0() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parts_opening_a_new_directory_at_the_same_time_all_open_it() {
+    // `intake ingress` and `intake validator` started together on a fresh data directory race to
+    // create the bus; none may fail with "database is locked".
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || EmbeddedBus::open(dir.path(), EmbeddedOptions::default());
+        let opened = tokio::join!(open(), open(), open(), open(), open(), open());
+        for bus in [opened.0, opened.1, opened.2, opened.3, opened.4, opened.5] {
+            assert!(bus.is_ok(), "round {round}: {:?}", bus.err());
+        }
+    }
+}

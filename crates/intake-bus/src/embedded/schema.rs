@@ -109,10 +109,27 @@ CREATE TABLE members (
 ";
 
 /// Opens the pool (WAL, `synchronous=FULL`, busy timeout) and creates or upgrades the schema.
+///
+/// Processes started together on a new directory (`intake ingress` and `intake validator`) race to
+/// create it, and SQLite answers some of those races (switching a new file to WAL) "database is
+/// locked" at once instead of waiting: a busy open is tried again until the busy timeout.
 pub(crate) async fn connect(
     file: &Path,
     options: &EmbeddedOptions,
 ) -> Result<SqlitePool, BusError> {
+    let deadline = std::time::Instant::now() + options.busy_timeout;
+    loop {
+        match open(file, options).await {
+            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "the embedded bus is busy opening; trying again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            opened => return opened,
+        }
+    }
+}
+
+async fn open(file: &Path, options: &EmbeddedOptions) -> Result<SqlitePool, BusError> {
     let connect = SqliteConnectOptions::new()
         .filename(file)
         .create_if_missing(true)
