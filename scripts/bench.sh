@@ -4,7 +4,7 @@
 # target/bench/system.md; BENCHMARKS.md quotes it.
 #
 #   scripts/bench.sh                  # every case
-#   scripts/bench.sh small large      # some of: small large roundtrip steady
+#   scripts/bench.sh small large      # some of: small large roundtrip steady connections
 #
 # Knobs: BENCH_SMALL_DURATION (30s), BENCH_SMALL_CONCURRENCY (50), BENCH_LARGE_SIZE (1GiB as bytes,
 # 1073741824), BENCH_ROUNDTRIP_COUNT (2000), BENCH_STEADY_SECONDS (60), BENCH_STEADY_CONCURRENCY
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CASES=("$@")
-[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip steady)
+[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip steady connections)
 
 SMALL_DURATION=${BENCH_SMALL_DURATION:-30s}
 SMALL_CONCURRENCY=${BENCH_SMALL_CONCURRENCY:-50}
@@ -293,6 +293,27 @@ print(f"| {accepted} | {accepted / load_secs:.0f} | {report['latency_ms']['p50']
       f"| **{final / (load_secs + drain_secs):.0f}** | {peak} | {1000 * cpu / max(final, 1):.2f} ms | {rss} MiB |")
 print()
 PY
+}
+
+# Few clients, each sending one 10 KiB upload after the other: what one answer costs when nothing
+# else waits in line (a fresh server for each count, 15 s each).
+connections() {
+  {
+    echo "### Few connections: 10 KiB uploads, one after the other on each connection, 15 s each"
+    echo
+    echo "| connections | accepted/s | mean | p50 | p99 | answers |"
+    echo "|---|---|---|---|---|---|"
+  } >>"$REPORT"
+  local c
+  for c in 1 2 4; do
+    start_serve "connections-$c"
+    "$BIN" load --url "http://127.0.0.1:$PORT" --concurrency "$c" --size 10KiB --duration 15s \
+      --json >"$WORK/connections-$c.json"
+    stop_serve
+    jq -r '"| \(.concurrency) | **\(.accepted_per_second | floor)** | \(.latency_ms.mean * 100 | round / 100) ms | \(.latency_ms.p50) ms | \(.latency_ms.p99) ms | \(.by_status | to_entries | map("\(.key)×\(.value)") | join(", ")) |"' \
+      "$WORK/connections-$c.json" >>"$REPORT"
+  done
+  echo >>"$REPORT"
 }
 
 for case in "${CASES[@]}"; do
