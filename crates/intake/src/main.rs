@@ -83,7 +83,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    logging::init(&general);
+    let app = match &cli.command {
+        Command::Ingress => "intake-ingress",
+        Command::Validator(_) => "intake-validator",
+        Command::Tracker { .. } => "intake-tracker",
+        Command::Pipeline(_) => "intake-pipeline",
+        _ => "intake",
+    };
+    logging::init(&general, app);
     let log_format = general.log_format;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -92,6 +92,12 @@ async fn a_refused_upload_leaves_an_access_line() {
     let lines = access_lines(&log);
     let line = lines.iter().find(|l| l["fields"]["status"] == 400).unwrap();
     assert_eq!(line["level"], "INFO");
+    // What a log aggregator keys on: the part and the machine, on every JSON line.
+    assert_eq!(line["app"], "intake-ingress", "{line}");
+    assert!(
+        line["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{line}"
+    );
     assert_eq!(line["span"]["method"], "POST", "{line}");
     assert_eq!(line["span"]["path"], "/api/ingress/v1/upload", "{line}");
     assert_eq!(line["span"]["request_id"], "accesslog0001", "{line}");
