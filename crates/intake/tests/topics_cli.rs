@@ -51,30 +51,10 @@ fn tail_until_end_prints_the_topic_and_exits() {
         &["tracker", "mock", "--payloads", "2", "--rate", "1000"],
     );
     assert!(sent.status.success(), "{sent:?}");
-    let report = String::from_utf8(sent.stdout).unwrap();
-    let statuses: usize = report
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected mock report: {report}"));
+    let statuses = mock_statuses(&sent.stdout);
     assert!(statuses > 0);
 
-    let all = intake(
-        dir.path(),
-        &[
-            "topics",
-            "tail",
-            "platform.payload-status",
-            "--from-beginning",
-            "--until-end",
-        ],
-    );
-    assert!(all.status.success(), "{all:?}");
-    let lines: Vec<serde_json::Value> = String::from_utf8(all.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = tail_status_topic_to_the_end(dir.path());
     assert_eq!(lines.len(), statuses, "every status, then the end");
     assert!(lines
         .iter()
@@ -98,29 +78,9 @@ fn tail_until_end_reads_every_partition_of_a_topic_made_with_several() {
         &["tracker", "mock", "--payloads", "6", "--rate", "1000"],
     );
     assert!(sent.status.success(), "{sent:?}");
-    let report = String::from_utf8(sent.stdout).unwrap();
-    let statuses: usize = report
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected mock report: {report}"));
+    let statuses = mock_statuses(&sent.stdout);
 
-    let all = intake(
-        dir.path(),
-        &[
-            "topics",
-            "tail",
-            "platform.payload-status",
-            "--from-beginning",
-            "--until-end",
-        ],
-    );
-    assert!(all.status.success(), "{all:?}");
-    let lines: Vec<serde_json::Value> = String::from_utf8(all.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = tail_status_topic_to_the_end(dir.path());
     assert_eq!(
         lines.len(),
         statuses,
@@ -149,4 +109,35 @@ fn tail_until_end_reads_every_partition_of_a_topic_made_with_several() {
         offsets.sort();
         assert_eq!(*offsets, (0..offsets.len() as i64).collect::<Vec<_>>());
     }
+}
+
+/// How many statuses `intake tracker mock` says it published (its report's second word).
+fn mock_statuses(stdout: &[u8]) -> usize {
+    let report = String::from_utf8_lossy(stdout);
+    report
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected mock report: {report}"))
+}
+
+/// Every record of the status topic from its beginning, by `topics tail --until-end` (which must
+/// exit by itself), one JSON object each.
+fn tail_status_topic_to_the_end(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let all = intake(
+        dir,
+        &[
+            "topics",
+            "tail",
+            "platform.payload-status",
+            "--from-beginning",
+            "--until-end",
+        ],
+    );
+    assert!(all.status.success(), "{all:?}");
+    String::from_utf8(all.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
