@@ -212,12 +212,7 @@ async fn retention_deletes_old_messages_and_keeps_offsets_growing() {
         }
         std::time::Instant::now()
     };
-    poll::until_true(
-        Duration::from_secs(5),
-        "the messages to age past the retention",
-        || async { published.elapsed() > retention + Duration::from_millis(100) },
-    )
-    .await;
+    age_past(published, retention).await;
     // Opening sweeps at once.
     let bus = open(
         dir.path(),
@@ -646,12 +641,7 @@ async fn retention_works_per_partition_and_offsets_keep_growing_in_each() {
         }
         std::time::Instant::now()
     };
-    poll::until_true(
-        Duration::from_secs(5),
-        "the messages to age past the retention",
-        || async { published.elapsed() > retention + Duration::from_millis(100) },
-    )
-    .await;
+    age_past(published, retention).await;
     let bus = open(
         dir.path(),
         EmbeddedOptions {
@@ -835,4 +825,14 @@ async fn parts_opening_a_new_directory_at_the_same_time_all_open_it() {
             assert!(bus.is_ok(), "round {round}: {:?}", bus.err());
         }
     }
+}
+
+/// Waits until messages published at `published` are older than `retention`.
+async fn age_past(published: std::time::Instant, retention: Duration) {
+    poll::until_true(
+        Duration::from_secs(5),
+        "the messages to age past the retention",
+        || async { published.elapsed() > retention + Duration::from_millis(100) },
+    )
+    .await;
 }
