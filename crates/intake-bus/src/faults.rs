@@ -41,6 +41,10 @@ type TopicFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 struct State {
     publish: Option<(PublishFault, Option<TopicFilter>)>,
     commit: bool,
+    /// Commits are refused as for a partition reassigned to another member.
+    commit_revoked: bool,
+    /// `next()` fails with [`BusError::Unavailable`].
+    next: bool,
     check: bool,
 }
 
@@ -101,6 +105,18 @@ impl FaultHandle {
     /// is true (as when the broker is unreachable); fetching goes on.
     pub fn fail_commit(&self, failing: bool) {
         self.state().commit = failing;
+    }
+
+    /// Commits of every consumer of this bus fail with [`BusError::NotOwned`] while `revoked` is
+    /// true (as when the group gave the partitions to another member); fetching goes on.
+    pub fn revoke_commits(&self, revoked: bool) {
+        self.state().commit_revoked = revoked;
+    }
+
+    /// `next()` of every consumer of this bus fails with [`BusError::Unavailable`] while `failing`
+    /// is true (as when the broker cannot be reached).
+    pub fn fail_next(&self, failing: bool) {
+        self.state().next = failing;
     }
 
     /// How many commits were failed on purpose so far.
@@ -220,10 +236,21 @@ struct FaultyConsumer {
 #[async_trait]
 impl Consumer for FaultyConsumer {
     async fn next(&mut self) -> Result<ReceivedMessage, BusError> {
+        if self.faults.state().next {
+            return Err(BusError::Unavailable(
+                "injected fault: the broker cannot be reached".into(),
+            ));
+        }
         self.inner.next().await
     }
 
     async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), BusError> {
+        if self.faults.state().commit_revoked {
+            self.faults.injected_commits.fetch_add(1, Ordering::Relaxed);
+            return Err(BusError::NotOwned(
+                "injected fault: the partition went to another member".into(),
+            ));
+        }
         if self.faults.state().commit {
             self.faults.injected_commits.fetch_add(1, Ordering::Relaxed);
             return Err(BusError::Unavailable(

@@ -5,6 +5,9 @@
 //!
 //! Choose a driver with [`open`] (the factory, from `BusConfig`). [`faults::FaultyBus`] wraps any
 //! bus to inject failures in tests; [`tail()`] prints what a topic carries, on every driver.
+//! [`runtime`] is the consumer runtime every consuming part runs on (in-flight window, in-order
+//! commits, the [`retry`] policy, lag, spans, drain on cancel); its suite runs on every driver
+//! with the contract suite.
 
 pub mod embedded;
 pub mod error;
@@ -13,6 +16,10 @@ pub mod faults;
 pub mod kafka;
 pub mod lag;
 pub mod message;
+pub mod retry;
+pub mod runtime;
+#[cfg(feature = "testsuite")]
+pub mod runtime_suite;
 pub mod tail;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -59,6 +59,7 @@ async fn temp_bus() -> Arc<dyn Bus> {
 }
 
 intake_bus::bus_contract_tests!(temp_bus());
+intake_bus::runtime_contract_tests!(temp_bus());
 
 async fn open(dir: &Path, options: EmbeddedOptions) -> EmbeddedBus {
     EmbeddedBus::open(dir, options)

@@ -158,6 +158,7 @@ async fn mock_bus() -> Arc<dyn Bus> {
 }
 
 intake_bus::bus_contract_tests!(mock_bus());
+intake_bus::runtime_contract_tests!(mock_bus());
 
 async fn topic(bus: &dyn Bus, partitions: i32) -> String {
     let name = unique("mock");

@@ -40,6 +40,7 @@ async fn broker_bus() -> Arc<dyn Bus> {
 }
 
 intake_bus::bus_contract_tests!(broker_bus());
+intake_bus::runtime_contract_tests!(broker_bus());
 
 #[tokio::test]
 async fn publishing_to_a_missing_topic_is_unknown_topic() {
