@@ -42,40 +42,32 @@
 //!   committed and [`run`] returns.
 
 mod announce;
-mod commits;
 mod download;
 pub mod metrics;
 mod respond;
 mod verdict;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_bus::{
-    Bus, BusError, Consumer, OutgoingMessage, ReceivedMessage, StartFrom, Subscription,
-};
+use async_trait::async_trait;
+use intake_bus::runtime::{self, Handled, Handler, RuntimeError, Settings};
+use intake_bus::{Bus, BusError, OutgoingMessage, ReceivedMessage, StartFrom, Subscription};
 use intake_core::config::{BusConfig, ValidatorConfig, ValidatorSource};
 use intake_core::messages::HEADER_SERVICE;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-use commits::{CommitTracker, Position};
 
 /// Why the validator stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidatorError {
-    #[error("bus: {0}")]
+    #[error("bus")]
     Bus(#[from] BusError),
-    #[error("building the HTTP client: {0}")]
-    Http(String),
-    #[error("a validation task failed: {0}")]
-    Task(String),
+    #[error("building the HTTP client")]
+    Http(#[source] reqwest::Error),
+    #[error("consuming announces")]
+    Runtime(#[from] RuntimeError),
 }
-
-/// Longest pause after a transient bus error while waiting for messages.
-const MAX_BUS_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the validator needs for every message.
 struct Context {
@@ -84,14 +76,6 @@ struct Context {
     client: reqwest::Client,
     validation_topic: String,
     status_topic: String,
-    cancel: CancellationToken,
-}
-
-/// Whether a message's work ended (commit it) or was abandoned at shutdown (leave it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Finished,
-    Abandoned,
 }
 
 /// The topics read for `config`, as wire names.
@@ -123,12 +107,15 @@ pub async fn run(
         topics,
         start: StartFrom::Earliest,
     };
-    let mut consumer = bus.subscribe(subscription).await?;
+    let Some(consumer) = intake_bus::retry::subscribe(bus.as_ref(), &subscription, &cancel).await?
+    else {
+        return Ok(());
+    };
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()
-        .map_err(|e| ValidatorError::Http(e.to_string()))?;
+        .map_err(ValidatorError::Http)?;
     tracing::info!(
         mode = config.mode.as_str(),
         source = config.source.as_str(),
@@ -142,70 +129,26 @@ pub async fn run(
         client,
         validation_topic,
         status_topic,
-        cancel: cancel.clone(),
     });
-    let mut tracker = CommitTracker::default();
-    let mut tasks: JoinSet<(Position, Outcome)> = JoinSet::new();
-    let mut bus_backoff = Duration::from_millis(100);
-    let mut lag_every = tokio::time::interval(intake_bus::lag::READ_EVERY);
-    lag_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            _ = lag_every.tick() => intake_bus::lag::read(consumer.as_mut(), |topic, partition, lag| {
-                metrics::get().consumer_lag.with_label_values(&[topic, partition]).set(lag);
-            })
-            .await,
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let mut owed = Owed::default();
-                let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
-                owed.settle(&mut tracker, &position, outcome);
-                // Whatever else finished meanwhile shares the commit.
-                while let Some(joined) = tasks.try_join_next() {
-                    let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
-                    owed.settle(&mut tracker, &position, outcome);
-                }
-                owed.commit(consumer.as_mut()).await;
-            }
-            next = consumer.next(), if tasks.len() < concurrency => match next {
-                Ok(message) => {
-                    bus_backoff = Duration::from_millis(100);
-                    tracker.started(&message);
-                    let position = Position::of(&message);
-                    if wanted(&ctx, &message) {
-                        let ctx = ctx.clone();
-                        tasks.spawn(async move { (position, handle(&ctx, message).await) });
-                    } else {
-                        let mut owed = Owed::default();
-                        owed.settle(&mut tracker, &position, Outcome::Finished);
-                        owed.commit(consumer.as_mut()).await;
-                    }
-                }
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, "reading announces failed; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = tokio::time::sleep(bus_backoff) => {}
-                    }
-                    bus_backoff = (bus_backoff * 2).min(MAX_BUS_BACKOFF);
-                }
-                Err(e) => return Err(e.into()),
-            },
-        }
-    }
-    tracing::info!(
-        in_flight = tracker.in_flight(),
-        "validator stopping; finishing in-flight payloads"
-    );
-    let mut owed = Owed::default();
-    while let Some(joined) = tasks.join_next().await {
-        let (position, outcome) = joined.map_err(|e| ValidatorError::Task(e.to_string()))?;
-        owed.settle(&mut tracker, &position, outcome);
-    }
-    owed.commit(consumer.as_mut()).await;
-    tracing::info!("validator stopped");
+    let mut settings = Settings::new("validator", concurrency);
+    settings.lag = Some(Arc::new(|topic, partition, lag| {
+        metrics::get()
+            .consumer_lag
+            .with_label_values(&[topic, partition])
+            .set(lag);
+    }));
+    runtime::run(consumer, ctx, settings, cancel).await?;
     Ok(())
+}
+
+#[async_trait]
+impl Handler for Context {
+    async fn handle(&self, message: ReceivedMessage, cancel: CancellationToken) -> Handled {
+        if !wanted(self, &message) {
+            return Handled::Done;
+        }
+        handle(self, message, &cancel).await
+    }
 }
 
 /// In announce mode, only messages whose `service` header names a configured service.
@@ -217,36 +160,8 @@ fn wanted(ctx: &Context, message: &ReceivedMessage) -> bool {
     ctx.config.services.iter().any(|s| s == service)
 }
 
-/// Commits owed per partition: the latest finished prefix of each, so that the messages that
-/// finished together share one commit (one bus round trip) instead of one each.
-#[derive(Default)]
-struct Owed(HashMap<(String, i32), ReceivedMessage>);
-
-impl Owed {
-    /// Records the outcome; a message abandoned at shutdown is left uncommitted.
-    fn settle(&mut self, tracker: &mut CommitTracker, position: &Position, outcome: Outcome) {
-        if outcome == Outcome::Abandoned {
-            return;
-        }
-        if let Some(message) = tracker.finished(position) {
-            self.0
-                .insert((message.topic.clone(), message.partition), message);
-        }
-    }
-
-    async fn commit(self, consumer: &mut dyn Consumer) {
-        for message in self.0.into_values() {
-            if let Err(e) = consumer.commit(&message).await {
-                // The next commit on this partition covers this one; until then a restart
-                // redelivers.
-                tracing::warn!(error = %e, topic = %message.topic, offset = message.offset, "commit failed");
-            }
-        }
-    }
-}
-
 /// Validates one announce and publishes the response and statuses.
-async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
+async fn handle(ctx: &Context, message: ReceivedMessage, cancel: &CancellationToken) -> Handled {
     let announce = match announce::parse(&message.value) {
         Ok(a) => a,
         Err(e) => {
@@ -257,7 +172,7 @@ async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
                 error = %e,
                 "ignoring an announce that cannot be answered"
             );
-            return Outcome::Finished;
+            return Handled::Done;
         }
     };
     let span = tracing::info_span!(
@@ -275,11 +190,11 @@ async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
         // the tracker still sees `processing` before the verdict's status.
         let (_, verdict) = tokio::join!(
             respond::publish_status(&ctx.bus, processing),
-            verdict::decide(&ctx.config, &ctx.client, &announce, &ctx.cancel)
+            verdict::decide(&ctx.config, &ctx.client, &announce, cancel)
         );
         // Cancelled while the payload could not be fetched: left uncommitted, redelivered.
         let Some(verdict) = verdict else {
-            return Outcome::Abandoned;
+            return Handled::Abandoned;
         };
         match respond::response(&announce, &verdict) {
             Some(response) => {
@@ -291,8 +206,8 @@ async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
                 metrics::get().verdict(verdict.validation().unwrap_or(""), verdict.reason());
                 let response = OutgoingMessage::new(&ctx.validation_topic, response)
                     .key(announce.request_id.as_str());
-                if !respond::publish_acknowledged(&ctx.bus, response, &ctx.cancel).await {
-                    return Outcome::Abandoned;
+                if !respond::publish_acknowledged(&ctx.bus, response, cancel).await {
+                    return Handled::Abandoned;
                 }
             }
             None => tracing::warn!(
@@ -303,7 +218,7 @@ async fn handle(ctx: &Context, message: ReceivedMessage) -> Outcome {
         let (status, status_msg) = respond::final_status(&verdict);
         let done = respond::status_message(&ctx.status_topic, name, &announce, status, status_msg);
         respond::publish_status(&ctx.bus, done).await;
-        Outcome::Finished
+        Handled::Done
     }
     .instrument(span)
     .await
