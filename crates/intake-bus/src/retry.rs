@@ -7,7 +7,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bus, BusError, Consumer, Subscription};
+use crate::{Bus, BusError, Consumer, Delivery, OutgoingMessage, Subscription};
 
 /// First pause after a failure.
 pub const FIRST: Duration = Duration::from_millis(100);
@@ -61,6 +61,33 @@ pub async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,
+    }
+}
+
+/// Publishes `message`, retrying every refusal (an outage, an unacknowledged produce) until the bus
+/// acknowledges it. `Err` (the last refusal) only when `cancel` fires first: the caller then leaves
+/// its message uncommitted, to be delivered again.
+pub async fn publish(
+    bus: &dyn Bus,
+    message: OutgoingMessage,
+    cancel: &CancellationToken,
+) -> Result<Delivery, BusError> {
+    let mut backoff = Backoff::default();
+    loop {
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => return Err(BusError::Unavailable("cancelled while publishing".into())),
+            attempt = bus.publish(message.clone()) => attempt,
+        };
+        match attempt {
+            Ok(delivery) => return Ok(delivery),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(topic = %message.topic, error = %e, retry_in = ?delay, "publish refused; retrying");
+                if !pause(delay, cancel).await {
+                    return Err(e);
+                }
+            }
+        }
     }
 }
 

@@ -111,6 +111,8 @@ pub enum PipelineError {
     Process(#[from] StageError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Runtime(#[from] intake_bus::runtime::RuntimeError),
 }
 
 impl PipelineError {

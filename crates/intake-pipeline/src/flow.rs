@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use intake_bus::{Bus, BusError, OutgoingMessage, ReceivedMessage};
+use intake_bus::{Bus, OutgoingMessage, ReceivedMessage};
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,6 +33,9 @@ pub struct Shared {
     /// Wire names.
     pub output_topic: String,
     pub dlq_topic: String,
+    /// `workers` permits: held only around the CPU-bound steps (extraction, rules, an external
+    /// engine), so that waiting on downloads and the broker never idles the cores.
+    pub cpu: Semaphore,
 }
 
 /// How a message ended.
@@ -56,33 +60,15 @@ enum Step {
     Fail(StageError),
 }
 
-/// Publishes, retrying bus outages (1 s doubling to 30 s) until acknowledged or cancelled.
-pub async fn publish_until_acked(
-    bus: &dyn Bus,
-    message: OutgoingMessage,
-    cancel: &CancellationToken,
-) -> Result<(), BusError> {
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match bus.publish(message.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(topic = %message.topic, error = %e, "publish failed, retrying");
-                tokio::select! {
-                    _ = cancel.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
 impl Shared {
     /// Processes one message to its end.
     pub async fn handle(&self, msg: &ReceivedMessage, cancel: &CancellationToken) -> Ended {
-        let span = tracing::info_span!("message", topic = %msg.topic, partition = msg.partition, offset = msg.offset,
-            request_id = tracing::field::Empty, org_id = tracing::field::Empty);
+        // Inside the runtime's `message` span (topic, partition, offset).
+        let span = tracing::info_span!(
+            "pipeline",
+            request_id = tracing::field::Empty,
+            org_id = tracing::field::Empty
+        );
         async {
             let m = crate::metrics::get();
             m.received.inc();
@@ -122,7 +108,7 @@ impl Shared {
         let m = crate::metrics::get();
         tracing::warn!(stage = err.stage.as_str(), reason = err.reason, class = err.class.as_str(), detail = %err.detail, "dead-lettering");
         let record = crate::dead_letter::record(&self.dlq_topic, msg, &err);
-        if publish_until_acked(self.dlq_bus.as_ref(), record, cancel)
+        if intake_bus::retry::publish(self.dlq_bus.as_ref(), record, cancel)
             .await
             .is_err()
         {
@@ -211,6 +197,11 @@ impl Shared {
             .with_label_values::<&str>(&[])
             .observe(started.elapsed().as_secs_f64());
         m.downloaded.inc();
+        let _cpu = tokio::select! {
+            permit = self.cpu.acquire() => permit.map_err(|_| StageError::internal(Stage::Extract, "no CPU permits"))?,
+            _ = cancel.cancelled() => return Err(StageError::internal(Stage::Extract, "cancelled")),
+        };
+        // The archive's deadline counts from when a core is its, not from a wait for one.
         let deadline = Instant::now() + self.engine.timeout;
         let tree = self.extract(&work, deadline).await?;
         cx.archive = tree.kind;
@@ -354,7 +345,7 @@ impl Shared {
             }
         }
         let started = Instant::now();
-        if publish_until_acked(self.output_bus.as_ref(), message, cancel)
+        if intake_bus::retry::publish(self.output_bus.as_ref(), message, cancel)
             .await
             .is_err()
         {

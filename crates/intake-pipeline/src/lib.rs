@@ -117,7 +117,9 @@ pub async fn run_with_grace(
     if let Some(listen) = watchers.prometheus {
         spawn_metrics_listener(listen, bus.clone(), cancel.clone()).await?;
     }
+    let cpu = tokio::sync::Semaphore::new(config.consumer.workers);
     let shared = Arc::new(flow::Shared {
+        cpu,
         config,
         output_bus,
         dlq_bus,
@@ -129,7 +131,11 @@ pub async fn run_with_grace(
     });
     let subscription = runner::subscription(&shared, topic);
     tracing::info!(topics = ?subscription.topics, group = %subscription.group, "pipeline consuming");
-    let consumer = consumer_bus.subscribe(subscription).await?;
+    let Some(consumer) =
+        intake_bus::retry::subscribe(consumer_bus.as_ref(), &subscription, &cancel).await?
+    else {
+        return Ok(());
+    };
     runner::consume(shared, consumer, cancel, grace).await
 }
 

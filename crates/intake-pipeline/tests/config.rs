@@ -127,7 +127,10 @@ fn declared_type_wins_and_empty_means_absent() {
     .unwrap();
     assert_eq!(c.consumer.group_id, "g");
     assert_eq!(c.consumer.workers, 3);
-    assert_eq!(c.consumer.max_in_flight, 6);
+    assert_eq!(
+        c.consumer.max_in_flight, 64,
+        "I/O concurrency is not tied to workers"
+    );
     assert_eq!(c.plugins.packages, ["intake_ocp", "x/a.yaml", "y/b.yaml"]);
 }
 

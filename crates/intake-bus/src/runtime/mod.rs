@@ -24,6 +24,8 @@
 //! * **Shutdown**: when `cancel` fires no message is started; running ones get `grace`, then the
 //!   handlers' token fires; the runtime waits for every task it spawned, commits what finished and
 //!   returns.
+//! * **Spans**: each handler runs in a `message` span (consumer, topic, partition, offset and
+//!   the `request_id` header); a handler that learns the request id from the body records it.
 //! * **Lag**: every [`crate::lag::READ_EVERY`], handed to the settings' gauge.
 
 mod batches;
@@ -238,8 +240,13 @@ impl Runtime {
                 topic = %message.topic,
                 partition = message.partition,
                 offset = message.offset,
-                request_id = message.key_str().unwrap_or(""),
+                request_id = tracing::field::Empty,
             );
+            // The `request_id` header every intake topic carries (messages.md); the key is the
+            // request id only when no `queue_key` replaced it, so it is not used.
+            if let Some(id) = message.header_str("request_id") {
+                span.record("request_id", id);
+            }
             let handler = self.handler.clone();
             let work = self.work.clone();
             let marker = ReceivedMessage {

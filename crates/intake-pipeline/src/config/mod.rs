@@ -57,7 +57,8 @@ pub struct ConsumerConfig {
     pub max_record_age: Duration,
     /// 1..=256, the number of CPUs.
     pub workers: usize,
-    /// 2 × workers.
+    /// Messages fetched and not yet committed: I/O concurrency (downloads, broker round trips),
+    /// sized apart from `workers`. Default: 64, and never below 2 × workers.
     pub max_in_flight: usize,
     pub brokers: Option<String>,
     pub kafka: BTreeMap<String, String>,
@@ -298,6 +299,10 @@ fn read_plugins(r: &mut Reader<'_>, node: Option<&Node>, env: &EnvMap) -> Plugin
     }
 }
 
+/// The default of `max_in_flight` (pipeline.md says 2 × workers, which left the cores idle while
+/// messages waited on the broker; see the crate's README).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
 fn cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -327,7 +332,7 @@ fn read_consumer(r: &mut Reader<'_>, service: &mut Section<'_>) -> ConsumerConfi
     let max_in_flight = r
         .u64(&mut s, "max_in_flight")
         .map(|w| w as usize)
-        .unwrap_or(2 * workers)
+        .unwrap_or_else(|| DEFAULT_MAX_IN_FLIGHT.max(2 * workers))
         .max(1);
     let brokers = r.string(&mut s, "brokers");
     let kafka = r.string_map(&mut s, "kafka");
