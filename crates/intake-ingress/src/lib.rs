@@ -43,6 +43,8 @@ pub enum IngressError {
     },
     #[error("validation consumer: {0}")]
     Bus(#[from] intake_bus::BusError),
+    #[error(transparent)]
+    Consumer(#[from] intake_bus::runtime::RuntimeError),
 }
 
 /// Serving settings that come from the general configuration.

@@ -357,7 +357,7 @@ fn stoppable_consumer(
     h: &Ingress,
 ) -> (
     CancellationToken,
-    tokio::task::JoinHandle<Result<(), intake_bus::BusError>>,
+    tokio::task::JoinHandle<Result<(), intake_bus::runtime::RuntimeError>>,
 ) {
     let stop = CancellationToken::new();
     let task = tokio::spawn(intake_ingress::validation::run(
@@ -370,7 +370,7 @@ fn stoppable_consumer(
 /// Shutdown ends the consumer promptly even while it waits, and commits nothing unfinished.
 async fn stop_promptly(
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), intake_bus::BusError>>,
+    task: tokio::task::JoinHandle<Result<(), intake_bus::runtime::RuntimeError>>,
 ) {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
