@@ -16,6 +16,9 @@ pub enum TrackerError {
     },
     #[error("bus: {0}")]
     Bus(#[from] intake_bus::BusError),
+    /// Status ingestion stopped on its own (a handler panic, a bus failure retrying cannot fix).
+    #[error(transparent)]
+    Ingest(#[from] intake_bus::runtime::RuntimeError),
     /// Its source (the reason) follows in the error chain.
     #[error("{variable}: cannot listen on {address}")]
     Listen {

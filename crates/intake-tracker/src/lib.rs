@@ -127,7 +127,16 @@ pub async fn run(
         });
     }
     let c = cancel.clone();
-    tasks.spawn(async move { ingest::run_loop(ingestor, consumer, c).await });
+    let ingest_fatal = fatal.clone();
+    tasks.spawn(async move {
+        if let Err(e) = ingest::run_loop(ingestor, consumer, c.clone()).await {
+            tracing::error!(error = %e, "status ingestion stopped; stopping the tracker");
+            *ingest_fatal
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.into());
+            c.cancel();
+        }
+    });
     let c = cancel.clone();
     let (retention, ahead) = (config.retention_days, config.partition_days_ahead);
     tasks.spawn(async move { ingest::maintenance::run_loop(store, retention, ahead, c).await });

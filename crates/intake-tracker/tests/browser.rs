@@ -164,7 +164,7 @@ async fn search_timeline_and_live_status_in_a_real_browser() {
         }
     };
     cancel.cancel();
-    ingest_task.await.unwrap();
+    ingest_task.await.unwrap().unwrap();
     server.await.unwrap().unwrap();
     assert!(
         status.success(),

@@ -164,7 +164,7 @@ async fn a_full_disk_pauses_ingest_until_space_returns_and_loses_nothing() {
     })
     .await;
     cancel.cancel();
-    task.await.unwrap();
+    task.await.unwrap().unwrap();
     // Durable, not just visible to one connection: a separate pool sees every status.
     let other = SqliteStore::open(&url).await.unwrap();
     let stored = count(&other).await;

@@ -53,6 +53,22 @@ fn ingestor(h: &Harness, store: Arc<dyn StatusStore>) -> Ingestor {
     )
 }
 
+/// What a crashed tracker had read: up to `size` messages, those that came within `wait` of the first.
+async fn read_batch(
+    consumer: &mut dyn intake_bus::Consumer,
+    size: usize,
+    wait: Duration,
+) -> Result<Vec<ReceivedMessage>, intake_bus::BusError> {
+    let mut batch = vec![consumer.next().await?];
+    while batch.len() < size {
+        match tokio::time::timeout(wait, consumer.next()).await {
+            Ok(message) => batch.push(message?),
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
 fn good(request_id: &str, status: &str) -> String {
     json!({"service": "ingress", "request_id": request_id, "status": status, "org_id": "54321",
            "date": intake_core::time::format(Utc::now())})
@@ -192,7 +208,7 @@ async fn every_bad_message_is_dead_lettered_with_its_reason() {
         1
     );
     cancel.cancel();
-    task.await.unwrap();
+    task.await.unwrap().unwrap();
     // Offsets were committed: the group sees nothing more.
     let mut again = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
     assert!(
@@ -209,8 +225,7 @@ async fn a_repeated_message_is_stored_once() {
     publish(&h, "dup-1", &value).await;
     publish(&h, "dup-1", &value).await;
     let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
-    let cancel = CancellationToken::new();
-    let batch = ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(200), &cancel)
+    let batch = read_batch(consumer.as_mut(), 10, Duration::from_millis(200))
         .await
         .unwrap();
     assert_eq!(batch.len(), 2);
@@ -229,11 +244,10 @@ async fn a_crash_between_database_commit_and_offset_commit_replays_without_dupli
     for i in 0..5 {
         publish(&h, "k", &good(&format!("crash-{i}"), "received")).await;
     }
-    let cancel = CancellationToken::new();
     let ingestor = ingestor(&h, h.store.clone());
     {
         let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
-        let batch = ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(200), &cancel)
+        let batch = read_batch(consumer.as_mut(), 10, Duration::from_millis(200))
             .await
             .unwrap();
         assert_eq!(batch.len(), 5);
@@ -243,7 +257,7 @@ async fn a_crash_between_database_commit_and_offset_commit_replays_without_dupli
     let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
     let batch = tokio::time::timeout(
         WAIT,
-        ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(300), &cancel),
+        read_batch(consumer.as_mut(), 10, Duration::from_millis(300)),
     )
     .await
     .expect("the batch delivered again")
@@ -251,7 +265,7 @@ async fn a_crash_between_database_commit_and_offset_commit_replays_without_dupli
     assert_eq!(batch.len(), 5, "every uncommitted message comes again");
     let report = ingestor.process(&batch).await.unwrap();
     assert_eq!((report.stored, report.duplicates), (0, 5));
-    ingest::commit(consumer.as_mut(), &batch).await.unwrap();
+    consumer.commit(batch.last().unwrap()).await.unwrap();
     assert_eq!(stored(h.store.as_ref()).await, 5);
 }
 
@@ -264,8 +278,7 @@ async fn a_batch_with_one_refused_row_stores_the_rest() {
         publish(&h, "k", &good(&format!("bad-{i}"), "received")).await;
     }
     let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
-    let cancel = CancellationToken::new();
-    let batch = ingest::next_batch(consumer.as_mut(), 10, Duration::from_millis(200), &cancel)
+    let batch = read_batch(consumer.as_mut(), 10, Duration::from_millis(200))
         .await
         .unwrap();
     let report = ingestor(&h, Arc::new(faulty))
@@ -324,7 +337,7 @@ async fn a_database_outage_pauses_consumption_without_loss() {
     .await;
     until_true(WAIT, "the lag gauge back to 0", || async { lag() == 0 }).await;
     cancel.cancel();
-    task.await.unwrap();
+    task.await.unwrap().unwrap();
 }
 
 /// The router with readiness tied to `writes`, as `intake tracker` wires it.
@@ -390,7 +403,7 @@ async fn a_store_that_cannot_write_is_not_ready_commits_nothing_and_loses_nothin
     assert_eq!(stored(h.store.as_ref()).await, 0);
     // A restart while the store still fails: nothing was committed, so everything comes again.
     cancel.cancel();
-    task.await.unwrap();
+    task.await.unwrap().unwrap();
     assert_eq!(
         resumes_at(&h).await,
         Some(0),
@@ -420,7 +433,7 @@ async fn a_store_that_cannot_write_is_not_ready_commits_nothing_and_loses_nothin
     })
     .await;
     cancel.cancel();
-    task.await.unwrap();
+    task.await.unwrap().unwrap();
     assert_eq!(resumes_at(&h).await, None, "every offset committed");
     let stored = stored(h.store.as_ref()).await;
     println!(

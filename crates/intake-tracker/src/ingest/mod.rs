@@ -1,27 +1,26 @@
 //! Ingestion: batches from `platform.payload-status`, checked, stored in one transaction, bad ones
 //! dead-lettered with their reason, offsets committed only after the database commit (at-least-once).
-//! A database outage pauses consumption (nothing committed or dead-lettered) with backoff 1 s → 30 s.
+//! A database outage pauses consumption (nothing committed or dead-lettered), retried with
+//! intake-bus's one policy (100 ms doubling to 5 s, jittered, until cancelled).
 
 mod dlq;
 pub mod maintenance;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use chrono::Utc;
+use intake_bus::retry::Backoff;
+use intake_bus::runtime::{self, BatchHandler, BatchSettings, Handled, RuntimeError};
 use intake_bus::{Bus, BusError, Consumer, ReceivedMessage};
 use tokio_util::sync::CancellationToken;
-use tracing::{info_span, warn, Instrument};
+use tracing::warn;
 
 use crate::check::{check, DateWindow, Rejection};
 use crate::metrics::Metrics;
 use crate::model::{BatchOutcome, NewStatus};
 use crate::store::{StatusStore, StoreError};
-
-/// First and longest wait between retries while the database or the bus is down.
-pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// What the ingest loop needs to know.
 #[derive(Debug, Clone)]
@@ -260,149 +259,60 @@ impl Ingestor {
     }
 }
 
-/// Waits for the first message, then fills the batch until it is full or `wait` has passed.
-/// Returns an empty batch when `cancel` fires.
-pub async fn next_batch(
-    consumer: &mut dyn Consumer,
-    size: usize,
-    wait: Duration,
-    cancel: &CancellationToken,
-) -> Result<Vec<ReceivedMessage>, BusError> {
-    let first = tokio::select! {
-        _ = cancel.cancelled() => return Ok(Vec::new()),
-        m = consumer.next() => m?,
-    };
-    let mut batch = vec![first];
-    let deadline = tokio::time::Instant::now() + wait;
-    while batch.len() < size {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = cancel.cancelled() => break,
-            m = consumer.next() => match m {
-                Ok(m) => batch.push(m),
-                Err(e) => {
-                    warn!(error = %e, "bus read failed while filling a batch");
-                    break;
-                }
-            },
-        }
-    }
-    Ok(batch)
-}
-
-/// Commits the last offset of each partition in `batch`.
-pub async fn commit(
-    consumer: &mut dyn Consumer,
-    batch: &[ReceivedMessage],
-) -> Result<(), BusError> {
-    let mut last: BTreeMap<(&str, i32), &ReceivedMessage> = BTreeMap::new();
-    for m in batch {
-        let entry = last.entry((m.topic.as_str(), m.partition)).or_insert(m);
-        if m.offset > entry.offset {
-            *entry = m;
-        }
-    }
-    for m in last.values() {
-        match consumer.commit(m).await {
-            // Reassigned since delivery: retrying cannot succeed, and the new owner receives the
-            // batch again (deduplicated).
-            Err(BusError::NotOwned(why)) => {
-                tracing::info!(topic = %m.topic, partition = m.partition, %why, "not committing")
-            }
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-async fn backoff(delay: &mut Duration, cancel: &CancellationToken) -> bool {
-    let wait = *delay;
-    *delay = (*delay * 2).min(BACKOFF_MAX);
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
-}
-
-/// The ingest loop: until `cancel` fires, read a batch, process it (retrying with backoff while the
-/// database or the dead-letter topic is down), then commit its offsets (retrying too).
-pub async fn run_loop(
-    ingestor: Ingestor,
-    mut consumer: Box<dyn Consumer>,
-    cancel: CancellationToken,
-) {
-    let settings = ingestor.settings.clone();
-    let mut delay = BACKOFF_FIRST;
-    let mut lag_read: Option<std::time::Instant> = None;
-    ingestor.record_lag(consumer.as_mut()).await;
-    loop {
-        let batch = match next_batch(
-            consumer.as_mut(),
-            settings.batch_size,
-            settings.batch_wait,
-            &cancel,
-        )
-        .await
-        {
-            Ok(batch) if batch.is_empty() => return,
-            Ok(batch) => batch,
-            Err(e) => {
-                warn!(error = %e, "bus read failed; retrying");
-                if !backoff(&mut delay, &cancel).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        delay = BACKOFF_FIRST;
-        let span = info_span!("batch", size = batch.len(), first_offset = batch[0].offset);
+/// Stores one batch, retrying the whole batch (the dedup key makes that safe) with intake-bus's
+/// retry policy while the database or the dead-letter topic is down; consumption waits meanwhile.
+#[async_trait]
+impl BatchHandler for Ingestor {
+    async fn handle_batch(
+        &self,
+        batch: Vec<ReceivedMessage>,
+        cancel: CancellationToken,
+    ) -> Handled {
+        let mut backoff = Backoff::default();
         loop {
-            match ingestor.process(&batch).instrument(span.clone()).await {
+            match self.process(&batch).await {
                 Ok(report) => {
-                    tracing::debug!(parent: &span, stored = report.stored, duplicates = report.duplicates, dead_letters = report.dead_letters.len(), "batch stored");
-                    break;
+                    tracing::debug!(
+                        stored = report.stored,
+                        duplicates = report.duplicates,
+                        dead_letters = report.dead_letters.len(),
+                        "batch stored"
+                    );
+                    return Handled::Done;
                 }
                 Err(e) => {
-                    warn!(parent: &span, error = %e, retry_in = ?delay, "batch not stored; consumption paused");
-                    if !backoff(&mut delay, &cancel).await {
-                        return;
+                    let delay = backoff.next_delay();
+                    warn!(error = %e, retry_in = ?delay, "batch not stored; consumption paused");
+                    if !intake_bus::retry::pause(delay, &cancel).await {
+                        return Handled::Abandoned;
                     }
                 }
             }
         }
-        delay = BACKOFF_FIRST;
-        while let Err(e) = commit(consumer.as_mut(), &batch).await {
-            warn!(error = %e, "offset commit failed; retrying (the batch may be delivered again, and is deduplicated)");
-            if !backoff(&mut delay, &cancel).await {
-                return;
-            }
-        }
-        delay = BACKOFF_FIRST;
-        if lag_read.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
-            lag_read = Some(std::time::Instant::now());
-            ingestor.record_lag(consumer.as_mut()).await;
-        }
     }
 }
 
-/// How often the lag gauge is refreshed while batches flow (each refresh asks the bus).
-const LAG_EVERY: Duration = Duration::from_secs(5);
-
-impl Ingestor {
-    /// Sets `payload_tracker_consumer_lag` for every partition the consumer holds; a failed read
-    /// leaves the gauge as it was.
-    async fn record_lag(&self, consumer: &mut dyn Consumer) {
-        match consumer.lag().await {
-            Ok(partitions) => {
-                for p in partitions {
-                    let lag = i64::try_from(p.lag()).unwrap_or(i64::MAX);
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[&p.partition.to_string()])
-                        .set(lag);
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot read the consumer lag"),
-        }
-    }
+/// The ingest loop on intake-bus's batch runtime until `cancel` fires: batches of `batch_size`
+/// (or what came within `batch_wait`), the next one read while one is stored, offsets committed
+/// once the database committed. Ends with an error only for a defect (a panic) or a bus failure
+/// retrying cannot fix.
+pub async fn run_loop(
+    ingestor: Ingestor,
+    consumer: Box<dyn Consumer>,
+    cancel: CancellationToken,
+) -> Result<(), RuntimeError> {
+    let metrics = ingestor.metrics.clone();
+    let settings = BatchSettings {
+        name: "tracker",
+        size: ingestor.settings.batch_size,
+        wait: ingestor.settings.batch_wait,
+        grace: Duration::ZERO,
+        lag: Some(Arc::new(move |_topic, partition, lag| {
+            metrics
+                .consumer_lag
+                .with_label_values(&[partition])
+                .set(lag);
+        })),
+    };
+    runtime::run_batches(consumer, Arc::new(ingestor), settings, cancel).await
 }
