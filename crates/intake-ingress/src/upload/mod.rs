@@ -382,17 +382,21 @@ fn client_test_answer(rid: &str, identity: Option<&Identity>) -> Outcome {
     }
 }
 
+/// Attempts to delete a half-done upload before an operator is asked to (an ERROR line).
+const DISCARD_ATTEMPTS: u32 = 5;
+
 /// Deletes a half-done upload from quarantine, retrying in the background if the store refuses.
 async fn discard(state: &AppState, request_id: &RequestId) {
     if let Some(pending) = &state.pending {
         pending.forget(request_id.as_str()).await;
     }
-    for attempt in 0..5u32 {
+    let mut backoff = intake_bus::retry::Backoff::default();
+    for attempt in 0..DISCARD_ATTEMPTS {
         match state.store.delete(Bucket::Quarantine, request_id).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(request_id = %request_id, attempt, error = %e, "could not delete a failed upload");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * 2u64.pow(attempt))).await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

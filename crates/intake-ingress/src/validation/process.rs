@@ -1,8 +1,7 @@
 //! One validation response: parse, locate the payload, apply the verdict (move + announce + status),
 //! retry transient failures, and dead-letter what cannot be processed.
 
-use std::time::Duration;
-
+use intake_bus::retry::Backoff;
 use intake_bus::{OutgoingMessage, ReceivedMessage};
 use intake_core::messages::{
     Available, ValidationError, ValidationResponse, Verdict as Decision, HEADER_REQUEST_ID,
@@ -50,9 +49,6 @@ enum Failure {
     /// A step failed: what was being done, and the error.
     Step(String),
 }
-
-/// Longest pause between retries of one message.
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(16);
 
 /// How handling one message ended.
 #[derive(Debug)]
@@ -119,7 +115,7 @@ async fn process_with_retries(
         tracing::warn!(request_id = %response.request_id, "request_id and payload_id differ; request_id wins");
     }
     let mut attempts = 0u32;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::default();
     loop {
         match apply(state, response).await {
             Ok(v) => return Some(v),
@@ -153,11 +149,9 @@ async fn process_with_retries(
                     send_error(state, &subject_from_store(state, response).await, what).await;
                     return Some(Verdict::Error);
                 }
-                tokio::select! {
-                    _ = cancel.cancelled() => return None,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !backoff.pause(cancel).await {
+                    return None;
                 }
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
         }
     }
@@ -420,19 +414,11 @@ async fn send_dead_letter(
         .bus_config
         .topic(&state.bus_config.topics.validation_dlq);
     let letter = dead_letter(&topic, message, reason, detail);
-    let mut wait = Duration::from_millis(500);
-    loop {
-        match state.bus.publish(letter.clone()).await {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::error!(error = %e, %topic, "dead-letter topic unavailable; not committing until it is");
-                tokio::select! {
-                    _ = cancel.cancelled() => return false,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
-        }
+    if intake_bus::retry::publish(state.bus.as_ref(), letter, cancel)
+        .await
+        .is_err()
+    {
+        return false;
     }
     state
         .metrics
