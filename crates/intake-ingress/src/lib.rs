@@ -26,6 +26,7 @@ use std::time::Duration;
 pub use router::router;
 pub use state::{AppState, Parts};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// What can stop ingress.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +76,7 @@ pub async fn run(
 /// [`run`] on a listener the caller bound (tests bind port 0).
 #[allow(
     clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+    reason = "every handle spawned here is kept and awaited before run_on returns"
 )]
 pub async fn run_on(
     state: AppState,
@@ -86,15 +87,20 @@ pub async fn run_on(
     // Shutdown order: refuse new uploads first, then stop the listener after the grace.
     let draining = state.shutting_down.clone();
     let stop_http = CancellationToken::new();
+    // Tasks that end with `cancel` and have nothing to report; awaited before returning.
+    let mut background = tokio::task::JoinSet::new();
     {
         let cancel = cancel.clone();
         let draining = draining.clone();
         let stop_http = stop_http.clone();
-        tokio::spawn(async move {
-            cancel.cancelled().await;
-            draining.cancel();
-            stop_http.cancel();
-        });
+        background.spawn(
+            async move {
+                cancel.cancelled().await;
+                draining.cancel();
+                stop_http.cancel();
+            }
+            .instrument(tracing::info_span!("ingress.shutdown")),
+        );
     }
     let metrics_server = match state.config.metrics_listen.clone() {
         Some(addr) => {
@@ -117,7 +123,10 @@ pub async fn run_on(
     let consumer = tokio::spawn(validation::run(state.clone(), cancel.clone()));
     let sweeper = tokio::spawn(sweeper::run(state.clone(), cancel.clone()));
     let retired = tokio::spawn(sweeper::sweep_retired(state.clone(), cancel.clone()));
-    tokio::spawn(selfprobe::run(state.clone(), cancel.clone()));
+    background.spawn(
+        selfprobe::run(state.clone(), cancel.clone())
+            .instrument(tracing::info_span!("ingress.selfprobe")),
+    );
     let app = router(state.clone());
     let served = intake_http::serve::serve_with(
         listener,
@@ -142,6 +151,7 @@ pub async fn run_on(
     let consumed = consumer.await;
     // Statuses promised by answers already sent go out before the process ends.
     state.statuses.drain(options.grace).await;
+    while background.join_next().await.is_some() {}
     match consumed {
         Ok(result) => result?,
         Err(e) => tracing::error!(error = %e, "validation consumer task failed"),

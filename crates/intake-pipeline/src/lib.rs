@@ -114,9 +114,14 @@ pub async fn run_with_grace(
     create_topics(output_bus.as_ref(), std::slice::from_ref(&output_topic)).await;
     create_topics(dlq_bus.as_ref(), std::slice::from_ref(&dlq_topic)).await;
     create_topics(bus.as_ref(), &statuses).await;
-    if let Some(listen) = watchers.prometheus {
-        spawn_metrics_listener(listen, bus.clone(), cancel.clone()).await?;
-    }
+    // The metrics listener ends with the pipeline, however the pipeline ends.
+    let stop_listener = cancel.child_token();
+    let listener = match watchers.prometheus {
+        Some(listen) => {
+            Some(spawn_metrics_listener(listen, bus.clone(), stop_listener.clone()).await?)
+        }
+        None => None,
+    };
     let cpu = tokio::sync::Semaphore::new(config.consumer.workers);
     let shared = Arc::new(flow::Shared {
         cpu,
@@ -131,12 +136,19 @@ pub async fn run_with_grace(
     });
     let subscription = runner::subscription(&shared, topic);
     tracing::info!(topics = ?subscription.topics, group = %subscription.group, "pipeline consuming");
-    let Some(consumer) =
-        intake_bus::retry::subscribe(consumer_bus.as_ref(), &subscription, &cancel).await?
-    else {
-        return Ok(());
-    };
-    runner::consume(shared, consumer, cancel, grace).await
+    let consumed =
+        match intake_bus::retry::subscribe(consumer_bus.as_ref(), &subscription, &cancel).await {
+            Ok(Some(consumer)) => runner::consume(shared, consumer, cancel, grace).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+    stop_listener.cancel();
+    if let Some(listener) = listener {
+        if let Err(e) = listener.await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    }
+    consumed
 }
 
 /// Creates `names` (wire names) with one partition; a failure is only logged (the topics may
@@ -160,13 +172,13 @@ async fn create_topics(bus: &dyn Bus, names: &[String]) {
 
 #[allow(
     clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+    reason = "the handle is returned to `run`, which stops the task and awaits it"
 )]
 async fn spawn_metrics_listener(
     listen: std::net::SocketAddr,
     bus: Arc<dyn Bus>,
     cancel: CancellationToken,
-) -> Result<(), PipelineError> {
+) -> Result<tokio::task::JoinHandle<()>, PipelineError> {
     use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let app = axum::Router::new()
@@ -213,13 +225,18 @@ async fn spawn_metrics_listener(
                 }
             }),
         );
-    // The metrics listener: ends with the pipeline.
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+    let serve = async move {
+        if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(cancel.cancelled_owned())
-            .await;
-    });
-    Ok(())
+            .await
+        {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    };
+    Ok(tokio::spawn(tracing::Instrument::instrument(
+        serve,
+        tracing::info_span!("pipeline.metrics_listener"),
+    )))
 }
 
 /// Output of [`process_file`].
