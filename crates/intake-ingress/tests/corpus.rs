@@ -2,17 +2,7 @@
 //! the spec names and the shared JSON error body (status, title, a message naming what failed).
 //! Nothing refused here leaves an object behind.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use axum::body::Body;
 use base64::Engine;

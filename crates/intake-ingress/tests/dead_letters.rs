@@ -4,17 +4,7 @@
 //! `processing_failed` and resumes when replayed; an outage of storage or the bus pauses the consumer
 //! instead; an unwritable DLQ holds the message until it takes it.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use harness::{header, payload, Ingress, ACCOUNT, ORG_ID, SERVICE};
 use intake_bus::faults::PublishFault;

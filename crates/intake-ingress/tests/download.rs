@@ -3,17 +3,7 @@
 //! expired one, 404 when the payload was rejected or deleted, 200 with the stored bytes (a quarantine
 //! link follows its payload to perm).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use axum::body::Body;
 use harness::{payload, PUBLIC_URL, TGZ};

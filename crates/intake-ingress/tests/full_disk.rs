@@ -3,17 +3,7 @@
 //! JSON error body saying storage is full, never 202; nothing is kept or announced. Once space
 //! returns, the same request ids are accepted and announced once each.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use harness::payload;
 use intake_storage::faults::{Fault, Operation};

@@ -8,17 +8,7 @@
 //! each one slow, as a distant broker does. Within a partition, responses for different payloads
 //! run together, and one payload's responses in order.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,17 +1,7 @@
 //! `/readyz` (ingress.md): 200 while storage and the bus answer, 503 naming the failing check
 //! otherwise, and promptly so when a dependency stops answering instead of failing.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

@@ -3,17 +3,7 @@
 //! times, then status `error` with the payload left in quarantine; payloads stored but never
 //! announced are announced at start-up, or before a reused id is answered 409.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

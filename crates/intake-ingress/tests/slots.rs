@@ -1,17 +1,7 @@
 //! Upload slots over real sockets: a connection holds a slot only once its body makes progress,
 //! and one client address holds at most `INGRESS_MAX_UPLOADS_PER_CLIENT` of them.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use std::net::IpAddr;
 use std::time::Duration;

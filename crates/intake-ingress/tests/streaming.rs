@@ -3,17 +3,7 @@
 //! length, vanished clients, storage breaking mid-stream. Each case checks the answer, the buckets
 //! and the bus.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -2,17 +2,7 @@
 //! forwarded, 502 when the tracker is down, 404 for unknown ids and for other tenants' ids, and the
 //! three verbosity levels.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

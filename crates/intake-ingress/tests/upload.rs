@@ -1,17 +1,7 @@
 //! Black-box HTTP tests of `POST /upload` on the real router with the embedded bus and localdisk
 //! storage (both real drivers, from the shared harness), plus a fault-injecting bus wrapper.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use axum::body::Body;
 use harness::{identity, multipart, Ingress, BOUNDARY, TGZ};

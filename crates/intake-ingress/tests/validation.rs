@@ -3,17 +3,7 @@
 //! URL; failure moves to reject; repeats, conflicts, interrupted moves and hand-offs do what the
 //! table says, and nothing is announced twice.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod harness;
+use crate::harness;
 
 use harness::{
     header, identity, payload, Ingress, ACCOUNT, CATEGORY, ORG_ID, PUBLIC_URL, SERVICE, TGZ,
