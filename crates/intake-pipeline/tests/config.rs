@@ -1,16 +1,6 @@
 //! Configuration loading (spec pipeline.md §3): the shipped examples load and check, the declared
 //! type wins over the text, unknown keys are reported with their path and a hint.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::path::Path;
 use std::time::Duration;
 

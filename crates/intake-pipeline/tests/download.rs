@@ -1,16 +1,6 @@
 //! The http downloader against a real HTTP server on loopback (spec pipeline.md §5).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

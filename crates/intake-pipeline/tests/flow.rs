@@ -2,17 +2,7 @@
 //! archive give exactly the spec's ccx message; statuses reach the status topic; hostile archives
 //! and bad records end as dead letters carrying the original bytes; replay puts them back.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,16 +1,6 @@
 //! Hostile archives through the engine's extraction (spec pipeline.md §6): each ends in its typed
 //! extract error, nothing is written outside the work directory, memory and time stay bounded.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -1,17 +1,7 @@
 //! The pipeline on the Kafka driver, against the broker `scripts/test.sh` starts
 //! (`INTAKE_TEST_KAFKA_BROKERS`; without it this test fails, naming the variable).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,16 +2,6 @@
 //! that fails again (and is dead-lettered again at once) is left for the next replay instead of
 //! feeding this one forever.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::sync::Arc;
 use std::time::Duration;
 

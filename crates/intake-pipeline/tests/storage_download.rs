@@ -1,15 +1,5 @@
 //! The storage downloader through the storage seam's localdisk driver (spec pipeline.md §5).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::path::Path;
 
 use bytes::Bytes;

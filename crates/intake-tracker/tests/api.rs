@@ -1,17 +1,7 @@
 //! Black-box tests of the HTTP API (spec/tracker.md "HTTP API"): every parameter, the answers and
 //! the shared error body, through the router.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use common::{assert_error, associate, get, identity, Harness};

@@ -2,17 +2,7 @@
 //! listener with the embedded bus and SQLite, statuses arrive through the bus, and one arrives while
 //! the page is open. Needs `INTAKE_TEST_CHROMIUM` and e2e/node_modules (scripts/servers/browser.sh).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,17 +1,7 @@
 //! `GET /payloads/{request_id}/events`: replay oldest first, `Last-Event-ID`, a new status within 2 s,
 //! each status followed by the duration map.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,17 +2,7 @@
 //! the tracker turns not-ready naming the cause, stores and commits nothing, dead-letters nothing,
 //! and once space is freed stores every status, durably (a separate connection pool sees them all).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,17 +2,7 @@
 //! replay after a crash between the database commit and the offset commit, a refused row isolated,
 //! and a database outage pausing consumption without loss (the lag gauge showing what waits).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

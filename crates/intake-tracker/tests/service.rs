@@ -1,16 +1,6 @@
 //! The whole service as `intake tracker` runs it: `run` with the embedded bus and SQLite, fed by
 //! `mock`, answering on its listener, stopping when cancelled.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::time::Duration;
 
 use intake_core::config::{BusConfig, EnvMap, GeneralConfig, TrackerConfig};

@@ -1,16 +1,6 @@
 //! The status-store contract on a real PostgreSQL (from the harness, `INTAKE_TEST_POSTGRES_URL`),
 //! one fresh database per test, plus the partition rules: created ahead, dropped by retention.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::sync::Arc;
 
 use chrono::{Days, Duration, Utc};

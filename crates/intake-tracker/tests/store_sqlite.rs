@@ -1,15 +1,5 @@
 //! The status-store contract on the embedded SQLite driver.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::sync::Arc;
 
 use intake_tracker::store::sqlite::SqliteStore;
