@@ -1,16 +1,6 @@
 //! The embedded driver: the bus contract, plus what only a local, multi-process bus promises
 //! (durability across reopen, several instances on one directory, lease takeover, retention, tail).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

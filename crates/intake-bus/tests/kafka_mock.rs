@@ -5,16 +5,6 @@
 //! The mock cluster does not implement the CreateTopics API, so [`MockClusterBus`] creates topics
 //! through the mock's own call and hands everything else to the real [`KafkaBus`].
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;

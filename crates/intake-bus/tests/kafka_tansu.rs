@@ -3,16 +3,6 @@
 //! Every case uses fresh topics, created explicitly (the broker does not auto-create), and fresh
 //! consumer groups.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,16 +1,6 @@
 //! Golden test: a generated cluster-archive tree through `intake_ocp` and the shipped
 //! `site_ocp.yaml` gives exactly the report of spec pipeline.md §9 (times aside).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -1,16 +1,6 @@
 //! Graph rules: collisions, unknown dependencies and cycles fail at build; panics, errors and
 //! non-boolean `when` become RULE_FAILED skips; oversized details are replaced; the deadline holds.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -1,16 +1,6 @@
 //! The fault-injection wrapper over a real (localdisk) store: injected failures look like an
 //! unavailable store, leave nothing behind, and clear as told.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::sync::Arc;
 
 use intake_core::config::{EnvMap, StorageConfig};

@@ -1,16 +1,6 @@
 //! The localdisk driver: the contract suite on a temporary `STORAGE_DIR`, plus what only localdisk
 //! has (its on-disk layout and start-up clean-up, signed `/download` URLs).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -2,16 +2,6 @@
 //! contract suite, plus start-up rules, presigned URLs and multipart clean-up. Every test uses its
 //! own buckets, created through `STORAGE_CREATE_BUCKETS=true`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr,
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
-)]
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,0 +1,19 @@
+//! The bus contract suite and the runtime suite on every driver: embedded, librdkafka's mock
+//! cluster, and the harness's Kafka-protocol broker.
+//!
+//! One test binary for the crate's integration tests (linking every driver once instead of once
+//! per file); run one group with a filter: `cargo test -p intake-bus --test bus -- embedded::`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "test code: a failed step fails the test; its bodies, tasks and output are its own"
+)]
+
+mod embedded;
+mod kafka_mock;
+mod kafka_tansu;
