@@ -159,10 +159,6 @@ pub async fn bind_ingress(config: &mut IngressConfig) -> anyhow::Result<tokio::n
     clippy::too_many_arguments,
     reason = "`serve` composes every part: each argument is one it hands on"
 )]
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
-)]
 pub fn spawn_ingress(
     settings: &Settings,
     config: IngressConfig,
@@ -197,7 +193,7 @@ pub fn spawn_ingress(
     let options = intake_ingress::ServeOptions {
         grace: settings.general.shutdown_grace,
     };
-    Ok(tokio::spawn(async move {
+    Ok(spawn_part("ingress", async move {
         intake_ingress::run_on(state, listener, options, cancel)
             .await
             .context("ingress")
@@ -205,17 +201,13 @@ pub fn spawn_ingress(
 }
 
 /// Starts the reference validator.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
-)]
 pub fn spawn_validator(
     config: ValidatorConfig,
     bus_config: BusConfig,
     bus: Arc<dyn Bus>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::spawn(async move {
+    spawn_part("validator", async move {
         intake_validator::run(config, &bus_config, bus, cancel)
             .await
             .context("validator")
@@ -223,10 +215,6 @@ pub fn spawn_validator(
 }
 
 /// Starts the payload tracker.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
-)]
 pub fn spawn_tracker(
     settings: &Settings,
     config: intake_core::config::TrackerConfig,
@@ -235,7 +223,7 @@ pub fn spawn_tracker(
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let general = settings.general.clone();
-    tokio::spawn(async move {
+    spawn_part("tracker", async move {
         intake_tracker::run(config, &general, &bus_config, bus, cancel)
             .await
             .map_err(|e| match e {
@@ -256,10 +244,6 @@ pub fn spawn_tracker(
 }
 
 /// Starts the rules pipeline.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
-)]
 pub fn spawn_pipeline(
     settings: &Settings,
     config: intake_pipeline::PipelineConfig,
@@ -269,17 +253,33 @@ pub fn spawn_pipeline(
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let grace = settings.general.shutdown_grace;
-    tokio::spawn(async move {
+    spawn_part("pipeline", async move {
         intake_pipeline::run_with_grace(config, &bus_config, bus, store, cancel, grace)
             .await
             .map_err(|e| anyhow::anyhow!("pipeline: {e}"))
     })
 }
 
+/// Spawns one part of the process in a `part` span naming it; the caller keeps the handle, and
+/// [`join_all`] awaits it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one spawn of the process's parts: each handle is returned and awaited by join_all"
+)]
+pub fn spawn_part<F>(name: &'static str, part: F) -> tokio::task::JoinHandle<anyhow::Result<()>>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    tokio::spawn(tracing::Instrument::instrument(
+        part,
+        tracing::info_span!("part", name),
+    ))
+}
+
 /// Waits for SIGTERM/SIGINT and fires `cancel`.
 #[allow(
     clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+    reason = "waits for the process's signal for as long as the process lives; nothing awaits it"
 )]
 pub fn cancel_on_signal() -> CancellationToken {
     let cancel = CancellationToken::new();

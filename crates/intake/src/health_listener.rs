@@ -25,10 +25,6 @@ struct Health {
 }
 
 /// Binds `listen` (an error names `variable`) and serves until `cancel` fires.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
-)]
 pub async fn spawn(
     variable: &'static str,
     listen: &str,
@@ -52,7 +48,7 @@ pub async fn spawn(
             bus,
             cancel: cancel.clone(),
         });
-    Ok(tokio::spawn(async move {
+    Ok(crate::components::spawn_part("health", async move {
         intake_http::serve::serve(listener, router, cancel, HEADER_TIMEOUT, grace)
             .await
             .context(variable)

@@ -252,7 +252,7 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
         .map(|(_, id)| id.clone())
         .collect();
 
-    // The whole backlog of verdicts at once, as a validator that caught up would send it.
+    // The backlog of verdicts, 32 on their way at a time, as a validator that caught up sends it.
     let writer = Writer::new(&engines.brokers);
     let topic = engines.topic("platform.upload.validation");
     let replies = ids.iter().enumerate().map(|(i, id)| {
@@ -261,16 +261,27 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
         let (writer, topic) = (&writer, &topic);
         async move { writer.send(topic, id, &reply, &[]).await }
     });
-    futures::future::join_all(replies).await;
+    let sending = futures::stream::iter(replies)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>();
+    tokio::pin!(sending);
 
     // Kill as soon as the consumer has finished its first verdict (its payload out of quarantine;
     // many are applied at once, so copies reach perm well before the first one finishes), while
-    // the rest are still under way or queued.
-    poll::until_true(WAIT, "the first verdicts applied", || {
+    // the rest are still under way, queued or not even sent: the verdicts are sent meanwhile, so
+    // the kill cannot come after the last one however fast ingress applies them.
+    let first_applied = poll::until_true(WAIT, "the first verdicts applied", || {
         let (s3, e) = (s3.clone(), engines.clone());
         async move { s3.awaiting_keys(&e.quarantine).await.len() < PAYLOADS }
-    })
-    .await;
+    });
+    tokio::pin!(first_applied);
+    let mut all_sent = false;
+    loop {
+        tokio::select! {
+            _ = &mut sending, if !all_sent => all_sent = true,
+            () = &mut first_applied => break,
+        }
+    }
     ingress.kill();
     let unfinished: BTreeSet<String> = s3
         .awaiting_keys(&engines.quarantine)
@@ -283,6 +294,10 @@ async fn ingress_killed_mid_verdicts_resumes_without_loss() {
         unfinished.len()
     );
 
+    if !all_sent {
+        // The rest go to the restarted ingress.
+        sending.await;
+    }
     let restarted = std::time::Instant::now();
     let _ingress = Intake::ingress(&engines, dir.path(), &session).await;
     poll::until_true(
