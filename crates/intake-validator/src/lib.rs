@@ -130,16 +130,24 @@ pub async fn run(
         validation_topic,
         status_topic,
     });
-    let mut settings = Settings::new("validator", concurrency);
-    settings.lag = Some(Arc::new(|topic, partition, lag| {
-        metrics::get()
-            .consumer_lag
-            .with_label_values(&[topic, partition])
-            .set(lag);
-    }));
+    // `concurrency` validated at once per partition; more are read ahead, so that one slow
+    // download (its offset not yet committable) does not stop the others from starting.
+    let settings = Settings {
+        per_partition: concurrency,
+        lag: Some(Arc::new(|topic, partition, lag| {
+            metrics::get()
+                .consumer_lag
+                .with_label_values(&[topic, partition])
+                .set(lag);
+        })),
+        ..Settings::new("validator", concurrency + READ_AHEAD)
+    };
     runtime::run(consumer, ctx, settings, cancel).await?;
     Ok(())
 }
+
+/// Announces delivered beyond the ones being validated.
+const READ_AHEAD: usize = 64;
 
 #[async_trait]
 impl Handler for Context {

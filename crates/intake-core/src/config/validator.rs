@@ -81,7 +81,7 @@ pub struct ValidatorConfig {
     /// `VALIDATOR_DOWNLOAD_RETRY_FOR`: how long a payload that cannot be fetched is retried before
     /// the validator reports `error` and sends no verdict; default 2 min.
     pub download_retry_for: Duration,
-    /// `VALIDATOR_CONCURRENCY`: payloads validated at once; default 4.
+    /// `VALIDATOR_CONCURRENCY`: payloads validated at once (per partition); default 16.
     pub concurrency: usize,
     /// `VALIDATOR_NAME`: the `service` of the validator's own payload-status messages; default
     /// `validator`.
