@@ -123,7 +123,7 @@ impl EmbeddedBus {
     /// writer and the hourly sweeper. Must be called inside a tokio runtime.
     #[allow(
         clippy::disallowed_methods,
-        reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+        reason = "the retention sweeper is named and ends when the bus drops its stop sender"
     )]
     pub async fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, BusError> {
         if !(1..=MAX_PARTITIONS).contains(&options.default_partitions) {

@@ -34,7 +34,7 @@ pub(crate) enum Pending {
 /// Starts the writer; it ends when every sender is dropped (the bus and its consumers are dropped).
 #[allow(
     clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+    reason = "the writer is named and ends when every sender is dropped (the bus and its consumers)"
 )]
 pub(crate) fn spawn(shared: Arc<Shared>) -> mpsc::Sender<Pending> {
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -44,7 +44,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> mpsc::Sender<Pending> {
 
 #[allow(
     clippy::disallowed_methods,
-    reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+    reason = "the checkpointer is named and ends with the writer, which drops its stop sender"
 )]
 async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
     // The checkpointer lives as long as the writer: it stops when `_stop_checkpoints` is dropped.

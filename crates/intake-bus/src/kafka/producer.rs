@@ -74,7 +74,7 @@ impl ProducerSlot {
     /// so that the failed publish is answered at once.
     #[allow(
         clippy::disallowed_methods,
-        reason = "a spawn site older than the ban (listed in clippy.toml); to move to a named, tracked spawn"
+        reason = "the probe is named and bounded by CHECK_TIMEOUT; one at a time (the probing flag); the failed publish is answered without waiting for it"
     )]
     pub(crate) fn probe_after_timeout(
         self: &Arc<Self>,
