@@ -23,7 +23,7 @@ use intake_testkit::poll;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::faults::FaultyBus;
+use crate::faults::{FaultHandle, FaultyBus};
 use crate::runtime::{
     run, run_batches, BatchHandler, BatchSettings, Handled, Handler, RuntimeError, Settings,
 };
@@ -150,6 +150,24 @@ struct Record {
     seen: Arc<Seen>,
     hold: Option<String>,
     delay: Duration,
+}
+
+impl Record {
+    /// Records every message as it comes, holding none back.
+    fn plain(seen: Arc<Seen>) -> Arc<Self> {
+        Arc::new(Self {
+            seen,
+            hold: None,
+            delay: Duration::ZERO,
+        })
+    }
+}
+
+/// `bus` behind the fault-injecting wrapper, with the wrapper's switches.
+fn with_faults(bus: Arc<dyn Bus>) -> (Arc<dyn Bus>, FaultHandle) {
+    let faulty = FaultyBus::new(bus);
+    let faults = faulty.faults();
+    (Arc::new(faulty), faults)
 }
 
 #[async_trait]
@@ -313,18 +331,12 @@ pub async fn runtime_handles_one_keys_messages_one_at_a_time_in_order(bus: Arc<d
 
 /// A commit refused because the partition went elsewhere is not retried and stalls nothing.
 pub async fn runtime_drops_a_revoked_commit_without_retrying(bus: Arc<dyn Bus>) {
-    let faulty = FaultyBus::new(bus);
-    let faults = faulty.faults();
-    let bus: Arc<dyn Bus> = Arc::new(faulty);
+    let (bus, faults) = with_faults(bus);
     let topic = fresh_topic(bus.as_ref(), "rt-revoked", 1).await;
     let group = unique("g");
     faults.revoke_commits(true);
     let seen = Arc::new(Seen::default());
-    let handler = Arc::new(Record {
-        seen: seen.clone(),
-        hold: None,
-        delay: Duration::ZERO,
-    });
+    let handler = Record::plain(seen.clone());
     let running = start(
         bus.as_ref(),
         &group,
@@ -360,18 +372,12 @@ pub async fn runtime_drops_a_revoked_commit_without_retrying(bus: Arc<dyn Bus>) 
 
 /// Commits refused for now are owed and tried again while consumption goes on; they land.
 pub async fn runtime_retries_refused_commits_while_consuming(bus: Arc<dyn Bus>) {
-    let faulty = FaultyBus::new(bus);
-    let faults = faulty.faults();
-    let bus: Arc<dyn Bus> = Arc::new(faulty);
+    let (bus, faults) = with_faults(bus);
     let topic = fresh_topic(bus.as_ref(), "rt-owed", 1).await;
     let group = unique("g");
     faults.fail_commit(true);
     let seen = Arc::new(Seen::default());
-    let handler = Arc::new(Record {
-        seen: seen.clone(),
-        hold: None,
-        delay: Duration::ZERO,
-    });
+    let handler = Record::plain(seen.clone());
     let running = start(
         bus.as_ref(),
         &group,
@@ -402,17 +408,11 @@ pub async fn runtime_retries_refused_commits_while_consuming(bus: Arc<dyn Bus>) 
 
 /// A pause between fetch retries ends as soon as the cancel signal fires.
 pub async fn runtime_cancel_ends_a_fetch_retry_at_once(bus: Arc<dyn Bus>) {
-    let faulty = FaultyBus::new(bus);
-    let faults = faulty.faults();
-    let bus: Arc<dyn Bus> = Arc::new(faulty);
+    let (bus, faults) = with_faults(bus);
     let topic = fresh_topic(bus.as_ref(), "rt-fetch", 1).await;
     let group = unique("g");
     faults.fail_next(true);
-    let handler = Arc::new(Record {
-        seen: Arc::new(Seen::default()),
-        hold: None,
-        delay: Duration::ZERO,
-    });
+    let handler = Record::plain(Arc::new(Seen::default()));
     let running = start(
         bus.as_ref(),
         &group,

@@ -86,8 +86,25 @@ impl S3 {
         waiting
     }
 
-    /// Every key in `bucket` (an absent bucket holds none).
+    /// Every key in `bucket` (an absent bucket holds none). s3s-fs walks the bucket's folder to
+    /// list it, and can fail a listing when an object is removed meanwhile (a move in progress);
+    /// such a listing is tried again.
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.list(bucket).await {
+                Ok(keys) => return keys,
+                Err(e) if attempt < 5 => {
+                    eprintln!("listing {bucket} failed (attempt {attempt}), trying again: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("listing {bucket}: {e}"),
+            }
+        }
+    }
+
+    async fn list(&self, bucket: &str) -> Result<Vec<String>, String> {
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -103,9 +120,9 @@ impl S3 {
                         .filter_map(|o| o.key().map(str::to_owned)),
                 ),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) => break,
-                Err(e) => panic!("listing {bucket}: {e:?}"),
+                Err(e) => return Err(format!("{e:?}")),
             }
         }
-        keys
+        Ok(keys)
     }
 }
