@@ -46,6 +46,10 @@ struct Partition {
     running: usize,
     /// Running messages per key.
     keys: HashMap<String, usize>,
+    /// The latest copy of each booked offset the bus delivered again (a rebalance sends a
+    /// partition back from its committed offset): if the booking turns out stale (a commit refused
+    /// as not owned), these copies are what the partition's new run must handle.
+    redelivered: BTreeMap<i64, (ReceivedMessage, Option<String>)>,
 }
 
 /// Every partition's messages in flight.
@@ -84,12 +88,20 @@ impl InFlight {
             }
         };
         // A redelivery of an offset still booked (the bus delivered it again) replaces nothing: the
-        // booked one decides the commit.
+        // booked one decides the commit. The copy is kept in case the booking is forgotten.
         if partition.slots.contains_key(&message.offset) {
+            partition.redelivered.insert(message.offset, (message, key));
             return id;
         }
         partition.slots.insert(message.offset, Slot::Waiting);
-        partition.waiting.push_back((message, key));
+        // In offset order: a partition booked afresh (see `forget`) may be delivered from an
+        // earlier offset than the messages it kept.
+        let at = partition
+            .waiting
+            .iter()
+            .rposition(|(m, _)| m.offset < message.offset)
+            .map_or(0, |i| i + 1);
+        partition.waiting.insert(at, (message, key));
         self.count += 1;
         id
     }
@@ -170,21 +182,37 @@ impl InFlight {
             }
             self.count -= 1;
         }
+        if let Some(m) = &last {
+            // Copies of offsets now committed are no longer needed.
+            p.redelivered = p.redelivered.split_off(&(m.offset + 1));
+        }
         if p.slots.is_empty() && p.running == 0 {
             self.partitions.remove(id);
         }
         last
     }
 
-    /// Forgets a partition this member no longer holds (a commit was refused as not owned): its
-    /// waiting messages are dropped (their next owner receives them), and running ones that end
-    /// later change nothing.
+    /// Forgets the partition's bookkeeping after a commit was refused as not owned (the partition
+    /// was reassigned since those messages were delivered): running ones that end later change
+    /// nothing. What was delivered and not yet started, and the copies the bus delivered again
+    /// meanwhile, are booked afresh and returned as the count: the partition may already be this
+    /// member's again (a rebalance that gave it back), and then nothing else would deliver them.
+    /// If it went elsewhere, they are handled twice at worst (at-least-once), and their commits
+    /// are refused in turn.
     pub(crate) fn forget(&mut self, id: &PartitionId) -> usize {
-        let Some(p) = self.partitions.remove(id) else {
+        let Some(mut p) = self.partitions.remove(id) else {
             return 0;
         };
         self.count -= p.slots.len();
-        p.waiting.len()
+        let mut again = std::mem::take(&mut p.redelivered);
+        for (message, key) in p.waiting.drain(..) {
+            again.entry(message.offset).or_insert((message, key));
+        }
+        let n = again.len();
+        for (message, key) in again.into_values() {
+            self.deliver(message, key);
+        }
+        n
     }
 
     /// Drops every message not started yet (shutdown): they stay uncommitted and come again.
@@ -226,6 +254,39 @@ mod tests {
 
     fn end(f: &mut InFlight, start: &Start, done: bool) {
         assert!(f.end(&start.ticket, start.message.clone(), done));
+    }
+
+    #[test]
+    fn a_forgotten_partition_handles_what_the_bus_delivered_again_meanwhile() {
+        let mut f = InFlight::default();
+        let p = deliver(&mut f, 0, 0, None);
+        deliver(&mut f, 0, 1, None);
+        deliver(&mut f, 0, 2, None);
+        let first = f.startable(&p, 2);
+        assert_eq!(offsets(&first), vec![0, 1]);
+        // A rebalance gives the partition back from its committed offset 0: copies of booked
+        // offsets replace nothing yet.
+        for o in 0..3 {
+            deliver(&mut f, 0, o, None);
+        }
+        assert_eq!(f.len(), 3);
+        assert!(f.startable(&p, 2).is_empty(), "two are running");
+        end(&mut f, &first[0], true);
+        assert_eq!(f.committable(&p).map(|m| m.offset), Some(0));
+        // Offset 1's commit is then refused as not owned: the booking is forgotten, and what was
+        // delivered again (1, 2) is handled in the partition's new run.
+        assert_eq!(f.forget(&p), 2);
+        assert!(
+            !f.end(&first[1].ticket, first[1].message.clone(), true),
+            "a stale end"
+        );
+        let again = f.startable(&p, 10);
+        assert_eq!(offsets(&again), vec![1, 2]);
+        for s in &again {
+            end(&mut f, s, true);
+        }
+        assert_eq!(f.committable(&p).map(|m| m.offset), Some(2));
+        assert_eq!(f.len(), 0);
     }
 
     #[test]
@@ -295,7 +356,7 @@ mod tests {
         deliver(&mut f, 0, 1, None);
         let old = f.startable(&p, 1);
         assert_eq!(f.forget(&p), 1);
-        assert_eq!(f.len(), 0);
+        assert_eq!(f.len(), 1, "offset 1, never started, is booked afresh");
         // Delivered again after the partition came back.
         deliver(&mut f, 0, 0, Some("k"));
         let new = f.startable(&p, 1);

@@ -161,6 +161,7 @@ pub async fn run(
         tasks: JoinSet::new(),
         running: std::collections::HashMap::new(),
         work: CancellationToken::new(),
+        stopping: false,
         settings,
     };
     let outcome = runtime.consume(&cancel).await;
@@ -179,6 +180,8 @@ struct Runtime {
     running: std::collections::HashMap<tokio::task::Id, Ticket>,
     /// The handlers' token.
     work: CancellationToken,
+    /// Shutdown began: nothing new starts.
+    stopping: bool,
 }
 
 impl Runtime {
@@ -338,8 +341,12 @@ impl Runtime {
 
     fn forget(&mut self, partitions: Vec<PartitionId>) {
         for id in partitions {
-            let dropped = self.flight.forget(&id);
-            tracing::info!(consumer = self.settings.name, topic = %id.0, partition = id.1, dropped, "partition no longer held; its waiting messages go to its next holder");
+            let again = self.flight.forget(&id);
+            tracing::info!(consumer = self.settings.name, topic = %id.0, partition = id.1, again,
+                "a commit was refused as not owned: the partition's bookkeeping starts over with what was delivered and not started");
+            if !self.stopping {
+                self.start(&id);
+            }
         }
     }
 
@@ -347,6 +354,7 @@ impl Runtime {
     /// task is awaited; what finished is committed, owed commits get one last try.
     async fn drain(&mut self) {
         let name = self.settings.name;
+        self.stopping = true;
         let dropped = self.flight.drop_waiting();
         tracing::info!(
             consumer = name,
