@@ -7,12 +7,16 @@
 //! consumer.next ─▶ in flight (≤ in_flight) ─▶ handler tasks (≤ per_partition each, one per key)
 //!      ▲ retry policy                          │ span: consumer, topic, partition, offset, request_id
 //!      └──── commit: per partition, the done prefix, once for all that ended together
-//!                    refused: owed and retried │ not owned: partition forgotten, never retried
+//!                    refused: owed and retried │ not owned: never retried; the partition starts over
 //! ```
 //!
 //! * **At-least-once**: an offset is committed only once it and every earlier offset of its
 //!   partition are handled. A message the handler gives up ([`Handled::Abandoned`], at shutdown) is
 //!   not committed, nor anything after it: the group delivers them again.
+//! * **Rebalances**: a commit refused as not owned (the partition was reassigned since delivery)
+//!   is never retried; the partition's bookkeeping starts over with what was delivered and not
+//!   started, and with the copies the bus delivered again meanwhile, so a partition given back to
+//!   this member is never left waiting for a delivery that already happened.
 //! * **Concurrency**: up to `in_flight` messages delivered and not committed (fetching pauses
 //!   beyond), up to `per_partition` handled at once in one partition. This is I/O concurrency:
 //!   a handler whose work is CPU-bound holds a CPU permit only around that work, so that waiting
