@@ -23,7 +23,7 @@ use intake_testkit::poll;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::faults::{FaultHandle, FaultyBus};
+use crate::faults::{FaultHandle, FaultyBus, PublishFault};
 use crate::runtime::{
     run, run_batches, BatchHandler, BatchSettings, Handled, Handler, RuntimeError, Settings,
 };
@@ -42,6 +42,7 @@ macro_rules! runtime_contract_tests {
             runtime_drops_a_revoked_commit_without_retrying,
             runtime_retries_refused_commits_while_consuming,
             runtime_cancel_ends_a_fetch_retry_at_once,
+            runtime_cancel_ends_a_publish_retry_at_once,
             runtime_grace_lets_a_running_message_finish,
             runtime_handler_panic_stops_with_an_error,
             runtime_batches_are_committed_once_handled,
@@ -430,6 +431,46 @@ pub async fn runtime_cancel_ends_a_fetch_retry_at_once(bus: Arc<dyn Bus>) {
         "stopped {:?} after the cancel",
         cancelled.elapsed()
     );
+}
+
+/// A publish retried while the bus refuses it ([`crate::retry::publish`]) ends at once when
+/// cancelled, with the last refusal; once the bus takes messages again, it goes through.
+pub async fn runtime_cancel_ends_a_publish_retry_at_once(bus: Arc<dyn Bus>) {
+    let (bus, faults) = with_faults(bus);
+    let topic = fresh_topic(bus.as_ref(), "rt-publish", 1).await;
+    faults.fail_publish(PublishFault::Unavailable);
+    let cancel = CancellationToken::new();
+    let (b, c, t) = (bus.clone(), cancel.clone(), topic.clone());
+    let retrying = tokio::spawn(async move {
+        crate::retry::publish(b.as_ref(), OutgoingMessage::new(t, b"refused".to_vec()), &c).await
+    });
+    // Long enough for several attempts and pauses past a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        faults.injected_publish_failures() >= 3,
+        "tried again while refused: {}",
+        faults.injected_publish_failures()
+    );
+    let cancelled = Instant::now();
+    cancel.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), retrying)
+        .await
+        .expect("the retry ended")
+        .unwrap();
+    assert!(
+        cancelled.elapsed() < Duration::from_millis(500),
+        "ended {:?} after the cancel",
+        cancelled.elapsed()
+    );
+    assert!(outcome.is_err(), "a cancelled publish reports its refusal");
+    faults.heal_publish();
+    crate::retry::publish(
+        bus.as_ref(),
+        OutgoingMessage::new(topic, b"taken".to_vec()),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
 }
 
 /// With a grace period, a running message finishes after the cancel and is committed.
