@@ -34,9 +34,9 @@
 //!   fetched within the retry time, no URL, local I/O), which sends no response at all.
 //! * **Commits**: an announce's offset is committed once its response is acknowledged (a bad
 //!   announce, which is not ours to dead-letter, is logged and committed with nothing
-//!   published). Up to `VALIDATOR_CONCURRENCY` payloads are checked at once, across and within
-//!   partitions; per partition, only the offset below which everything is finished is
-//!   committed, so a restart redelivers anything unfinished.
+//!   published). Up to `VALIDATOR_CONCURRENCY` payloads are checked at once in each partition,
+//!   with 64 more read ahead; per partition, only the offset below which everything is finished
+//!   is committed (intake-bus's consumer runtime), so a restart redelivers anything unfinished.
 //! * **Shutdown**: when the token fires, no new message is taken, in-flight payloads finish
 //!   (a response publish still failing is abandoned, uncommitted), finished offsets are
 //!   committed and [`run`] returns.
