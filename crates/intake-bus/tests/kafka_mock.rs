@@ -402,3 +402,104 @@ async fn a_member_rejoins_after_an_outage_longer_than_its_session() {
         .await
         .expect("commit after the outage");
 }
+
+/// Holds the first message of each partition until released; records what it handles.
+#[derive(Default)]
+struct HoldFirsts {
+    released: std::sync::atomic::AtomicBool,
+    handled: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl intake_bus::runtime::Handler for HoldFirsts {
+    async fn handle(
+        &self,
+        message: intake_bus::ReceivedMessage,
+        _: tokio_util::sync::CancellationToken,
+    ) -> intake_bus::runtime::Handled {
+        if message.offset == 0 {
+            while !self.released.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.handled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(String::from_utf8_lossy(&message.value).into_owned());
+        intake_bus::runtime::Handled::Done
+    }
+}
+
+/// A partition that goes to another member, is consumed further there and comes back: the
+/// runtime's booking of it is stale (a commit of it is refused as not owned), and what the
+/// partition delivered since it came back is handled all the same, not left waiting for a
+/// delivery that already happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_handles_what_a_partition_delivers_after_coming_back() {
+    let bus = mock_bus().await;
+    let topic = topic(bus.as_ref(), 2).await;
+    let group = unique("g");
+    for i in 0..8 {
+        bus.publish(OutgoingMessage::new(&topic, format!("old-{i}")).key(format!("k{i}")))
+            .await
+            .expect("publish");
+    }
+    let handler = Arc::new(HoldFirsts::default());
+    let consumer = join(bus.as_ref(), &group, &topic, StartFrom::Earliest).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut settings = intake_bus::runtime::Settings::new("test", 64);
+    settings.per_partition = 1;
+    let runtime = tokio::spawn(intake_bus::runtime::run(
+        consumer,
+        handler.clone(),
+        settings,
+        cancel.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Another member takes a partition over, reads it to its end and commits, then leaves.
+    let mut other = join(bus.as_ref(), &group, &topic, StartFrom::Earliest).await;
+    // Its first message comes once the group has rebalanced; then it reads until the partition
+    // stays quiet.
+    let first = tokio::time::timeout(WAIT, other.next())
+        .await
+        .expect("the other member got a partition")
+        .expect("the other member reads");
+    other
+        .commit(&first)
+        .await
+        .expect("the other member commits");
+    while let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(4), other.next()).await {
+        other
+            .commit(&message)
+            .await
+            .expect("the other member commits");
+    }
+    drop(other);
+    // The partition comes back; new messages arrive on both partitions while the first ones are
+    // still held.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in 0..8 {
+        bus.publish(OutgoingMessage::new(&topic, format!("new-{i}")).key(format!("k{i}")))
+            .await
+            .expect("publish");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    handler
+        .released
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let h = handler.clone();
+    poll::until_true(WAIT, "every new message handled", move || {
+        let h = h.clone();
+        async move {
+            let handled = h
+                .handled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            (0..8).all(|i| handled.contains(&format!("new-{i}")))
+        }
+    })
+    .await;
+    cancel.cancel();
+    runtime.await.expect("join").expect("the runtime");
+}
