@@ -146,6 +146,15 @@ async fn first_for_next_member(bus: &dyn Bus, group: &str, topic: &str) -> Strin
     text(&next_within(consumer.as_mut(), "the next member's first message").await)
 }
 
+/// Asserts that a new member of `group` starts after everything handled: all of it committed.
+async fn assert_everything_committed(bus: &dyn Bus, group: &str, topic: &str) {
+    assert_eq!(
+        first_for_next_member(bus, group, topic).await,
+        "marker",
+        "everything handled was committed"
+    );
+}
+
 /// Handles by recording; the message whose value is `hold` waits for the token and is abandoned.
 struct Record {
     seen: Arc<Seen>,
@@ -251,10 +260,7 @@ pub async fn runtime_commits_everything_handled(bus: Arc<dyn Bus>) {
     );
     all.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
     assert_eq!(all, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
-    assert_eq!(
-        first_for_next_member(bus.as_ref(), &group, &topic).await,
-        "marker"
-    );
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
 }
 
 /// Messages with one key never overlap and keep their order; different keys run together.
@@ -365,10 +371,7 @@ pub async fn runtime_drops_a_revoked_commit_without_retrying(bus: Arc<dyn Bus>) 
     publish_n(bus.as_ref(), &topic, "n", 1, |_| "k".into()).await;
     seen.wait_for(11, "a message after the refusals").await;
     stop(running, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        first_for_next_member(bus.as_ref(), &group, &topic).await,
-        "marker"
-    );
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
 }
 
 /// Commits refused for now are owed and tried again while consumption goes on; they land.
@@ -401,10 +404,7 @@ pub async fn runtime_retries_refused_commits_while_consuming(bus: Arc<dyn Bus>) 
     faults.heal();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop(running, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        first_for_next_member(bus.as_ref(), &group, &topic).await,
-        "marker"
-    );
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
 }
 
 /// A pause between fetch retries ends as soon as the cancel signal fires.
@@ -502,10 +502,7 @@ pub async fn runtime_grace_lets_a_running_message_finish(bus: Arc<dyn Bus>) {
     seen.wait_for(1, "the message started").await;
     stop(running, Duration::from_secs(10)).await.unwrap();
     assert_eq!(seen.all(), vec!["started m0".to_owned(), "m0".to_owned()]);
-    assert_eq!(
-        first_for_next_member(bus.as_ref(), &group, &topic).await,
-        "marker"
-    );
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
 }
 
 /// A panicking handler stops the runtime with an error naming the message; what ended before it
@@ -589,10 +586,7 @@ pub async fn runtime_batches_are_committed_once_handled(bus: Arc<dyn Bus>) {
     );
     let sizes = handler.1.lock().unwrap().clone();
     assert!(sizes.iter().all(|n| *n <= 10), "{sizes:?}");
-    assert_eq!(
-        first_for_next_member(bus.as_ref(), &group, &topic).await,
-        "marker"
-    );
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
 }
 
 /// Batch form: a batch left unfinished at shutdown is not committed.
