@@ -190,7 +190,7 @@ impl Bus for FaultyBus {
                 self.faults.injected.fetch_add(1, Ordering::Relaxed);
                 Err(match fault {
                     PublishFault::Unavailable => {
-                        BusError::Unavailable("injected fault: the bus is down".into())
+                        BusError::unavailable("injected fault: the bus is down")
                     }
                     PublishFault::Timeout | PublishFault::Hang => BusError::Timeout {
                         topic: message.topic,
@@ -219,8 +219,8 @@ impl Bus for FaultyBus {
 
     async fn check(&self) -> Result<(), BusError> {
         if self.faults.state().check {
-            return Err(BusError::Unavailable(
-                "injected fault: the bus does not answer".into(),
+            return Err(BusError::unavailable(
+                "injected fault: the bus does not answer",
             ));
         }
         self.inner.check().await
@@ -237,8 +237,8 @@ struct FaultyConsumer {
 impl Consumer for FaultyConsumer {
     async fn next(&mut self) -> Result<ReceivedMessage, BusError> {
         if self.faults.state().next {
-            return Err(BusError::Unavailable(
-                "injected fault: the broker cannot be reached".into(),
+            return Err(BusError::unavailable(
+                "injected fault: the broker cannot be reached",
             ));
         }
         self.inner.next().await
@@ -253,8 +253,8 @@ impl Consumer for FaultyConsumer {
         }
         if self.faults.state().commit {
             self.faults.injected_commits.fetch_add(1, Ordering::Relaxed);
-            return Err(BusError::Unavailable(
-                "injected fault: the commit was not acknowledged".into(),
+            return Err(BusError::unavailable(
+                "injected fault: the commit was not acknowledged",
             ));
         }
         self.inner.commit(message).await

@@ -25,7 +25,7 @@ pub mod tail;
 pub mod testsuite;
 pub mod topics;
 
-pub use error::BusError;
+pub use error::{BusError, Cause, ErrorKind};
 pub use factory::open;
 pub use message::{Header, OutgoingMessage, ReceivedMessage};
 pub use tail::{tail, tail_until_end, TailRecord};

@@ -75,7 +75,7 @@ pub async fn publish(
     let mut backoff = Backoff::default();
     loop {
         let attempt = tokio::select! {
-            _ = cancel.cancelled() => return Err(BusError::Unavailable("cancelled while publishing".into())),
+            _ = cancel.cancelled() => return Err(BusError::unavailable("cancelled while publishing")),
             attempt = bus.publish(message.clone()) => attempt,
         };
         match attempt {

@@ -357,7 +357,7 @@ async fn invalid_topic_names_are_refused() {
         assert!(
             matches!(
                 bus.publish(OutgoingMessage::new(bad, "v")).await,
-                Err(BusError::Config(_))
+                Err(BusError::Config { .. })
             ),
             "{bad:?}"
         );
@@ -374,7 +374,7 @@ async fn the_faulty_bus_fails_publish_and_check_on_demand_and_passes_consumers_t
     faults.fail_publish(PublishFault::Unavailable);
     assert!(matches!(
         faulty.publish(OutgoingMessage::new(&topic, "x")).await,
-        Err(BusError::Unavailable(_))
+        Err(BusError::Unavailable { .. })
     ));
     let only = topic.clone();
     faults.fail_publish_where(PublishFault::Timeout, move |t| t == only);
@@ -391,7 +391,7 @@ async fn the_faulty_bus_fails_publish_and_check_on_demand_and_passes_consumers_t
     faults.fail_check(true);
     assert!(matches!(
         faulty.check().await,
-        Err(BusError::Unavailable(_))
+        Err(BusError::Unavailable { .. })
     ));
     faults.heal();
     faulty.check().await.unwrap();
@@ -505,7 +505,7 @@ async fn topics_get_the_partitions_asked_for_or_the_configured_default() {
         "each partition counts its own offsets"
     );
     match bus.create_topics(&[spec(&unique("huge"), 5000)]).await {
-        Err(BusError::Config(why)) => assert!(why.contains("1024"), "{why}"),
+        Err(BusError::Config { context, .. }) => assert!(context.contains("1024"), "{context}"),
         other => panic!("expected a configuration error, got {other:?}"),
     }
     match EmbeddedBus::open(
@@ -517,7 +517,7 @@ async fn topics_get_the_partitions_asked_for_or_the_configured_default() {
     )
     .await
     {
-        Err(BusError::Config(_)) => {}
+        Err(BusError::Config { .. }) => {}
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }

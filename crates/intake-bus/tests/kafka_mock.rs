@@ -129,7 +129,7 @@ impl Bus for MockClusterBus {
         for spec in topics.iter().filter(|t| !existing.contains(&t.name)) {
             self.command(|reply| Command::CreateTopic(spec.clone(), reply))
                 .await
-                .map_err(BusError::Backend)?;
+                .map_err(BusError::backend)?;
         }
         Ok(())
     }
@@ -351,7 +351,7 @@ async fn an_unanswered_publish_times_out_and_check_fails() {
         started.elapsed()
     );
     let err = bus.check().await.expect_err("check with the broker down");
-    assert!(matches!(err, BusError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, BusError::Unavailable { .. }), "{err:?}");
 }
 
 /// A member whose session lapsed while the broker was down (longer than the 6 s session) gets its

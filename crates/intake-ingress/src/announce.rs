@@ -68,8 +68,8 @@ pub async fn hand_off_recorded(state: &AppState, announce: &Announce) -> Result<
 /// `BUS_PUBLISH_TIMEOUT`). In `both` mode the hand-off succeeds only when both are acknowledged.
 pub async fn hand_off(state: &AppState, announce: &Announce) -> Result<(), BusError> {
     let mode = state.config.announce_mode;
-    let value = serde_json::to_vec(announce)
-        .map_err(|e| BusError::Backend(format!("encoding announce: {e}")))?;
+    let value =
+        serde_json::to_vec(announce).map_err(|e| BusError::backend_from("encoding announce", e))?;
     let key = key_for(announce.metadata.as_ref(), &announce.request_id);
     let mut topics = Vec::with_capacity(2);
     if matches!(mode, AnnounceMode::PerService | AnnounceMode::Both) {

@@ -25,7 +25,7 @@ pub(crate) fn decode_headers(mut bytes: &[u8]) -> Result<Vec<Header>, BusError> 
         let name = take_chunk(&mut bytes)?;
         let value = take_chunk(&mut bytes)?;
         let name = String::from_utf8(name.to_vec())
-            .map_err(|_| BusError::Backend("stored header name is not UTF-8".into()))?;
+            .map_err(|_| BusError::backend("stored header name is not UTF-8"))?;
         headers.push(Header {
             name,
             value: value.to_vec(),
@@ -36,7 +36,7 @@ pub(crate) fn decode_headers(mut bytes: &[u8]) -> Result<Vec<Header>, BusError> 
 
 fn put_chunk(out: &mut Vec<u8>, chunk: &[u8]) -> Result<(), BusError> {
     let len = u32::try_from(chunk.len()).map_err(|_| {
-        BusError::Config(format!("header part of {} bytes is too large", chunk.len()))
+        BusError::config(format!("header part of {} bytes is too large", chunk.len()))
     })?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(chunk);
@@ -44,7 +44,7 @@ fn put_chunk(out: &mut Vec<u8>, chunk: &[u8]) -> Result<(), BusError> {
 }
 
 fn take_chunk<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], BusError> {
-    let corrupt = || BusError::Backend("stored headers are truncated".into());
+    let corrupt = || BusError::backend("stored headers are truncated");
     let (len, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
     let len = u32::from_be_bytes(*len) as usize;
     if rest.len() < len {

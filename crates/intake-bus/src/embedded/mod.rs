@@ -127,13 +127,13 @@ impl EmbeddedBus {
     )]
     pub async fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, BusError> {
         if !(1..=MAX_PARTITIONS).contains(&options.default_partitions) {
-            return Err(BusError::Config(format!(
+            return Err(BusError::config(format!(
                 "{} default partitions; the embedded bus allows 1 to {MAX_PARTITIONS}",
                 options.default_partitions
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| {
-            BusError::Config(format!(
+            BusError::config(format!(
                 "cannot create the bus directory {}: {e}",
                 dir.display()
             ))
@@ -216,9 +216,7 @@ impl Bus for EmbeddedBus {
             store::validate_topic(topic)?;
         }
         if subscription.group.is_empty() {
-            return Err(BusError::Config(
-                "a consumer group id must not be empty".into(),
-            ));
+            return Err(BusError::config("a consumer group id must not be empty"));
         }
         let consumer = consumer::EmbeddedConsumer::join(
             self.shared.clone(),
@@ -256,9 +254,9 @@ impl Bus for EmbeddedBus {
         .await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BusError::Unavailable(e.to_string())),
-            Err(_) => Err(BusError::Unavailable(
-                "the embedded bus database did not answer within 5 s".into(),
+            Ok(Err(e)) => Err(BusError::unavailable_from("listing topics", e)),
+            Err(_) => Err(BusError::unavailable(
+                "the embedded bus database did not answer within 5 s",
             )),
         }
     }

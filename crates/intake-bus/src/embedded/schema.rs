@@ -163,7 +163,7 @@ async fn migrate(pool: &SqlitePool, file: &Path) -> Result<(), BusError> {
         .await
         .map_err(|e| db_error("reading the schema version", e))?;
     if version > SCHEMA_VERSION {
-        return Err(BusError::Config(format!(
+        return Err(BusError::config(format!(
             "{} has schema version {version}, newer than this program's {SCHEMA_VERSION}",
             file.display()
         )));

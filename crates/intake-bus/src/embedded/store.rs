@@ -24,7 +24,7 @@ pub(crate) fn validate_topic(name: &str) -> Result<(), BusError> {
     if ok {
         Ok(())
     } else {
-        Err(BusError::Config(format!(
+        Err(BusError::config(format!(
             "invalid topic name {name:?}: use 1 to 249 of A-Z a-z 0-9 . _ -"
         )))
     }
@@ -49,11 +49,11 @@ pub(crate) fn db_error(context: &str, e: sqlx::Error) -> BusError {
             .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
         _ => false,
     };
-    let text = format!("embedded bus, {context}: {e}");
+    let context = format!("embedded bus, {context}");
     if contention {
-        BusError::Unavailable(text)
+        BusError::unavailable_from(context, e)
     } else {
-        BusError::Backend(text)
+        BusError::backend_from(context, e)
     }
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn partition_count(name: &str, requested: i32, default: i32) -> Resul
     if (1..=MAX_PARTITIONS).contains(&count) {
         Ok(count)
     } else {
-        Err(BusError::Config(format!(
+        Err(BusError::config(format!(
             "topic {name:?}: {count} partitions; the embedded bus allows 1 to {MAX_PARTITIONS}"
         )))
     }

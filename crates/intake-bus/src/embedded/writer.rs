@@ -86,9 +86,10 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
                     )
                     .await
                 }
-                Err(e) => Err(BusError::Unavailable(format!(
-                    "no connection to the embedded bus database: {e}"
-                ))),
+                Err(e) => Err(BusError::unavailable_from(
+                    "no connection to the embedded bus database",
+                    e,
+                )),
             },
         };
         match written {
@@ -115,10 +116,10 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
                 for pending in batch.drain(..) {
                     match pending {
                         Pending::Publish { reply, .. } => {
-                            let _ = reply.send(Err(copy_error(&e)));
+                            let _ = reply.send(Err(e.clone()));
                         }
                         Pending::Commit { reply, .. } => {
-                            let _ = reply.send(Err(copy_error(&e)));
+                            let _ = reply.send(Err(e.clone()));
                         }
                     }
                 }
@@ -150,23 +151,7 @@ pub(crate) async fn submit<T>(
     pending: Pending,
     answer: oneshot::Receiver<Result<T, BusError>>,
 ) -> Result<T, BusError> {
-    let stopped = || BusError::Unavailable("the embedded bus writer has stopped".into());
+    let stopped = || BusError::unavailable("the embedded bus writer has stopped");
     writer.send(pending).await.map_err(|_| stopped())?;
     answer.await.map_err(|_| stopped())?
-}
-
-/// `BusError` is not `Clone` (it is part of the seam); every waiting publisher gets the same error.
-fn copy_error(e: &BusError) -> BusError {
-    match e {
-        BusError::Timeout { topic, timeout_ms } => BusError::Timeout {
-            topic: topic.clone(),
-            timeout_ms: *timeout_ms,
-        },
-        BusError::UnknownTopic(t) => BusError::UnknownTopic(t.clone()),
-        BusError::Unavailable(t) => BusError::Unavailable(t.clone()),
-        BusError::Closed => BusError::Closed,
-        BusError::Config(t) => BusError::Config(t.clone()),
-        BusError::Backend(t) => BusError::Backend(t.clone()),
-        BusError::NotOwned(t) => BusError::NotOwned(t.clone()),
-    }
 }

@@ -37,7 +37,7 @@ pub(crate) async fn create_topics(
     let results = tokio::time::timeout(timeout, admin.create_topics(&new_topics, &options))
         .await
         .map_err(|_| {
-            BusError::Unavailable(format!("creating topics: no answer within {timeout:?}"))
+            BusError::unavailable(format!("creating topics: no answer within {timeout:?}"))
         })?
         .map_err(|e| other_error("creating topics", &e))?;
     for result in results {
@@ -47,7 +47,7 @@ pub(crate) async fn create_topics(
                 tracing::debug!(topic = %name, "topic exists")
             }
             Err((name, code)) => {
-                return Err(BusError::Backend(format!(
+                return Err(BusError::backend(format!(
                     "creating topic {name:?}: {code}"
                 )))
             }
@@ -65,7 +65,7 @@ pub(crate) async fn create_topics(
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(BusError::Unavailable(format!(
+            return Err(BusError::unavailable(format!(
                 "created topics {missing:?} are not in the metadata after {timeout:?}"
             )));
         }
@@ -82,7 +82,7 @@ pub(crate) async fn list_topics(
     let metadata =
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
             .await
-            .map_err(|e| BusError::Backend(format!("metadata task: {e}")))?
+            .map_err(|e| BusError::backend_from("metadata task", e))?
             .map_err(|e| other_error("fetching metadata", &e))?;
     let mut names: Vec<String> = metadata
         .topics()

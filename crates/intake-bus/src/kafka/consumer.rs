@@ -139,9 +139,7 @@ impl KafkaConsumer {
         op_timeout: Duration,
     ) -> Result<Self, BusError> {
         if subscription.topics.is_empty() {
-            return Err(BusError::Config(
-                "a subscription needs at least one topic".into(),
-            ));
+            return Err(BusError::config("a subscription needs at least one topic"));
         }
         let reset = match subscription.start {
             StartFrom::Earliest => "earliest",
@@ -162,13 +160,13 @@ impl KafkaConsumer {
                 ("allow.auto.create.topics", "false".into()),
             ])
             .create_with_context(context)
-            .map_err(|e| BusError::Config(format!("creating a Kafka consumer: {e}")))?;
+            .map_err(|e| BusError::config_from("creating a Kafka consumer", e))?;
         let consumer = Arc::new(consumer);
         if subscription.start == StartFrom::Latest {
             let (c, topics) = (Arc::clone(&consumer), subscription.topics.clone());
             tokio::task::spawn_blocking(move || pin_uncommitted_at_end(&c, &topics, op_timeout))
                 .await
-                .map_err(|e| BusError::Backend(format!("offset task: {e}")))?;
+                .map_err(|e| BusError::backend_from("offset task", e))?;
         }
         let topics: Vec<&str> = subscription.topics.iter().map(String::as_str).collect();
         consumer
@@ -299,7 +297,7 @@ impl Consumer for KafkaConsumer {
                 }
                 Err(KafkaError::PartitionEOF(_)) => {}
                 Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
-                    return Err(BusError::Backend(format!("consuming: {error}")));
+                    return Err(BusError::backend_from("consuming", error));
                 }
                 Err(error) => {
                     // librdkafka recovers from the others on its own (reconnects, refetches).
@@ -341,11 +339,11 @@ impl Consumer for KafkaConsumer {
         .map_err(|e| other_error("committing", &e))?;
         let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
         match tokio::time::timeout(self.commit_timeout, commit).await {
-            Err(_) => Err(BusError::Unavailable(format!(
+            Err(_) => Err(BusError::unavailable(format!(
                 "commit not acknowledged within {:?}",
                 self.commit_timeout
             ))),
-            Ok(Err(e)) => Err(BusError::Backend(format!("commit task: {e}"))),
+            Ok(Err(e)) => Err(BusError::backend_from("commit task", e)),
             Ok(Ok(result)) => result.map_err(|e| other_error("committing", &e)),
         }
     }
@@ -382,11 +380,11 @@ impl Consumer for KafkaConsumer {
         });
         // Two requests per partition at most, each bounded by `timeout`; this bounds the whole.
         match tokio::time::timeout(timeout * 3, read).await {
-            Err(_) => Err(BusError::Unavailable(format!(
+            Err(_) => Err(BusError::unavailable(format!(
                 "the group's offsets were not read within {:?}",
                 timeout * 3
             ))),
-            Ok(Err(e)) => Err(BusError::Backend(format!("lag task: {e}"))),
+            Ok(Err(e)) => Err(BusError::backend_from("lag task", e)),
             Ok(Ok(result)) => result.map_err(|e| other_error("reading the group's lag", &e)),
         }
     }

@@ -75,9 +75,9 @@ pub(crate) fn publish_error(topic: &str, error: &KafkaError, timeout: Duration) 
         ) => timeout_error(topic, timeout),
         Some(code) if is_unknown_topic(code) => BusError::UnknownTopic(topic.to_owned()),
         Some(code) if is_unreachable(code) => {
-            BusError::Unavailable(format!("publishing to {topic:?}: {error}"))
+            BusError::unavailable_from(format!("publishing to {topic:?}"), error.clone())
         }
-        _ => BusError::Backend(format!("publishing to {topic:?}: {error}")),
+        _ => BusError::backend_from(format!("publishing to {topic:?}"), error.clone()),
     }
 }
 
@@ -93,9 +93,9 @@ pub(crate) fn timeout_error(topic: &str, timeout: Duration) -> BusError {
 pub(crate) fn other_error(what: &str, error: &KafkaError) -> BusError {
     match code_of(error) {
         Some(code) if is_unreachable(code) || code == RDKafkaErrorCode::OperationTimedOut => {
-            BusError::Unavailable(format!("{what}: {error}"))
+            BusError::unavailable_from(what, error.clone())
         }
-        _ => BusError::Backend(format!("{what}: {error}")),
+        _ => BusError::backend_from(what, error.clone()),
     }
 }
 
@@ -117,12 +117,12 @@ mod tests {
         let down = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
         assert!(matches!(
             publish_error("a", &down, t),
-            BusError::Unavailable(_)
+            BusError::Unavailable { .. }
         ));
         let too_big = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
         assert!(matches!(
             publish_error("a", &too_big, t),
-            BusError::Backend(_)
+            BusError::Backend { .. }
         ));
     }
 
@@ -152,12 +152,12 @@ mod tests {
         let admin = KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut);
         assert!(matches!(
             other_error("creating topics", &admin),
-            BusError::Unavailable(_)
+            BusError::Unavailable { .. }
         ));
         let refused = KafkaError::AdminOp(RDKafkaErrorCode::PolicyViolation);
         assert!(matches!(
             other_error("creating topics", &refused),
-            BusError::Backend(_)
+            BusError::Backend { .. }
         ));
     }
 }

@@ -63,7 +63,7 @@ impl KafkaBus {
         let admin: AdminClient<log::LogContext> = settings
             .client_config(&[])
             .create_with_context(log::LogContext::new("admin"))
-            .map_err(|e| BusError::Config(format!("creating the Kafka admin client: {e}")))?;
+            .map_err(|e| BusError::config_from("creating the Kafka admin client", e))?;
         Ok(Self {
             settings,
             producer,

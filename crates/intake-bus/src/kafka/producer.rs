@@ -120,7 +120,7 @@ fn create_producer(
             ("topic.metadata.propagation.max.ms", propagation_ms),
         ])
         .create_with_context(super::log::LogContext::new("producer"))
-        .map_err(|e| BusError::Config(format!("creating the Kafka producer: {e}")))
+        .map_err(|e| BusError::config_from("creating the Kafka producer", e))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ impl ClientSettings {
     pub fn from_config(config: &KafkaConfig) -> Result<Self, BusError> {
         let brokers = config.brokers.trim();
         if brokers.is_empty() {
-            return Err(BusError::Config("KAFKA_BROKERS is empty".into()));
+            return Err(BusError::config("KAFKA_BROKERS is empty"));
         }
         let protocol = if config.security_protocol.is_empty() {
             "PLAINTEXT".to_owned()
@@ -44,7 +44,7 @@ impl ClientSettings {
             "SASL_PLAINTEXT" => (true, false),
             "SASL_SSL" => (true, true),
             other => {
-                return Err(BusError::Config(format!(
+                return Err(BusError::config(format!(
                     "KAFKA_SECURITY_PROTOCOL {other:?} is not supported"
                 )))
             }
@@ -70,13 +70,13 @@ impl ClientSettings {
             .set("security.protocol", protocol.to_ascii_lowercase());
         if sasl {
             let mechanism = config.sasl_mechanism.as_deref().ok_or_else(|| {
-                BusError::Config(format!("KAFKA_SASL_MECHANISM is required with {protocol}"))
+                BusError::config(format!("KAFKA_SASL_MECHANISM is required with {protocol}"))
             })?;
             let username = config.sasl_username.as_deref().ok_or_else(|| {
-                BusError::Config(format!("KAFKA_SASL_USERNAME is required with {protocol}"))
+                BusError::config(format!("KAFKA_SASL_USERNAME is required with {protocol}"))
             })?;
             let password = config.sasl_password.as_deref().ok_or_else(|| {
-                BusError::Config(format!("KAFKA_SASL_PASSWORD is required with {protocol}"))
+                BusError::config(format!("KAFKA_SASL_PASSWORD is required with {protocol}"))
             })?;
             settings
                 .set("sasl.mechanism", mechanism.to_ascii_uppercase())
@@ -99,9 +99,8 @@ impl ClientSettings {
                 }
                 (None, None) => {}
                 _ => {
-                    return Err(BusError::Config(
-                        "KAFKA_SSL_CERT_LOCATION and KAFKA_SSL_KEY_LOCATION must be set together"
-                            .into(),
+                    return Err(BusError::config(
+                        "KAFKA_SSL_CERT_LOCATION and KAFKA_SSL_KEY_LOCATION must be set together",
                     ))
                 }
             }
@@ -320,7 +319,7 @@ mod tests {
                 brokers: " ".into(),
                 ..base("PLAINTEXT")
             }),
-            Err(BusError::Config(_))
+            Err(BusError::Config { .. })
         ));
         let no_password = KafkaConfig {
             sasl_mechanism: Some("PLAIN".into()),
@@ -328,7 +327,7 @@ mod tests {
             ..base("SASL_SSL")
         };
         assert!(
-            matches!(ClientSettings::from_config(&no_password), Err(BusError::Config(m)) if m.contains("KAFKA_SASL_PASSWORD"))
+            matches!(ClientSettings::from_config(&no_password), Err(BusError::Config { context, .. }) if context.contains("KAFKA_SASL_PASSWORD"))
         );
         let half_cert = KafkaConfig {
             ssl_cert_location: Some("/tls/c.pem".into()),
@@ -336,7 +335,7 @@ mod tests {
         };
         assert!(matches!(
             ClientSettings::from_config(&half_cert),
-            Err(BusError::Config(_))
+            Err(BusError::Config { .. })
         ));
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::inflight::PartitionId;
 use crate::retry::Backoff;
-use crate::{BusError, Consumer, ReceivedMessage};
+use crate::{Consumer, ErrorKind, ReceivedMessage};
 
 /// What became of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +60,8 @@ impl Committer {
                 }
                 Committed::Yes
             }
-            Err(BusError::NotOwned(why)) => {
-                tracing::info!(consumer = name, topic = %message.topic, partition = message.partition, offset = message.offset, %why,
+            Err(e) if e.kind() == ErrorKind::NotOwned => {
+                tracing::info!(consumer = name, topic = %message.topic, partition = message.partition, offset = message.offset, why = %e,
                     "partition reassigned; not committing (its next holder receives these messages)");
                 self.owed.remove(&id);
                 Committed::Revoked
