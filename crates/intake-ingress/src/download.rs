@@ -8,9 +8,9 @@ use http::{header, StatusCode};
 use intake_core::RequestId;
 use intake_http::ApiError;
 use intake_storage::download::open_linked;
-use intake_storage::StorageError;
 use serde::Deserialize;
 
+use crate::refusals::Refused;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -25,13 +25,11 @@ pub async fn download(
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let id = RequestId::parse(&request_id)
-        .map_err(|e| ApiError::bad_request(format!("request id: {e}")))?;
+        .map_err(|e| ApiError::from(Refused::Malformed(format!("request id: {e}"))))?;
     let Some(verifier) = &state.downloads else {
-        return Err(ApiError::not_found(
-            "downloads are served by the object store, not by ingress",
-        ));
+        return Err(Refused::DownloadsElsewhere.into());
     };
-    let denied = || ApiError::forbidden("the download link is invalid or has expired");
+    let denied = || ApiError::from(Refused::LinkDenied);
     let expires = params
         .expires
         .as_deref()
@@ -49,18 +47,7 @@ pub async fn download(
     // a JSON 404, never a body a consumer could take for an archive.
     let object = match open_linked(state.store.as_ref(), bucket, &id).await {
         Ok(o) => o,
-        Err(StorageError::NotFound { .. }) => {
-            return Err(ApiError::not_found(format!(
-                "payload {id} was rejected or deleted; it is no longer served"
-            )))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "download failed");
-            return Err(ApiError::unavailable(
-                "payload storage is unavailable; retry later",
-                30,
-            ));
-        }
+        Err(e) => return Err(Refused::Download(&e).into()),
     };
     let content_type = if object.meta.content_type.is_empty() {
         "application/octet-stream".to_owned()

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod peer_answer;
 pub mod pending;
+pub mod refusals;
 pub mod router;
 pub mod selfprobe;
 pub mod state;

@@ -10,6 +10,7 @@ use intake_http::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::refusals::Refused;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -24,7 +25,7 @@ pub async fn track(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = RequestId::parse(&request_id)
-        .map_err(|e| ApiError::bad_request(format!("request id: {e}")))?;
+        .map_err(|e| ApiError::from(Refused::Malformed(format!("request id: {e}"))))?;
     let rid = id.to_string();
     let with_id = |e: ApiError| e.with_request_id(rid.clone());
     let identity =
@@ -34,9 +35,9 @@ pub async fn track(
         Some("1") => 1,
         Some("2") => 2,
         Some(other) => {
-            return Err(with_id(ApiError::bad_request(format!(
+            return Err(with_id(ApiError::from(Refused::Malformed(format!(
                 "verbosity must be 0, 1 or 2 (got {other:?})"
-            ))))
+            )))))
         }
     };
     let url = format!(
@@ -49,9 +50,7 @@ pub async fn track(
     }
     let unreachable = |detail: String| {
         tracing::warn!(%detail, "tracker unreachable");
-        with_id(ApiError::bad_gateway(
-            "the payload tracker is unreachable; retry later",
-        ))
+        with_id(Refused::TrackerUnreachable.into())
     };
     let answer = request
         .send()
@@ -61,11 +60,7 @@ pub async fn track(
     if code.is_server_error() {
         return Err(unreachable(format!("tracker answered {code}")));
     }
-    let not_found = || {
-        with_id(ApiError::not_found(format!(
-            "no payload with request id {id} is known"
-        )))
-    };
+    let not_found = || with_id(Refused::UnknownPayload(&id).into());
     if code == reqwest::StatusCode::NOT_FOUND {
         return Err(not_found());
     }

@@ -18,17 +18,16 @@ use chrono::Utc;
 use http::{header, HeaderMap, StatusCode};
 use intake_core::{Identity, RequestId};
 use intake_http::ApiError;
-use intake_storage::{Bucket, StorageError};
+use intake_storage::Bucket;
 use serde_json::{json, Map, Value};
 
+use crate::refusals::{self, Refused};
 use crate::state::AppState;
 
 /// The request-id header.
 pub const REQUEST_ID_HEADER: &str = "x-rh-insights-request-id";
 /// Multipart framing allowed on top of the largest limit (check 6).
 pub const FORM_OVERHEAD: u64 = 1_048_576;
-/// `Retry-After` seconds when the backlog is full: a few seconds of the system's finishing rate.
-const ADMISSION_RETRY_AFTER: u32 = 2;
 /// The `service` metric label when no listed service is known.
 const UNSUPPORTED: &str = "unsupported";
 
@@ -82,15 +81,15 @@ async fn handle(state: AppState, req: Request) -> Outcome {
             Some(Ok(id)) => (id, true),
             Some(Err(e)) => {
                 return Outcome::refused(
-                    ApiError::bad_request(format!("{REQUEST_ID_HEADER}: {e}")),
+                    ApiError::from(Refused::Malformed(format!("{REQUEST_ID_HEADER}: {e}"))),
                     UNSUPPORTED,
                 )
             }
             None => {
                 return Outcome::refused(
-                    ApiError::bad_request(format!(
+                    ApiError::from(Refused::Malformed(format!(
                         "{REQUEST_ID_HEADER} may contain only letters, digits and '-'"
-                    )),
+                    ))),
                     UNSUPPORTED,
                 )
             }
@@ -110,13 +109,7 @@ async fn handle(state: AppState, req: Request) -> Outcome {
     // 3. deny list
     if let Some(id) = &identity {
         if !id.org_id.is_empty() && state.config.deny_org_ids.iter().any(|d| d == &id.org_id) {
-            return refuse(
-                ApiError::forbidden(format!(
-                    "uploads from organization {} are refused; contact support",
-                    id.org_id
-                )),
-                UNSUPPORTED,
-            );
+            return refuse(Refused::DeniedOrg(&id.org_id).into(), UNSUPPORTED);
         }
     }
 
@@ -128,11 +121,8 @@ async fn handle(state: AppState, req: Request) -> Outcome {
         test_connection::Probe::Consumed => None,
         test_connection::Probe::Stalled => {
             return refuse(
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("the request body did not arrive within {idle:?}"),
-                )
-                .closing(),
+                Refused::BodyStalled(format!("the request body did not arrive within {idle:?}"))
+                    .into(),
                 UNSUPPORTED,
             )
         }
@@ -140,10 +130,7 @@ async fn handle(state: AppState, req: Request) -> Outcome {
 
     // 5. shutdown
     if state.shutting_down.is_cancelled() {
-        return refuse(
-            ApiError::unavailable("ingress is shutting down; retry shortly", 30),
-            UNSUPPORTED,
-        );
+        return refuse(Refused::ShuttingDown.into(), UNSUPPORTED);
     }
 
     // 5 (cont.). admission: no more waiting for a verdict than the system finishes in bounded
@@ -154,15 +141,7 @@ async fn handle(state: AppState, req: Request) -> Outcome {
             Ok(admitted) => Some(admitted),
             Err(backlog) => {
                 state.backlog();
-                return refuse(
-                    ApiError::unavailable(
-                        format!(
-                            "{backlog} uploads are waiting for validation or being received (the limit is {limit}); retry shortly"
-                        ),
-                        ADMISSION_RETRY_AFTER,
-                    ),
-                    UNSUPPORTED,
-                );
+                return refuse(Refused::Backlog { backlog, limit }.into(), UNSUPPORTED);
             }
         },
         _ => None,
@@ -173,11 +152,11 @@ async fn handle(state: AppState, req: Request) -> Outcome {
     if let Some(len) = content_length(&head.headers) {
         if len > ceiling {
             return refuse(
-                ApiError::too_large(format!(
+                Refused::TooLarge(format!(
                     "request of {len} bytes exceeds the largest upload limit ({} bytes plus {FORM_OVERHEAD} bytes of form overhead)",
                     state.config.largest_limit()
                 ))
-                .closing(),
+                .into(),
                 UNSUPPORTED,
             );
         }
@@ -188,16 +167,7 @@ async fn handle(state: AppState, req: Request) -> Outcome {
     let body = match body {
         Some(body) => match first_progress(body, idle).await {
             Some(body) => Some(body),
-            None => {
-                return refuse(
-                    ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        format!("the request body did not start within {idle:?}"),
-                    )
-                    .closing(),
-                    UNSUPPORTED,
-                )
-            }
+            None => return refuse(refusals::body_did_not_start(idle).into(), UNSUPPORTED),
         },
         None => None,
     };
@@ -210,13 +180,10 @@ async fn handle(state: AppState, req: Request) -> Outcome {
             Some(slot) => Some(slot),
             None => {
                 return refuse(
-                    ApiError::unavailable(
-                        format!(
-                            "this client already has {} uploads in flight; retry when one ends",
-                            state.config.max_uploads_per_client
-                        ),
-                        5,
-                    ),
+                    Refused::ClientBusy {
+                        limit: state.config.max_uploads_per_client,
+                    }
+                    .into(),
                     UNSUPPORTED,
                 )
             }
@@ -225,13 +192,10 @@ async fn handle(state: AppState, req: Request) -> Outcome {
     };
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
         return refuse(
-            ApiError::unavailable(
-                format!(
-                    "more than {} uploads are in flight; retry shortly",
-                    state.config.max_concurrent_uploads
-                ),
-                5,
-            ),
+            Refused::Busy {
+                limit: state.config.max_concurrent_uploads,
+            }
+            .into(),
             UNSUPPORTED,
         );
     };
@@ -247,24 +211,13 @@ async fn handle(state: AppState, req: Request) -> Outcome {
                         crate::sweeper::announce_if_unannounced(&state, &request_id).await
                     {
                         tracing::warn!(request_id = %rid, error = %e, "announcing a stored payload failed");
-                        return refuse(
-                            ApiError::unavailable(
-                                "the message bus did not acknowledge the announce; retry later",
-                                30,
-                            ),
-                            UNSUPPORTED,
-                        );
+                        return refuse(Refused::BusDown { kept: true }.into(), UNSUPPORTED);
                     }
                 }
-                return refuse(
-                    ApiError::conflict(format!(
-                        "a payload with request id {rid} was already uploaded; a retry after a lost answer can treat this as done"
-                    )),
-                    UNSUPPORTED,
-                );
+                return refuse(Refused::AlreadyUploaded(&request_id).into(), UNSUPPORTED);
             }
             Ok(_) => {}
-            Err(e) => return refuse(storage_unavailable(&e), UNSUPPORTED),
+            Err(e) => return refuse(Refused::Storage(&e).into(), UNSUPPORTED),
         }
     }
 
@@ -276,9 +229,7 @@ async fn handle(state: AppState, req: Request) -> Outcome {
         .and_then(|ct| multer::parse_boundary(ct).ok());
     let (Some(boundary), Some(body)) = (boundary, body) else {
         return refuse(
-            ApiError::bad_request(
-                "the body must be multipart/form-data with the payload in a part named file or upload",
-            ),
+            ApiError::from(Refused::Malformed("the body must be multipart/form-data with the payload in a part named file or upload".into())),
             UNSUPPORTED,
         );
     };
@@ -327,20 +278,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-/// A 503 with `Retry-After` for a storage failure (details logged, not shown). A full disk says so:
-/// the operator has to free space, the client only has to come back later.
-fn storage_unavailable(e: &StorageError) -> ApiError {
-    if e.is_no_space() {
-        tracing::error!(error = %e, "payload storage is full; uploads are refused until space returns");
-        return ApiError::unavailable("payload storage is full; nothing was kept, retry later", 30);
-    }
-    tracing::warn!(error = %e, "storage unavailable");
-    ApiError::unavailable(
-        "payload storage is unavailable; nothing was kept, retry later",
-        30,
-    )
 }
 
 /// The `upload` object of an answer; `keep_empty_org` keeps `org_id: ""` (202) where a test answer

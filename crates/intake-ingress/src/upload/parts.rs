@@ -16,7 +16,8 @@ use intake_storage::{Bucket, ObjectMeta, StorageError};
 use serde_json::{json, Map, Value};
 
 use super::body::{multer_abort, BodyAbort, FramingGuard, IdleBody, LimitedPart};
-use super::{discard, storage_unavailable, upload_object, Outcome, UNSUPPORTED};
+use super::{discard, upload_object, Outcome, UNSUPPORTED};
+use crate::refusals::Refused;
 use crate::state::AppState;
 use crate::statuses::{StatusPublisher, Subject};
 
@@ -71,9 +72,10 @@ impl<'a> Upload<'a> {
                 }
                 Some(file) => self.finish(file, metadata).await,
                 None => self.refuse(Refusal {
-                    error: ApiError::bad_request(
-                        "no file part: send the payload in a multipart part named file or upload",
-                    ),
+                    error: ApiError::from(Refused::Malformed(
+                        "no file part: send the payload in a multipart part named file or upload"
+                            .into(),
+                    )),
                     service: UNSUPPORTED.to_owned(),
                 }),
             },
@@ -116,9 +118,9 @@ impl<'a> Upload<'a> {
             count += 1;
             if count > MAX_PARTS {
                 return Err(Refusal {
-                    error: ApiError::bad_request(format!(
+                    error: ApiError::from(Refused::Malformed(format!(
                         "the request has more than {MAX_PARTS} parts"
-                    )),
+                    ))),
                     service: service_label(stored),
                 });
             }
@@ -127,9 +129,9 @@ impl<'a> Upload<'a> {
                 "file" | "upload" => {
                     if stored.is_some() {
                         return Err(Refusal {
-                            error: ApiError::bad_request(format!(
+                            error: ApiError::from(Refused::Malformed(format!(
                                 "a second file part ({name:?}) was sent; exactly one part named file or upload is allowed"
-                            )),
+                            ))),
                             service: service_label(stored),
                         });
                     }
@@ -148,7 +150,9 @@ impl<'a> Upload<'a> {
                         Ok(Value::Object(m)) => metadata = Some(m),
                         _ => {
                             return Err(Refusal {
-                                error: ApiError::bad_request("metadata is not a JSON object"),
+                                error: ApiError::from(Refused::Malformed(
+                                    "metadata is not a JSON object".into(),
+                                )),
                                 service: service_label(stored),
                             })
                         }
@@ -176,7 +180,7 @@ impl<'a> Upload<'a> {
             .to_owned();
         let st = content_type::resolve(&content_type, &self.state.config.valid_services).map_err(
             |e| Refusal {
-                error: ApiError::unsupported_media_type(e.to_string()),
+                error: Refused::UnsupportedType(e.to_string()).into(),
                 service: UNSUPPORTED.to_owned(),
             },
         )?;
@@ -210,17 +214,13 @@ impl<'a> Upload<'a> {
         match result {
             Ok(meta) => Ok(Stored { meta }),
             Err(StorageError::AlreadyExists { .. }) => Err(Refusal {
-                error: ApiError::conflict(format!(
-                    "a payload with request id {} was already uploaded; a retry after a lost answer can treat this as done",
-                    self.request_id
-                )),
+                error: Refused::AlreadyUploaded(self.request_id).into(),
                 service,
             }),
-            Err(StorageError::Body(io)) => match BodyAbort::find(&io) {
-                Some(abort) => Err(abort_refusal(abort.clone(), service)),
-                None => Err(Refusal { error: ApiError::bad_request(format!("reading the file part failed: {io}")), service }),
-            },
-            Err(e) => Err(Refusal { error: storage_unavailable(&e), service }),
+            Err(e) => Err(Refusal {
+                error: Refused::Storage(&e).into(),
+                service,
+            }),
         }
     }
 
@@ -240,7 +240,7 @@ impl<'a> Upload<'a> {
             Err(e) => {
                 discard(state, self.request_id).await;
                 return self.refuse(Refusal {
-                    error: storage_unavailable(&e),
+                    error: Refused::Storage(&e).into(),
                     service: meta.service.clone(),
                 });
             }
@@ -267,10 +267,7 @@ impl<'a> Upload<'a> {
             tracing::warn!(request_id = %self.request_id, error = %e, "announce hand-off failed");
             discard(state, self.request_id).await;
             return self.refuse(Refusal {
-                error: ApiError::unavailable(
-                    "the message bus did not acknowledge the announce; nothing was kept, retry later",
-                    30,
-                ),
+                error: Refused::BusDown { kept: false }.into(),
                 service: meta.service.clone(),
             });
         }
@@ -321,17 +318,10 @@ impl<'a> Upload<'a> {
 }
 
 fn abort_refusal(abort: BodyAbort, service: String) -> Refusal {
-    let error = match &abort {
-        BodyAbort::TooLarge { .. } => ApiError::too_large(abort.to_string()).closing(),
-        BodyAbort::Idle(_) => {
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, abort.to_string()).closing()
-        }
-        // Nobody reads this answer; it is counted and logged.
-        BodyAbort::ClientGone(_) => ApiError::bad_request(abort.to_string()).closing(),
-        BodyAbort::Malformed(_) => ApiError::bad_request(abort.to_string()),
-        BodyAbort::Framing { .. } => ApiError::bad_request(abort.to_string()).closing(),
-    };
-    Refusal { error, service }
+    Refusal {
+        error: Refused::Body(&abort).into(),
+        service,
+    }
 }
 
 /// Reads a small part (metadata or an ignored part) up to `limit` bytes: 413 past it, and the
@@ -345,9 +335,7 @@ async fn read_small(
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| abort_refusal(multer_abort(e), String::new()).error)?;
         if buf.len() + chunk.len() > limit {
-            return Err(
-                ApiError::too_large(format!("the {name} part exceeds {limit} bytes")).closing(),
-            );
+            return Err(Refused::TooLarge(format!("the {name} part exceeds {limit} bytes")).into());
         }
         buf.extend_from_slice(&chunk);
     }
