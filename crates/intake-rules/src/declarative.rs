@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -15,6 +17,7 @@ use crate::model::{
 };
 use crate::parsers::{Builtin, Parser};
 use crate::specs::Spec;
+use crate::yaml::de::{self, KeyPath, Ordered, Segment};
 use crate::yaml::{Node, NodeKind};
 
 /// A problem in a rule file.
@@ -28,83 +31,126 @@ pub struct LoadError {
     pub message: String,
 }
 
+/// A rule file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    version: Option<String>,
+    set: String,
+    set_version: Option<String>,
+    #[serde(default)]
+    specs: Ordered<SpecDoc>,
+    #[serde(default)]
+    rules: Vec<RuleDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecDoc {
+    path: Option<Names>,
+    glob: Option<String>,
+    parser: String,
+    max_files: Option<usize>,
+    max_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDoc {
+    name: String,
+    #[serde(default)]
+    requires: Names,
+    #[serde(default)]
+    any_of: Vec<Names>,
+    #[serde(default)]
+    optional: Names,
+    #[serde(default)]
+    tags: Names,
+    #[serde(default)]
+    links: Map<String, Value>,
+    #[serde(default, rename = "let")]
+    lets: Ordered<String>,
+    responses: Vec<ResponseDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseDoc {
+    #[serde(rename = "type")]
+    kind: ResponseType,
+    key: String,
+    when: Option<String>,
+    #[serde(default)]
+    details: Ordered<String>,
+}
+
+/// A list of names, or one name alone.
+#[derive(Default)]
+struct Names(Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = seq.next_element()? {
+                    out.push(name);
+                }
+                Ok(Names(out))
+            }
+        }
+        deserializer.deserialize_seq(V)
+    }
+}
+
+/// Turns paths into errors that cite the file, the line and the rule.
 struct Cx<'a> {
     file: &'a str,
-    rule: Option<String>,
+    root: &'a Node,
 }
 
 impl Cx<'_> {
-    fn err(&self, node: &Node, key: &str, message: impl Into<String>) -> LoadError {
+    /// An error about the value at `path`, on the line of its deepest node present.
+    fn err(&self, path: &KeyPath, message: impl Into<String>) -> LoadError {
+        let line = (0..=path.0.len())
+            .rev()
+            .find_map(|n| self.root.at(&KeyPath(path.0[..n].to_vec())))
+            .map_or(0, |node| node.line);
+        self.err_at(path, line, message)
+    }
+
+    /// Within a named rule, the path reads `rules[].…`: the name says which rule.
+    fn err_at(&self, path: &KeyPath, line: usize, message: impl Into<String>) -> LoadError {
+        let rule = match path.0.as_slice() {
+            [Segment::Key(k), Segment::Index(i), ..] if k == "rules" => {
+                let name = KeyPath(path.0[..2].to_vec()).key("name");
+                match self.root.at(&name).map(|n| &n.kind) {
+                    Some(NodeKind::Scalar { text, .. }) => Some((*i, text.clone())),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let mut key = path.to_string();
+        if let Some((i, _)) = &rule {
+            key = key.replacen(&format!("rules[{i}]"), "rules[]", 1);
+        }
         LoadError {
             file: self.file.to_owned(),
-            line: node.line,
-            rule: self.rule.clone(),
-            key: key.to_owned(),
+            line,
+            rule: rule.map(|(_, name)| name),
+            key,
             message: message.into(),
         }
     }
-
-    fn map<'n>(
-        &self,
-        node: &'n Node,
-        key: &str,
-        allowed: &[&str],
-    ) -> Result<&'n [(String, Node)], LoadError> {
-        let NodeKind::Map(entries) = &node.kind else {
-            return Err(self.err(
-                node,
-                key,
-                format!("expected a mapping, found {}", node.type_name()),
-            ));
-        };
-        for (k, v) in entries {
-            if !allowed.is_empty() && !allowed.contains(&k.as_str()) {
-                return Err(self.err(
-                    v,
-                    &join(key, k),
-                    format!("unknown key (expected one of {})", allowed.join(", ")),
-                ));
-            }
-        }
-        Ok(entries)
-    }
-
-    fn string(&self, node: &Node, key: &str) -> Result<String, LoadError> {
-        match &node.kind {
-            NodeKind::Scalar { text, .. } => Ok(text.clone()),
-            _ => Err(self.err(
-                node,
-                key,
-                format!("expected a string, found {}", node.type_name()),
-            )),
-        }
-    }
-
-    fn strings(&self, node: &Node, key: &str) -> Result<Vec<String>, LoadError> {
-        match &node.kind {
-            NodeKind::Seq(items) => items.iter().map(|i| self.string(i, key)).collect(),
-            NodeKind::Scalar { text, .. } => Ok(vec![text.clone()]),
-            _ => Err(self.err(node, key, "expected a list of strings")),
-        }
-    }
-
-    fn usize(&self, node: &Node, key: &str) -> Result<usize, LoadError> {
-        self.string(node, key)?
-            .parse()
-            .map_err(|_| self.err(node, key, "expected a whole number"))
-    }
-}
-
-fn join(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_owned()
-    } else {
-        format!("{a}.{b}")
-    }
-}
-
-fn get<'n>(entries: &'n [(String, Node)], key: &str) -> Option<&'n Node> {
-    entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// A loaded file, ready to register.
@@ -147,7 +193,6 @@ pub fn load_file(path: &Path) -> Result<RuleFile, LoadError> {
 
 /// Compiles a rule file's text; `file` names it in errors.
 pub fn load_str(file: &str, text: &str) -> Result<RuleFile, LoadError> {
-    let mut cx = Cx { file, rule: None };
     let root = Node::parse(text).map_err(|e| LoadError {
         file: file.to_owned(),
         line: 0,
@@ -155,81 +200,65 @@ pub fn load_str(file: &str, text: &str) -> Result<RuleFile, LoadError> {
         key: String::new(),
         message: e.to_string(),
     })?;
-    let top = cx.map(
-        &root,
-        "",
-        &["version", "set", "set_version", "specs", "rules"],
-    )?;
-    if let Some(v) = get(top, "version") {
-        if cx.string(v, "version")? != "1" {
-            return Err(cx.err(v, "version", "only file format version 1 is known"));
-        }
+    let cx = Cx { file, root: &root };
+    let doc: FileDoc = de::from_node(&root, &de::Options::default()).map_err(|problems| {
+        let first = problems.into_iter().next().unwrap_or_else(|| de::Problem {
+            path: KeyPath::default(),
+            line: 0,
+            message: "unreadable".into(),
+        });
+        cx.err_at(&first.path, first.line, first.message)
+    })?;
+    let top = KeyPath::default();
+    if doc.version.as_deref().is_some_and(|v| v != "1") {
+        return Err(cx.err(&top.key("version"), "only file format version 1 is known"));
     }
-    let set_node = get(top, "set").ok_or_else(|| cx.err(&root, "set", "required"))?;
-    let set = cx.string(set_node, "set")?;
+    let set = doc.set;
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
     let hash12 = hash[..12].to_owned();
-    let version = match get(top, "set_version") {
-        Some(v) => cx.string(v, "set_version")?,
-        None => hash12.clone(),
-    };
+    let version = doc.set_version.unwrap_or_else(|| hash12.clone());
     let mut components: Vec<Arc<dyn Component>> = Vec::new();
     let mut local_specs = Vec::new();
-    if let Some(specs) = get(top, "specs") {
-        for (name, node) in cx.map(specs, "specs", &[])? {
-            let key = format!("specs.{name}");
-            let fields = cx.map(
-                node,
-                &key,
-                &["path", "glob", "parser", "max_files", "max_bytes"],
-            )?;
-            let spec_name = format!("{set}.specs.{name}");
-            let mut spec = match (get(fields, "path"), get(fields, "glob")) {
-                (Some(p), None) => {
-                    let paths = cx.strings(p, &join(&key, "path"))?;
-                    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-                    Spec::path(&spec_name, &refs)
-                }
-                (None, Some(g)) => {
-                    let pattern = cx.string(g, &join(&key, "glob"))?;
-                    Spec::glob(&spec_name, &pattern)
-                        .ok_or_else(|| cx.err(g, &join(&key, "glob"), "invalid glob"))?
-                }
-                _ => return Err(cx.err(node, &key, "exactly one of path or glob is required")),
-            };
-            if let Some(n) = get(fields, "max_files") {
-                spec = spec.max_files(cx.usize(n, &join(&key, "max_files"))?);
+    for (name, s) in doc.specs.0 {
+        let key = top.key("specs").key(&name);
+        let spec_name = format!("{set}.specs.{name}");
+        let mut spec = match (s.path, s.glob) {
+            (Some(paths), None) => {
+                let refs: Vec<&str> = paths.0.iter().map(String::as_str).collect();
+                Spec::path(&spec_name, &refs)
             }
-            if let Some(n) = get(fields, "max_bytes") {
-                spec = spec.max_bytes(cx.usize(n, &join(&key, "max_bytes"))? as u64);
-            }
-            let parser_node = get(fields, "parser")
-                .ok_or_else(|| cx.err(node, &join(&key, "parser"), "required"))?;
-            let parser_name = cx.string(parser_node, &join(&key, "parser"))?;
-            let builtin = Builtin::parse(&parser_name)
-                .filter(|b| *b != Builtin::Raw)
-                .ok_or_else(|| {
-                    cx.err(
-                        parser_node,
-                        &join(&key, "parser"),
-                        "expected text, lines, kv, ini, json, yaml or csv",
-                    )
-                })?;
-            let parser = Parser::new(&format!("{set}.parsers.{name}"), &spec_name, builtin);
-            local_specs.push(name.clone());
-            components.push(Arc::new(spec));
-            components.push(Arc::new(parser));
-        }
-    }
-    if let Some(rules) = get(top, "rules") {
-        let NodeKind::Seq(items) = &rules.kind else {
-            return Err(cx.err(rules, "rules", "expected a list"));
+            (None, Some(pattern)) => Spec::glob(&spec_name, &pattern)
+                .ok_or_else(|| cx.err(&key.key("glob"), "invalid glob"))?,
+            _ => return Err(cx.err(&key, "exactly one of path or glob is required")),
         };
-        for item in items {
-            cx.rule = None;
-            let rule = compile_rule(&mut cx, &set, &local_specs, item)?;
-            components.push(Arc::new(rule));
+        if let Some(n) = s.max_files {
+            spec = spec.max_files(n);
         }
+        if let Some(n) = s.max_bytes {
+            spec = spec.max_bytes(n);
+        }
+        let builtin = Builtin::parse(&s.parser)
+            .filter(|b| *b != Builtin::Raw)
+            .ok_or_else(|| {
+                cx.err(
+                    &key.key("parser"),
+                    "expected text, lines, kv, ini, json, yaml or csv",
+                )
+            })?;
+        let parser = Parser::new(&format!("{set}.parsers.{name}"), &spec_name, builtin);
+        local_specs.push(name);
+        components.push(Arc::new(spec));
+        components.push(Arc::new(parser));
+    }
+    for (i, rule) in doc.rules.into_iter().enumerate() {
+        let path = top.key("rules").index(i);
+        components.push(Arc::new(compile_rule(
+            &cx,
+            &path,
+            &set,
+            &local_specs,
+            rule,
+        )?));
     }
     Ok(RuleFile {
         set: SetInfo {
@@ -261,34 +290,12 @@ pub struct DeclRule {
 }
 
 fn compile_rule(
-    cx: &mut Cx<'_>,
+    cx: &Cx<'_>,
+    path: &KeyPath,
     set: &str,
     local_specs: &[String],
-    item: &Node,
+    rule: RuleDoc,
 ) -> Result<DeclRule, LoadError> {
-    // Name the rule before checking its keys, so every error cites it.
-    if let NodeKind::Map(entries) = &item.kind {
-        if let Some(NodeKind::Scalar { text, .. }) = get(entries, "name").map(|n| &n.kind) {
-            cx.rule = Some(text.clone());
-        }
-    }
-    let fields = cx.map(
-        item,
-        "rules[]",
-        &[
-            "name",
-            "requires",
-            "any_of",
-            "optional",
-            "tags",
-            "links",
-            "let",
-            "responses",
-        ],
-    )?;
-    let name_node = get(fields, "name").ok_or_else(|| cx.err(item, "name", "required"))?;
-    let short = cx.string(name_node, "name")?;
-    cx.rule = Some(short.clone());
     let resolve = |dep: &str| -> String {
         if dep.contains('.') {
             dep.to_owned()
@@ -300,129 +307,75 @@ fn compile_rule(
     };
     let mut deps = Deps::default();
     let mut input_fields: Vec<(String, String)> = Vec::new();
-    let mut add_field =
-        |cx: &Cx<'_>, node: &Node, key: &str, dep: &str| -> Result<String, LoadError> {
-            let global = resolve(dep);
-            let field = dep.rsplit('.').next().unwrap_or(dep).to_owned();
-            if input_fields
-                .iter()
-                .any(|(f, g)| *f == field && *g != global)
-            {
-                return Err(cx.err(
-                    node,
-                    key,
-                    format!("two dependencies are both named {field:?} in the input"),
-                ));
-            }
-            input_fields.push((field, global.clone()));
-            Ok(global)
-        };
-    if let Some(n) = get(fields, "requires") {
-        for d in cx.strings(n, "requires")? {
-            deps.requires.push(add_field(cx, n, "requires", &d)?);
-        }
-    }
-    if let Some(n) = get(fields, "any_of") {
-        let NodeKind::Seq(groups) = &n.kind else {
-            return Err(cx.err(n, "any_of", "expected a list of lists"));
-        };
-        for g in groups {
-            let mut group = Vec::new();
-            for d in cx.strings(g, "any_of")? {
-                group.push(add_field(cx, g, "any_of", &d)?);
-            }
-            deps.any_of.push(group);
-        }
-    }
-    if let Some(n) = get(fields, "optional") {
-        for d in cx.strings(n, "optional")? {
-            deps.optional.push(add_field(cx, n, "optional", &d)?);
-        }
-    }
-    let tags = match get(fields, "tags") {
-        Some(n) => cx.strings(n, "tags")?,
-        None => Vec::new(),
-    };
-    let links = match get(fields, "links") {
-        Some(n) => match n.to_json() {
-            Value::Object(m) => m,
-            _ => return Err(cx.err(n, "links", "expected a mapping of name to URLs")),
-        },
-        None => Map::new(),
-    };
-    let mut vars: Vec<String> = Vec::new();
-    let mut lets = Vec::new();
-    if let Some(n) = get(fields, "let") {
-        for (var, expr) in cx.map(n, "let", &[])? {
-            let key = format!("let.{var}");
-            let code = cx.string(expr, &key)?;
-            let compiled = Expr::compile(&code, &vars).map_err(|e| cx.err(expr, &key, e))?;
-            vars.push(var.clone());
-            lets.push((var.clone(), compiled));
-        }
-    }
-    let mut responses = Vec::new();
-    let resp_node =
-        get(fields, "responses").ok_or_else(|| cx.err(item, "responses", "required"))?;
-    let NodeKind::Seq(items) = &resp_node.kind else {
-        return Err(cx.err(resp_node, "responses", "expected a list"));
-    };
-    for (i, r) in items.iter().enumerate() {
-        let key = format!("responses[{i}]");
-        let rf = cx.map(r, &key, &["type", "when", "key", "details"])?;
-        let type_node =
-            get(rf, "type").ok_or_else(|| cx.err(r, &join(&key, "type"), "required"))?;
-        let kind =
-            ResponseType::parse(&cx.string(type_node, &join(&key, "type"))?).ok_or_else(|| {
-                cx.err(
-                    type_node,
-                    &join(&key, "type"),
-                    "expected fail, pass, info or fingerprint",
-                )
-            })?;
-        let key_node = get(rf, "key").ok_or_else(|| cx.err(r, &join(&key, "key"), "required"))?;
-        let result_key = cx.string(key_node, &join(&key, "key"))?;
-        if !valid_key(&result_key) {
+    // Each dependency is one field of the input the expressions see, named by its last segment.
+    let mut add_field = |key: &str, dep: &str| -> Result<String, LoadError> {
+        let global = resolve(dep);
+        let field = dep.rsplit('.').next().unwrap_or(dep).to_owned();
+        if input_fields
+            .iter()
+            .any(|(f, g)| *f == field && *g != global)
+        {
             return Err(cx.err(
-                key_node,
-                &join(&key, "key"),
-                "keys must match ^[A-Z0-9]+(_[A-Z0-9]+)+$",
+                &path.key(key),
+                format!("two dependencies are both named {field:?} in the input"),
             ));
         }
-        let when = match get(rf, "when") {
-            Some(w) => Some(
-                Expr::compile(&cx.string(w, &join(&key, "when"))?, &vars)
-                    .map_err(|e| cx.err(w, &join(&key, "when"), e))?,
-            ),
-            None => None,
-        };
+        input_fields.push((field, global.clone()));
+        Ok(global)
+    };
+    for d in &rule.requires.0 {
+        deps.requires.push(add_field("requires", d)?);
+    }
+    for g in &rule.any_of {
+        let group =
+            g.0.iter()
+                .map(|d| add_field("any_of", d))
+                .collect::<Result<_, _>>()?;
+        deps.any_of.push(group);
+    }
+    for d in &rule.optional.0 {
+        deps.optional.push(add_field("optional", d)?);
+    }
+    let mut vars: Vec<String> = Vec::new();
+    let mut lets = Vec::new();
+    for (var, code) in rule.lets.0 {
+        let compiled =
+            Expr::compile(&code, &vars).map_err(|e| cx.err(&path.key("let").key(&var), e))?;
+        vars.push(var.clone());
+        lets.push((var, compiled));
+    }
+    let mut responses = Vec::new();
+    for (i, r) in rule.responses.into_iter().enumerate() {
+        let at = path.key("responses").index(i);
+        if !valid_key(&r.key) {
+            return Err(cx.err(&at.key("key"), "keys must match ^[A-Z0-9]+(_[A-Z0-9]+)+$"));
+        }
+        let when = r
+            .when
+            .map(|w| Expr::compile(&w, &vars).map_err(|e| cx.err(&at.key("when"), e)))
+            .transpose()?;
         let mut details = Vec::new();
-        if let Some(d) = get(rf, "details") {
-            for (field, expr) in cx.map(d, &join(&key, "details"), &[])? {
-                let dkey = format!("{key}.details.{field}");
-                if field == "type" || field == kind.key_field() {
-                    return Err(cx.err(expr, &dkey, "details may not set type or the key field"));
-                }
-                let code = cx.string(expr, &dkey)?;
-                details.push((
-                    field.clone(),
-                    Expr::compile(&code, &vars).map_err(|e| cx.err(expr, &dkey, e))?,
-                ));
+        for (field, code) in r.details.0 {
+            let key = at.key("details").key(&field);
+            if field == "type" || field == r.kind.key_field() {
+                return Err(cx.err(&key, "details may not set type or the key field"));
             }
+            let compiled = Expr::compile(&code, &vars).map_err(|e| cx.err(&key, e))?;
+            details.push((field, compiled));
         }
         responses.push(Resp {
-            kind,
-            key: result_key,
+            kind: r.kind,
+            key: r.key,
             when,
             details,
         });
     }
     Ok(DeclRule {
-        name: format!("{set}.{short}.report"),
+        name: format!("{set}.{}.report", rule.name),
         deps,
         fields: input_fields,
-        tags,
-        links,
+        tags: rule.tags.0,
+        links: rule.links,
         lets,
         responses,
     })

@@ -140,9 +140,11 @@ pub trait Component: Send + Sync + 'static {
 }
 
 /// A rule's response type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ResponseType {
     /// `rule` in the report: a problem found.
+    #[serde(alias = "rule")]
     Fail,
     Pass,
     Info,

@@ -237,3 +237,27 @@ fn declarative_load_errors_cite_line_rule_and_key() {
         assert!(err.contains(expected), "{err} should contain {expected}");
     }
 }
+
+#[test]
+fn declarative_type_errors_name_the_full_path() {
+    let cases = [
+        (
+            "set: x\nrules:\n  - name: r_x\n    responses:\n      - {type: pass, key: A_B, details: [x]}\n",
+            "f.yaml:5: rule r_x: rules[].responses[0].details: invalid type: sequence, expected a mapping",
+        ),
+        (
+            "set: x\nrules:\n  - name: r_x\n    responses:\n      - {type: passs, key: A_B}\n",
+            "f.yaml:5: rule r_x: rules[].responses[0].type: unknown variant `passs`",
+        ),
+        (
+            "set: x\nspecs:\n  s: {path: a, parser: text, max_files: many}\n",
+            "f.yaml:3: specs.s.max_files: invalid type: string \"many\", expected usize",
+        ),
+        ("set: x\nrules:\n  - {name: r_x}\n", "f.yaml:3: rule r_x: rules[].responses: required"),
+        ("rules: []\n", "f.yaml:1: set: required"),
+    ];
+    for (text, expected) in cases {
+        let err = load_str("f.yaml", text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err} should contain {expected}");
+    }
+}

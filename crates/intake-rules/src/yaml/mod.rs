@@ -2,6 +2,8 @@
 //! scalar's source text and whether it was quoted, each node's line, and key order. Also the
 //! JSON-compatible conversion behind the `yaml` parser, with bounds on aliases and nodes.
 
+pub mod de;
+
 use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
