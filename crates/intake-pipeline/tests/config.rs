@@ -148,3 +148,27 @@ fn every_problem_is_reported_with_its_path() {
     assert!(errs.mentions("service.watchers"), "{text}");
     assert!(text.contains("dictConfig"), "{text}");
 }
+
+#[test]
+fn errors_name_the_file_the_line_and_the_full_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.yaml");
+    let yaml = "service:\n  engine:\n    extract:\n      max_files: lots\n      max_dept: 3\n  consumer:\n    kafka: [a]\n    max_in_flight: ${INFLIGHT}\n  watchers:\n    - {kind: prometheus, listen: nowhere}\n    - {kind: cluster_id, topic: t}\n    - {kind: nope}\n  logging: {level: loud}\n";
+    std::fs::write(&file, yaml).unwrap();
+    let errs = load_config(&file, &env(&[("INFLIGHT", "-3")])).unwrap_err();
+    let text = errs.to_string();
+    let f = file.display();
+    for expected in [
+        format!("{f}:4: service.engine.extract.max_files: invalid type: string \"lots\", expected u64"),
+        format!("{f}:5: service.engine.extract.max_dept: unknown key (did you mean max_depth?)"),
+        format!("{f}:7: service.consumer.kafka: invalid type: sequence, expected a map"),
+        format!("{f}:8: service.consumer.max_in_flight: invalid value: integer `-3`, expected usize"),
+        format!("{f}:10: service.watchers[0].listen: "),
+        format!("{f}:11: service.watchers[1].topic: unknown key for a cluster_id watcher"),
+        format!("{f}:12: service.watchers[2].kind: unknown variant `nope`, expected one of `cluster_id`, `prometheus`, `payload_status`"),
+        format!("{f}:13: service.logging.level: expected error, warn, info, debug or trace"),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} missing from:\n{text}");
+    }
+    assert_eq!(errs.issues.len(), 8, "{text}");
+}

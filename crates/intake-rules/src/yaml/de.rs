@@ -114,6 +114,18 @@ pub fn from_node<T: DeserializeOwned>(
     node: &Node,
     options: &Options<'_>,
 ) -> Result<T, Vec<Problem>> {
+    match read_node(node, options) {
+        (Some(value), problems) if problems.is_empty() => Ok(value),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Reads `T` from `node` with every failing value read as absent, and the problems found: a
+/// caller can go on checking what did read. `None` when the document as a whole did not.
+pub fn read_node<T: DeserializeOwned>(
+    node: &Node,
+    options: &Options<'_>,
+) -> (Option<T>, Vec<Problem>) {
     let mut skip = options.skip.clone();
     let mut problems = Vec::new();
     for _ in 0..MAX_ROUNDS {
@@ -127,8 +139,7 @@ pub fn from_node<T: DeserializeOwned>(
             read: &read,
         };
         match T::deserialize(de) {
-            Ok(value) if problems.is_empty() => return Ok(value),
-            Ok(_) => return Err(problems),
+            Ok(value) => return (Some(value), problems),
             Err(e) => {
                 let (problem, drop) = e.into_problem(node);
                 // A required value that failed to read is reported once, not again as missing.
@@ -136,13 +147,13 @@ pub fn from_node<T: DeserializeOwned>(
                     problems.push(problem);
                 }
                 if drop.0.is_empty() || skip.contains(&drop) {
-                    return Err(problems);
+                    return (None, problems);
                 }
                 skip.push(drop);
             }
         }
     }
-    Err(problems)
+    (None, problems)
 }
 
 /// Why a value did not read; located by the innermost node it passes through.
