@@ -2,7 +2,9 @@
 //! `INTAKE_TEST_POSTGRES_URL` is set) PostgreSQL. Not a timed test: prints a Markdown table for
 //! BENCHMARKS.md.
 //!
-//! `cargo bench -p intake-tracker --bench store` (`TRACKER_BENCH_ROWS`, default 1 000 000).
+//! `cargo bench -p intake-tracker --bench store` (`TRACKER_BENCH_ROWS`, default 1 000 000). The
+//! PostgreSQL rows name the server's durability settings; `benches/with-durable-postgres.sh` runs
+//! one with fsync on.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +15,8 @@
     clippy::disallowed_types,
     reason = "a benchmark: a failed step ends it, and its figures are its output"
 )]
+
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +29,6 @@ use intake_tracker::model::{
 use intake_tracker::store::postgres::PostgresStore;
 use intake_tracker::store::sqlite::SqliteStore;
 use intake_tracker::StatusStore;
-use sqlx::Connection;
 
 const STEPS: [(&str, Option<&str>, &str); 5] = [
     ("ingress", None, "received"),
@@ -104,18 +107,32 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     let started = Instant::now();
     let mut pending = Vec::with_capacity(BATCH);
     let mut stored = 0usize;
+    let mut rss_peak = 0.0f64;
+    let (mut stretch_started, mut stretch_rows) = (Instant::now(), 0usize);
     for p in 0..payloads {
         pending.extend(statuses(p));
         if pending.len() >= BATCH {
             stored += store.store_batch(&pending).await.unwrap().stored.len();
             pending.clear();
+            if stored - stretch_rows >= 1_000_000 {
+                rss_peak = rss_peak.max(support::rss_mib().0);
+                eprintln!(
+                    "  {name}: {stored} stored, the last {} at {:.0} statuses/s (load {}, RSS {:.0} MiB)",
+                    stored - stretch_rows,
+                    (stored - stretch_rows) as f64 / stretch_started.elapsed().as_secs_f64(),
+                    support::load_average(),
+                    support::rss_mib().0
+                );
+                (stretch_started, stretch_rows) = (Instant::now(), stored);
+            }
         }
     }
     if !pending.is_empty() {
         stored += store.store_batch(&pending).await.unwrap().stored.len();
     }
     let ingest = started.elapsed();
-    println!("| {name} | ingest, batches of {BATCH} | {stored} statuses in {:.1} s | **{:.0} statuses/s** |", ingest.as_secs_f64(), stored as f64 / ingest.as_secs_f64());
+    rss_peak = rss_peak.max(support::rss_mib().0);
+    println!("| {name} | ingest, batches of {BATCH} | {stored} statuses in {:.1} s (load {}, RSS peak {rss_peak:.0} MiB) | **{:.0} statuses/s** |", ingest.as_secs_f64(), support::load_average(), stored as f64 / ingest.as_secs_f64());
 
     let redelivered: Vec<NewStatus> = (0..BATCH / STEPS.len()).flat_map(statuses).collect();
     let started = Instant::now();
@@ -201,16 +218,6 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     println!("| {name} | `/payloads` first page, all {payloads} payloads, exact count | p50 {} | p99 {} |", ms(p50), ms(p99));
 }
 
-async fn fresh_postgres(admin: &str) -> String {
-    let name = format!("tracker_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
-}
-
 #[tokio::main]
 async fn main() {
     let rows: usize = std::env::var("TRACKER_BENCH_ROWS")
@@ -228,9 +235,10 @@ async fn main() {
     .await;
     match std::env::var("INTAKE_TEST_POSTGRES_URL") {
         Ok(admin) if !admin.is_empty() => {
-            let url = fresh_postgres(&admin).await;
+            let durability = support::durability(&admin).await;
+            let url = support::fresh_postgres(&admin).await;
             bench(
-                "PostgreSQL",
+                &format!("PostgreSQL ({durability})"),
                 Arc::new(PostgresStore::open(&url).await.unwrap()),
                 rows,
             )

@@ -202,6 +202,112 @@ fn status_message(
     }
 }
 
+/// One status message of a mock journey, ready to publish: keyed by its request id.
+#[derive(Debug, Clone)]
+pub struct MockStatus {
+    pub request_id: String,
+    pub value: Vec<u8>,
+}
+
+/// Journeys in date order, made as they are taken, so a long run never holds them all: payload `n`
+/// starts at `first + n × spacing`, and its statuses come out interleaved with its neighbours',
+/// as real traffic does. No date is later than the moment it is made.
+pub struct Journeys {
+    rng: rand::rngs::ThreadRng,
+    payloads: usize,
+    made: usize,
+    first: DateTime<Utc>,
+    spacing: chrono::Duration,
+    seq: u64,
+    // Min-heap on (date, sequence): the earliest status made so far and not taken.
+    waiting: std::collections::BinaryHeap<std::cmp::Reverse<(DateTime<Utc>, u64, WaitingStatus)>>,
+    /// Request ids of the payloads made so far, in order.
+    pub request_ids: Vec<String>,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct WaitingStatus {
+    request_id: String,
+    value: Vec<u8>,
+}
+
+impl Journeys {
+    /// `payloads` journeys, the first starting at `first`, one every `spacing`.
+    pub fn new(payloads: usize, first: DateTime<Utc>, spacing: Duration) -> Self {
+        Self {
+            rng: rand::rng(),
+            payloads,
+            made: 0,
+            first,
+            spacing: chrono::Duration::from_std(spacing).unwrap_or(chrono::Duration::zero()),
+            seq: 0,
+            waiting: std::collections::BinaryHeap::new(),
+            request_ids: Vec::with_capacity(payloads),
+        }
+    }
+
+    fn start_of(&self, n: usize) -> DateTime<Utc> {
+        self.first + self.spacing * i32::try_from(n).unwrap_or(i32::MAX)
+    }
+
+    fn make_next(&mut self) {
+        let rng = &mut self.rng;
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let org = format!("{}", 10_000 + rng.random_range(0..20));
+        let account = format!("{}", 50_000 + rng.random_range(0..20));
+        let inventory_id = uuid::Uuid::new_v4().to_string();
+        let system_id = uuid::Uuid::new_v4().to_string();
+        let mut date = self.first + self.spacing * i32::try_from(self.made).unwrap_or(i32::MAX);
+        let now = Utc::now();
+        for s in journey(rng) {
+            date += chrono::Duration::milliseconds(s.after_ms);
+            let at = date.min(now);
+            let status = status_message(
+                &request_id,
+                (&account, &org),
+                (&inventory_id, &system_id),
+                &s,
+                at,
+            );
+            // A PayloadStatus of plain strings always serializes.
+            let value = serde_json::to_vec(&status).unwrap_or_default();
+            self.seq += 1;
+            self.waiting.push(std::cmp::Reverse((
+                date,
+                self.seq,
+                WaitingStatus {
+                    request_id: request_id.clone(),
+                    value,
+                },
+            )));
+        }
+        self.request_ids.push(request_id);
+        self.made += 1;
+    }
+}
+
+impl Iterator for Journeys {
+    type Item = MockStatus;
+
+    fn next(&mut self) -> Option<MockStatus> {
+        // A journey's first status is at its start, so nothing made later can come before the
+        // earliest waiting status once the next journey starts after it.
+        while self.made < self.payloads
+            && self
+                .waiting
+                .peek()
+                .is_none_or(|std::cmp::Reverse((date, _, _))| *date >= self.start_of(self.made))
+        {
+            self.make_next();
+        }
+        let std::cmp::Reverse((_, _, s)) = self.waiting.pop()?;
+        Some(MockStatus {
+            request_id: s.request_id,
+            value: s.value,
+        })
+    }
+}
+
 /// Publishes `payloads` journeys on the payload-status topic at about `rate_per_sec` statuses per
 /// second (0 or less: as fast as the bus takes them). Journeys interleave, as real traffic does.
 pub async fn mock(
@@ -221,44 +327,25 @@ pub async fn mock(
         payloads,
         ..MockReport::default()
     };
-    let mut messages = Vec::new();
-    {
-        let mut rng = rand::rng();
-        let base = Utc::now() - chrono::Duration::seconds(60);
-        for n in 0..payloads {
-            let request_id = uuid::Uuid::new_v4().simple().to_string();
-            let org = format!("{}", 10_000 + rng.random_range(0..20));
-            let account = format!("{}", 50_000 + rng.random_range(0..20));
-            let inventory_id = uuid::Uuid::new_v4().to_string();
-            let system_id = uuid::Uuid::new_v4().to_string();
-            let mut date = base + chrono::Duration::milliseconds(n as i64 * 37);
-            for s in journey(&mut rng) {
-                date += chrono::Duration::milliseconds(s.after_ms);
-                let status = status_message(
-                    &request_id,
-                    (&account, &org),
-                    (&inventory_id, &system_id),
-                    &s,
-                    date.min(Utc::now()),
-                );
-                messages.push((date, request_id.clone(), status));
-            }
-            report.request_ids.push(request_id);
-        }
-    }
-    messages.sort_by_key(|(date, _, _)| *date);
+    let mut journeys = Journeys::new(
+        payloads,
+        Utc::now() - chrono::Duration::seconds(60),
+        Duration::from_millis(37),
+    );
     let gap = (rate_per_sec > 0.0).then(|| Duration::from_secs_f64(1.0 / rate_per_sec));
     let mut next = tokio::time::Instant::now();
-    for (_, request_id, status) in messages {
+    for status in journeys.by_ref() {
         if let Some(gap) = gap {
             tokio::time::sleep_until(next).await;
             next += gap;
         }
-        let value = serde_json::to_vec(&status).map_err(|e| TrackerError::Mock(e.to_string()))?;
-        bus.publish(OutgoingMessage::new(topic.clone(), value).key(request_id.into_bytes()))
-            .await?;
+        bus.publish(
+            OutgoingMessage::new(topic.clone(), status.value).key(status.request_id.into_bytes()),
+        )
+        .await?;
         report.statuses += 1;
     }
+    report.request_ids = journeys.request_ids;
     report.elapsed = started.elapsed();
     Ok(report)
 }
