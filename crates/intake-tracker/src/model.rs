@@ -120,12 +120,26 @@ pub enum PageAt {
     After(Keyset),
 }
 
-/// One page of rows, the exact total, and the position of the last row when more follow.
+/// One page of rows, the total, and the position of the last row when more follow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub count: i64,
+    /// Whether `count` is exact; `false` only for an estimate a [`CountMode::Estimate`] allowed.
+    pub count_exact: bool,
     pub rows: Vec<T>,
     pub next: Option<Keyset>,
+}
+
+/// How `/payloads` counts the rows that match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CountMode {
+    /// The exact number (the spec's `count`): a full index count when nothing filters.
+    #[default]
+    Exact,
+    /// An unfiltered, unscoped list may count from the id range instead (`MAX(id) − MIN(id) + 1`,
+    /// two index probes): the payloads deleted in between by retention or not yet committed make
+    /// it an upper bound. A filtered or tenant-scoped list is still counted exactly.
+    Estimate,
 }
 
 /// A time range on one column; every bound optional.
@@ -162,6 +176,7 @@ pub struct PayloadQuery {
     pub sort_dir: SortDir,
     pub page_size: u32,
     pub at: PageAt,
+    pub count: CountMode,
 }
 
 /// Columns `/statuses` sorts by.

@@ -174,6 +174,7 @@ async fn bad_parameters_are_400_with_the_error_shape() {
         ("/api/v1/payloads?sort_by=status", "sort_by"),
         ("/api/v1/payloads?created_at_gt=yesterday", "created_at_gt"),
         ("/api/v1/payloads?cursor=garbage", "cursor"),
+        ("/api/v1/payloads?count=maybe", "count"),
         ("/api/v1/statuses?sort_by=org_id", "sort_by"),
         ("/api/v1/statuses?date_lte=2024-13-01", "date_lte"),
         ("/api/v1/statuses?page_size=x", "page_size"),
@@ -206,6 +207,35 @@ async fn unknown_request_id_is_404() {
     assert_eq!(body["request_id"], "0123456789abcdef");
     let (code, _) = get(&router, "/v1/payloads/0123456789abcdef/events", None).await;
     assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn an_estimated_count_is_given_only_on_request_and_says_so() {
+    let h = Harness::new().await;
+    many(&h, t0()).await;
+    let router = h.router(false);
+    let (_, exact) = get(&router, "/api/v1/payloads", None).await;
+    assert_eq!(exact["count"], 25);
+    assert!(
+        exact.get("count_exact").is_none(),
+        "the spec's envelope when no estimate was asked for"
+    );
+    let (code, estimated) = get(&router, "/api/v1/payloads?count=estimate", None).await;
+    assert_eq!(code, 200, "{estimated}");
+    assert_eq!(estimated["count_exact"], false);
+    assert!(estimated["count"].as_i64().unwrap() >= 25);
+    assert_eq!(estimated["data"], exact["data"]);
+    assert_eq!(
+        estimated["next_cursor"], exact["next_cursor"],
+        "the cursor does not depend on how the rows are counted"
+    );
+    let (_, filtered) = get(&router, "/api/v1/payloads?count=estimate&org_id=111", None).await;
+    assert_eq!(
+        (&filtered["count"], &filtered["count_exact"]),
+        (&json!(9), &json!(true))
+    );
+    let (_, exact_asked) = get(&router, "/api/v1/payloads?count=exact", None).await;
+    assert_eq!(exact_asked["count"], 25);
 }
 
 #[tokio::test]

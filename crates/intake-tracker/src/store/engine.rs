@@ -68,12 +68,13 @@ async fn run_list<T>(
     keyset: impl Fn(&T) -> Keyset,
 ) -> Result<Page<T>, sqlx::Error> {
     let count: i64 = build(&list.count).fetch_one(pool).await?.try_get(0)?;
+    let count_exact = !list.count_is_estimate;
     let rows = build(&list.page).fetch_all(pool).await?;
     let mut rows: Vec<T> = rows.iter().map(map).collect::<Result<_, _>>()?;
     let more = rows.len() > page_size as usize;
     rows.truncate(page_size as usize);
     let next = if more { rows.last().map(keyset) } else { None };
-    Ok(Page { count, rows, next })
+    Ok(Page { count, count_exact, rows, next })
 }
 
 /// A payload as the batch sees it while it runs.

@@ -15,8 +15,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::StatusStore;
 use crate::check::{check, DateWindow};
 use crate::model::{
-    NewStatus, PageAt, PayloadQuery, PayloadSort, Scope, SortDir, StatusQuery, StatusSort,
-    TimeRange,
+    CountMode, NewStatus, PageAt, PayloadQuery, PayloadSort, Scope, SortDir, StatusQuery,
+    StatusSort, TimeRange,
 };
 
 /// A checked status built from JSON fields, dated `seconds_ago` before now.
@@ -66,6 +66,7 @@ pub fn payload_query(scope: Scope) -> PayloadQuery {
         sort_dir: SortDir::Desc,
         page_size: 10,
         at: PageAt::Offset(0),
+        count: CountMode::Exact,
     }
 }
 
@@ -597,6 +598,42 @@ pub async fn retention_deletes_old_rows(store: Arc<dyn StatusStore>) {
     assert_eq!(again.payloads_deleted, 0);
 }
 
+/// An estimated count of the unfiltered list is never below the exact one and comes with the same
+/// page; a filtered or tenant-scoped list is counted exactly even when an estimate is allowed.
+pub async fn payload_count_estimates_only_unfiltered_lists(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let batch: Vec<NewStatus> = (0..12)
+        .map(|i| {
+            with(serde_json::json!({
+                "request_id": format!("estimate-{i:02}"), "service": "ingress", "status": "received",
+                "date": intake_core::time::format(t + Duration::seconds(i)),
+                "org_id": if i % 3 == 0 { "a" } else { "b" },
+            }))
+        })
+        .collect();
+    store.store_batch(&batch).await.unwrap();
+    let exact = store
+        .list_payloads(&payload_query(Scope::All))
+        .await
+        .unwrap();
+    assert_eq!((exact.count, exact.count_exact), (12, true));
+    let mut q = payload_query(Scope::All);
+    q.count = CountMode::Estimate;
+    let estimated = store.list_payloads(&q).await.unwrap();
+    assert!(!estimated.count_exact);
+    assert!(estimated.count >= 12, "an upper bound: {}", estimated.count);
+    assert_eq!((estimated.rows, estimated.next), (exact.rows, exact.next));
+    let mut q = payload_query(Scope::Org("a".into()));
+    q.count = CountMode::Estimate;
+    let scoped = store.list_payloads(&q).await.unwrap();
+    assert_eq!((scoped.count, scoped.count_exact), (4, true));
+    let mut q = payload_query(Scope::All);
+    q.count = CountMode::Estimate;
+    q.created_at.gte = Some(t + Duration::seconds(10));
+    let filtered = store.list_payloads(&q).await.unwrap();
+    assert_eq!((filtered.count, filtered.count_exact), (2, true));
+}
+
 /// The database answers.
 pub async fn ping_answers(store: Arc<dyn StatusStore>) {
     store.ping().await.unwrap();
@@ -615,6 +652,7 @@ macro_rules! status_store_contract_tests {
             a_new_payload_ignores_its_already_stored_statuses,
             concurrent_batches_store_each_status_once,
             payload_lists_count_filter_and_page,
+            payload_count_estimates_only_unfiltered_lists,
             status_lists_include_sourceless,
             stats_count_per_service,
             first_terminal_status_reports_duration,
