@@ -77,15 +77,18 @@ impl EmbeddedConsumer {
         let member = uuid::Uuid::new_v4().simple().to_string();
         let expiry = shared.options.lease_expiry;
         groups::announce_member(&shared.pool, &subscription.group, &names, &member, expiry).await?;
-        let mut topics = Vec::with_capacity(names.len());
-        for name in &names {
-            let partitions = store::topic_partitions(&shared.pool, name).await?;
-            topics.push(TopicState {
-                name: name.clone(),
-                partitions,
-                missing_at_join: partitions.is_none(),
-            });
-        }
+        let counts = store::partition_counts(&shared.pool).await?;
+        let topics = names
+            .iter()
+            .map(|name| {
+                let partitions = counts.get(name).copied();
+                TopicState {
+                    name: name.clone(),
+                    partitions,
+                    missing_at_join: partitions.is_none(),
+                }
+            })
+            .collect();
         let leases: Leases = Arc::default();
         let (stop, stopped) = oneshot::channel();
         let span = tracing::info_span!("bus.embedded.heartbeat", group = %subscription.group, member = %member);
@@ -145,17 +148,16 @@ impl EmbeddedConsumer {
         self.last_rebalance = Some(Instant::now());
         let pool = self.shared.pool.clone();
         let expiry = self.shared.options.lease_expiry;
+        if self.topics.iter().any(|t| t.partitions.is_none()) {
+            let counts = store::partition_counts(&pool).await?;
+            for topic in &mut self.topics {
+                topic.partitions = topic.partitions.or(counts.get(&topic.name).copied());
+            }
+        }
         for t in 0..self.topics.len() {
             let name = self.topics[t].name.clone();
-            let partitions = match self.topics[t].partitions {
-                Some(n) => n,
-                None => match store::topic_partitions(&pool, &name).await? {
-                    Some(n) => {
-                        self.topics[t].partitions = Some(n);
-                        n
-                    }
-                    None => continue,
-                },
+            let Some(partitions) = self.topics[t].partitions else {
+                continue;
             };
             let mut members = groups::live_members(&pool, &self.group, &name).await?;
             if !members.contains(&self.member) {

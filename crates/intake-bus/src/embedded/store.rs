@@ -137,16 +137,14 @@ pub(crate) async fn list_topics(pool: &SqlitePool) -> Result<Vec<String>, BusErr
         .map_err(|e| db_error("listing topics", e))
 }
 
-/// How many partitions `topic` has; `None` while it does not exist.
-pub(crate) async fn topic_partitions(
-    pool: &SqlitePool,
-    topic: &str,
-) -> Result<Option<i32>, BusError> {
-    sqlx::query_scalar("SELECT partitions FROM topics WHERE name = ?1")
-        .bind(topic)
-        .fetch_optional(pool)
+/// How many partitions each existing topic has, in one query (a consumer subscribed to many
+/// topics that do not exist yet looks for all of them at every rebalance).
+pub(crate) async fn partition_counts(pool: &SqlitePool) -> Result<HashMap<String, i32>, BusError> {
+    let rows: Vec<(String, i32)> = sqlx::query_as("SELECT name, partitions FROM topics")
+        .fetch_all(pool)
         .await
-        .map_err(|e| db_error("reading a topic's partitions", e))
+        .map_err(|e| db_error("listing topics", e))?;
+    Ok(rows.into_iter().collect())
 }
 
 /// A consumer's commit, applied by the writer.
