@@ -144,6 +144,38 @@ async fn two_instances_on_one_directory_exchange_messages_and_share_a_group() {
     assert_eq!((got.offset, text(&got.value)), (1, "from two"));
 }
 
+/// A consumer woken by its own process's publishes knows those partitions' ends without asking
+/// the database; what another process appends after them must still arrive, in order.
+#[tokio::test]
+async fn a_consumer_sees_another_instances_publishes_after_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = open(dir.path(), EmbeddedOptions::default()).await;
+    let two = open(dir.path(), EmbeddedOptions::default()).await;
+    let topic = fresh_topic(&one, "ends", 1).await;
+    let mut reader = join(&one, &unique("g"), &topic, StartFrom::Earliest).await;
+    for round in 0..3 {
+        for i in 0..5 {
+            one.publish(OutgoingMessage::new(&topic, format!("one {round} {i}")))
+                .await
+                .unwrap();
+        }
+        for i in 0..5 {
+            two.publish(OutgoingMessage::new(&topic, format!("two {round} {i}")))
+                .await
+                .unwrap();
+        }
+    }
+    let mut got = Vec::new();
+    for _ in 0..30 {
+        let m = next_within(&mut *reader, "every message of both instances").await;
+        got.push((m.offset, text(&m.value).to_owned()));
+    }
+    let offsets: Vec<i64> = got.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..30).collect::<Vec<_>>());
+    assert_eq!(got[29].1, "two 2 4");
+    assert_quiet(&mut *reader, "a reader at the end").await;
+}
+
 #[test]
 fn a_crashed_members_lease_expires_and_the_next_member_takes_over() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,9 @@ pub(crate) struct EmbeddedConsumer {
     turn: usize,
     leases: Leases,
     last_rebalance: Option<Instant>,
+    /// When the partitions' ends were last read from the database (other processes' publishes
+    /// are seen then); in between, the ends this process knows are enough.
+    last_look: Option<Instant>,
     /// Dropping it makes the heartbeat task leave the group and stop.
     _heartbeat_stop: oneshot::Sender<()>,
 }
@@ -114,6 +117,7 @@ impl EmbeddedConsumer {
             turn: 0,
             leases,
             last_rebalance: None,
+            last_look: None,
             _heartbeat_stop: stop,
         };
         consumer.rebalance().await?;
@@ -289,23 +293,42 @@ impl EmbeddedConsumer {
         None
     }
 
-    /// Reads more messages for held partitions with an empty buffer and something new (one query
-    /// per topic finds which); true when any arrived.
-    async fn fill_buffers(&mut self) -> Result<bool, BusError> {
+    /// Reads more messages for held partitions with an empty buffer and something new; true when
+    /// any arrived. Which partitions have something new comes from the database (one query per
+    /// topic) when `look` is set or the partition's end is not known here, else from the ends
+    /// this process knows ([`Shared::ends`]).
+    async fn fill_buffers(&mut self, look: bool) -> Result<bool, BusError> {
         let mut any = false;
-        let mut ends: HashMap<String, Vec<(i32, i64)>> = HashMap::new();
+        let mut read: HashMap<String, Vec<(i32, i64)>> = HashMap::new();
+        if look {
+            self.last_look = Some(Instant::now());
+        }
         for held in &mut self.held {
             if !held.buffer.is_empty() {
                 continue;
             }
-            if !ends.contains_key(&held.topic) {
-                let topic_ends = store::partition_ends(&self.shared.pool, &held.topic).await?;
-                ends.insert(held.topic.clone(), topic_ends);
-            }
-            let end = ends
-                .get(&held.topic)
-                .and_then(|e| e.iter().find(|(p, _)| *p == held.partition))
-                .map_or(0, |(_, end)| *end);
+            let known = match look {
+                true => None,
+                false => self.shared.ends().get(&held.topic, held.partition),
+            };
+            let end = match known {
+                Some(end) => end,
+                None => {
+                    if !read.contains_key(&held.topic) {
+                        let topic_ends =
+                            store::partition_ends(&self.shared.pool, &held.topic).await?;
+                        let mut ends = self.shared.ends();
+                        for (partition, end) in &topic_ends {
+                            ends.raise(&held.topic, *partition, *end);
+                        }
+                        drop(ends);
+                        read.insert(held.topic.clone(), topic_ends);
+                    }
+                    read.get(&held.topic)
+                        .and_then(|e| e.iter().find(|(p, _)| *p == held.partition))
+                        .map_or(0, |(_, end)| *end)
+                }
+            };
             if end <= held.position {
                 continue;
             }
@@ -344,7 +367,8 @@ impl Consumer for EmbeddedConsumer {
             if let Some(message) = self.pop_buffered() {
                 return Ok(message);
             }
-            if self.fill_buffers().await? {
+            let look = self.last_look.is_none_or(|at| at.elapsed() >= poll);
+            if self.fill_buffers(look).await? {
                 continue;
             }
             tokio::select! {

@@ -31,8 +31,9 @@ mod schema;
 mod store;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -96,7 +97,39 @@ pub(crate) struct Shared {
     pub(crate) pool: sqlx::SqlitePool,
     /// Woken after every local publish and lease release.
     pub(crate) notify: Notify,
+    /// Known ends of partitions: per topic, per partition, an offset the partition's end is at
+    /// least at (raised by this process's writer after each commit, and by consumers when they
+    /// read the ends from the database). A consumer woken by a local publish compares its position
+    /// with these instead of asking the database which partitions have something new.
+    pub(crate) ends: Mutex<KnownEnds>,
     pub(crate) options: EmbeddedOptions,
+}
+
+/// Per topic, per partition, an offset the partition's end has reached.
+#[derive(Debug, Default)]
+pub(crate) struct KnownEnds(HashMap<String, HashMap<i32, i64>>);
+
+impl KnownEnds {
+    /// Raises the known end of a partition to `end` (never lowers it).
+    pub(crate) fn raise(&mut self, topic: &str, partition: i32, end: i64) {
+        let partitions = match self.0.get_mut(topic) {
+            Some(p) => p,
+            None => self.0.entry(topic.to_owned()).or_default(),
+        };
+        let known = partitions.entry(partition).or_insert(end);
+        *known = (*known).max(end);
+    }
+
+    /// The known end of a partition, if any.
+    pub(crate) fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0.get(topic)?.get(&partition).copied()
+    }
+}
+
+impl Shared {
+    pub(crate) fn ends(&self) -> std::sync::MutexGuard<'_, KnownEnds> {
+        self.ends.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The embedded bus. Cheap to share behind an `Arc`; dropping it stops its background tasks
@@ -142,6 +175,7 @@ impl EmbeddedBus {
         let shared = Arc::new(Shared {
             pool,
             notify: Notify::new(),
+            ends: Mutex::default(),
             options,
         });
         let deleted = store::sweep(&shared.pool, shared.options.retention).await?;

@@ -48,9 +48,24 @@ pub(crate) fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 pub(crate) struct Partitioner {
     /// Per topic, the partition the next keyless message takes.
     next: HashMap<String, i32>,
+    /// Partition counts of topics read from the database: a topic is never deleted and never
+    /// changes its count, so each is read once per writer instead of once per write.
+    counts: HashMap<String, i32>,
 }
 
 impl Partitioner {
+    /// The partition count of `topic`, if it was read before.
+    pub(crate) fn count(&self, topic: &str) -> Option<i32> {
+        self.counts.get(topic).copied()
+    }
+
+    /// Remembers the partition count of a topic that exists in the database (committed: a count
+    /// read inside a transaction that creates the topic must not be remembered, as the
+    /// transaction may roll back).
+    pub(crate) fn remember(&mut self, topic: &str, partitions: i32) {
+        self.counts.insert(topic.to_owned(), partitions);
+    }
+
     pub(crate) fn choose(&mut self, topic: &str, key: Option<&[u8]>, partitions: i32) -> i32 {
         let partitions = partitions.max(1);
         match key {

@@ -213,12 +213,21 @@ async fn append_in(
         if partitions.contains_key(m.topic.as_str()) {
             continue;
         }
-        let known: Option<i32> =
-            sqlx::query_scalar("SELECT partitions FROM topics WHERE name = ?1")
-                .bind(&m.topic)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
+        let known = match partitioner.count(&m.topic) {
+            Some(count) => Some(count),
+            None => {
+                let read: Option<i32> =
+                    sqlx::query_scalar("SELECT partitions FROM topics WHERE name = ?1")
+                        .bind(&m.topic)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                if let Some(count) = read {
+                    partitioner.remember(&m.topic, count);
+                }
+                read
+            }
+        };
         let count = match known {
             Some(count) => count,
             None => {

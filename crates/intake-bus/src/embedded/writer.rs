@@ -95,16 +95,22 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
         match written {
             Ok((deliveries, stored)) => {
                 let (mut deliveries, mut stored) = (deliveries.into_iter(), stored.into_iter());
+                let mut ends = shared.ends();
                 for pending in batch.drain(..) {
                     match pending {
-                        Pending::Publish { reply, .. } => {
-                            let _ = reply.send(deliveries.next().ok_or(BusError::Closed));
+                        Pending::Publish { message, reply } => {
+                            let delivery = deliveries.next().ok_or(BusError::Closed);
+                            if let Ok(d) = &delivery {
+                                ends.raise(&message.topic, d.partition, d.offset + 1);
+                            }
+                            let _ = reply.send(delivery);
                         }
                         Pending::Commit { reply, .. } => {
                             let _ = reply.send(stored.next().ok_or(BusError::Closed));
                         }
                     }
                 }
+                drop(ends);
                 if published {
                     shared.notify.notify_waiters();
                 }
