@@ -87,6 +87,10 @@ struct PayloadState {
     last_service: String,
     last_status: String,
     dirty: bool,
+    /// Whether an indexed column changed (a tenant field or `created_at`), not only `last_*`: an
+    /// update of `last_*` alone rewrites no index entry (SQLite rewrites the entries of every index
+    /// whose column a `SET` names; PostgreSQL can then update the row in place, HOT).
+    keys_dirty: bool,
 }
 
 const TENANT_FIELD_NAMES: [&str; 4] = ["account", "org_id", "inventory_id", "system_id"];
@@ -102,6 +106,7 @@ impl PayloadState {
             last_service: s.service.clone(),
             last_status: s.status.clone(),
             dirty: false,
+            keys_dirty: false,
         }
     }
 
@@ -110,6 +115,7 @@ impl PayloadState {
         if self.ids[1].is_empty() && !s.org_id.is_empty() {
             self.ids[1] = s.org_id.clone();
             self.dirty = true;
+            self.keys_dirty = true;
         }
     }
 
@@ -123,6 +129,7 @@ impl PayloadState {
             if self.ids[i].is_empty() {
                 self.ids[i] = value.clone();
                 self.dirty = true;
+                self.keys_dirty = true;
             } else {
                 conflicts.push(IdentityConflict {
                     request_id: s.request_id.clone(),
@@ -135,6 +142,7 @@ impl PayloadState {
         if s.date < self.created_at {
             self.created_at = s.date;
             self.dirty = true;
+            self.keys_dirty = true;
         }
         if s.date >= self.last_status_at
             && (s.date != self.last_status_at || s.service != self.last_service || s.status != self.last_status)
@@ -165,6 +173,7 @@ fn state_of(p: PayloadRow) -> PayloadState {
         last_service: p.last_service,
         last_status: p.last_status,
         dirty: false,
+        keys_dirty: false,
     }
 }
 
@@ -378,9 +387,12 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
     }
     for (state, w) in fresh.iter_mut().zip(&written) {
         state.dirty = !state.same_row(w);
+        state.keys_dirty = state.ids != w.ids || state.created_at != w.created_at;
     }
-    let dirty: Vec<&PayloadState> = payloads.values().chain(fresh.iter()).filter(|p| p.dirty).collect();
-    update_payloads(conn, &dirty).await?;
+    let (keys, last_only): (Vec<&PayloadState>, Vec<&PayloadState>) =
+        payloads.values().chain(fresh.iter()).filter(|p| p.dirty).partition(|p| p.keys_dirty);
+    update_payloads(conn, &keys).await?;
+    update_last_status(conn, &last_only).await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -564,7 +576,9 @@ pub(super) async fn delete_old_payloads(pool: &sqlx::Pool<Db>, cutoff: DateTime<
     let mut total = 0;
     loop {
         let q = sqlx::query(
-            "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE last_status_at < $1 LIMIT $2)",
+            // created_at <= last_status_at, so the created_at index finds every candidate.
+            "DELETE FROM payloads WHERE id IN \
+             (SELECT id FROM payloads WHERE created_at < $1 AND last_status_at < $1 LIMIT $2)",
         );
         let done = bind(q, &Arg::Time(cutoff)).bind(batch).execute(pool).await?.rows_affected();
         total += done;

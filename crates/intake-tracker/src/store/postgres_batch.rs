@@ -142,3 +142,25 @@ async fn update_payloads(conn: &mut sqlx::PgConnection, dirty: &[&PayloadState])
     .await?;
     Ok(())
 }
+
+/// Writes the `last_*` columns of payloads the batch changed nothing else of: no indexed column
+/// changes, so PostgreSQL can update each row in place (HOT) where its page has room.
+async fn update_last_status(conn: &mut sqlx::PgConnection, changed: &[&PayloadState]) -> Result<(), sqlx::Error> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&PayloadState) -> &str| changed.iter().map(|p| f(p)).collect::<Vec<&str>>();
+    sqlx::query(
+        "UPDATE payloads SET last_status_at = v.last_status_at, last_service = v.last_service, \
+         last_status = v.last_status \
+         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[]) \
+         AS v (id, last_status_at, last_service, last_status) WHERE payloads.id = v.id",
+    )
+    .bind(changed.iter().map(|p| p.id).collect::<Vec<i64>>())
+    .bind(changed.iter().map(|p| p.last_status_at).collect::<Vec<DateTime<Utc>>>())
+    .bind(column(|p| &p.last_service))
+    .bind(column(|p| &p.last_status))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -195,3 +195,26 @@ async fn update_payloads(
     Ok(())
 }
 
+
+/// Writes the `last_*` columns of payloads the batch changed nothing else of: no index entry moves.
+async fn update_last_status(
+    conn: &mut sqlx::SqliteConnection,
+    changed: &[&PayloadState],
+) -> Result<(), sqlx::Error> {
+    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH v (id, last_status_at, last_service, last_status) AS (VALUES {}) \
+             UPDATE payloads SET last_status_at = v.last_status_at, last_service = v.last_service, \
+             last_status = v.last_status FROM v WHERE payloads.id = v.id",
+            values_list(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for state in chunk {
+            q = bind(q.bind(state.id), &Arg::Time(state.last_status_at))
+                .bind(state.last_service.clone())
+                .bind(state.last_status.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -29,4 +29,3 @@ CREATE INDEX payloads_account ON payloads (account);
 CREATE INDEX payloads_inventory ON payloads (inventory_id);
 CREATE INDEX payloads_system ON payloads (system_id);
 CREATE INDEX payloads_created ON payloads (created_at);
-CREATE INDEX payloads_last_status_at ON payloads (last_status_at);
