@@ -159,8 +159,10 @@ pub fn payloads(q: &PayloadQuery) -> ListQuery {
         &q.at,
     );
     if count_is_estimate {
-        // Two probes of the primary key instead of a walk of a whole index.
-        count.sql = "SELECT COALESCE(MAX(p.id) - MIN(p.id) + 1, 0) FROM payloads p".into();
+        // Two probes of the primary key instead of a walk of a whole index. Each aggregate in its
+        // own subquery: SQLite reads a lone MIN or MAX off the index, but scans the whole table
+        // for a query holding both.
+        count.sql = "SELECT COALESCE((SELECT MAX(id) FROM payloads) - (SELECT MIN(id) FROM payloads) + 1, 0)".into();
     }
     ListQuery {
         page,
