@@ -73,21 +73,19 @@ pub(super) async fn put_new(
     };
     let tmp = TmpFiles::new(&layout.tmp(bucket), key);
     if ended {
-        let (layout, key) = (layout.clone(), key.to_owned());
-        // One trip to the blocking pool instead of one per file operation. If the caller goes
-        // away meanwhile, the write still completes or cleans up after itself.
-        return tokio::task::spawn_blocking(move || {
-            let mut hasher = Sha256::new();
-            for chunk in &head {
-                hasher.update(chunk);
-            }
-            meta.size = buffered as u64;
-            meta.sha256 = hex::encode(hasher.finalize());
-            let sidecar = sidecar_json(&meta.to_map())?;
-            write_small(&layout, bucket, &key, &tmp, &head, &sidecar).map(|()| meta)
-        })
-        .await
-        .map_err(|e| StorageError::backend("writing a payload", e))?;
+        meta.size = buffered as u64;
+        meta.sha256 = if buffered <= HASH_INLINE_MAX {
+            digest(&head)
+        } else {
+            let chunks = head.clone();
+            tokio::task::spawn_blocking(move || digest(&chunks))
+                .await
+                .map_err(|e| StorageError::backend("hashing a payload", e))?
+        };
+        let sidecar = sidecar_json(&meta.to_map())?;
+        write_small(&tmp, head, sidecar).await?;
+        commit(layout, bucket, key, &tmp.sidecar, &tmp.data).await?;
+        return Ok(meta);
     }
     let write_err = |e| StorageError::io(format!("writing {}", tmp.data.display()), e);
     let mut spool = Spool::create(&tmp.data).await.map_err(write_err)?;
@@ -118,49 +116,52 @@ pub(super) async fn put_new(
     Ok(meta)
 }
 
-/// The whole create-only write of a small body, on the blocking pool: data and sidecar written and
-/// fsync'd in `.tmp/`, linked (sidecar, then data), then the folder fsync'd with its neighbours.
-fn write_small(
-    layout: &Layout,
-    bucket: Bucket,
-    key: &str,
+/// Bodies gathered in memory up to this size are hashed on the async worker (tens of
+/// microseconds); larger ones on the blocking pool.
+const HASH_INLINE_MAX: usize = 32 * 1024;
+
+/// The hex SHA-256 of `chunks`.
+fn digest(chunks: &[bytes::Bytes]) -> String {
+    let mut hasher = Sha256::new();
+    for chunk in chunks {
+        hasher.update(chunk);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Writes and fsyncs a small body's data file and its sidecar in `.tmp/`, each on the blocking
+/// pool at the same time, so the upload waits for one fsync, not two in a row. (A thread of its
+/// own for the sidecar cost a thread creation per upload.)
+async fn write_small(
     tmp: &TmpFiles,
-    chunks: &[bytes::Bytes],
-    sidecar: &[u8],
+    chunks: Vec<bytes::Bytes>,
+    sidecar: Vec<u8>,
 ) -> Result<(), StorageError> {
-    use std::io::Write;
-    let create = |path: &Path, parts: &[&[u8]]| -> Result<(), StorageError> {
-        let err = |e| StorageError::io(format!("writing {}", path.display()), e);
-        let mut file = std::fs::File::create_new(path).map_err(err)?;
-        for part in parts {
-            file.write_all(part).map_err(err)?;
-        }
-        file.sync_all().map_err(err)
+    let data = {
+        let path = tmp.data.clone();
+        tokio::task::spawn_blocking(move || create_synced(&path, &chunks))
     };
-    let parts: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
-    // The two files are written and fsync'd at the same time (a second thread for the sidecar),
-    // so the upload waits for one fsync here, not two in a row.
-    std::thread::scope(|scope| {
-        let sidecar = scope.spawn(|| create(&tmp.sidecar, &[sidecar]));
-        let data = create(&tmp.data, &parts);
-        let sidecar = sidecar.join().unwrap_or_else(|_| {
-            Err(StorageError::backend(
-                "writing a sidecar",
-                std::io::Error::other("the writing thread panicked"),
-            ))
-        });
-        data.and(sidecar)
-    })?;
-    let final_sidecar = layout.sidecar(bucket, key);
-    let final_data = layout.data(bucket, key);
-    if let Err(e) = std::fs::hard_link(&tmp.sidecar, &final_sidecar) {
-        return Err(link_error(layout, bucket, key, &final_sidecar, e));
+    let sidecar = {
+        let path = tmp.sidecar.clone();
+        tokio::task::spawn_blocking(move || create_synced(&path, &[bytes::Bytes::from(sidecar)]))
+    };
+    let (data, sidecar) = tokio::join!(data, sidecar);
+    let joined = |r: Result<Result<(), StorageError>, tokio::task::JoinError>| {
+        r.map_err(|e| StorageError::backend("writing a payload", e))?
+    };
+    joined(data)?;
+    joined(sidecar)
+}
+
+/// Creates `path` (create-only) with `parts` and fsyncs it.
+fn create_synced(path: &Path, parts: &[bytes::Bytes]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let err = |e| StorageError::io(format!("writing {}", path.display()), e);
+    let mut file = std::fs::File::create_new(path).map_err(err)?;
+    for part in parts {
+        file.write_all(part).map_err(err)?;
     }
-    if let Err(e) = std::fs::hard_link(&tmp.data, &final_data) {
-        let _ = std::fs::remove_file(&final_sidecar);
-        return Err(link_error(layout, bucket, key, &final_data, e));
-    }
-    sync_dir_blocking(layout, bucket)
+    file.sync_all().map_err(err)
 }
 
 /// A failed `link()` to a final name, as the seam's error.
@@ -233,17 +234,11 @@ async fn write_sidecar(path: &Path, json: &[u8]) -> Result<(), StorageError> {
 /// Makes the bucket folder's new or removed entries durable (one fsync shared with concurrent
 /// callers).
 pub(super) async fn sync_dir(layout: &Layout, bucket: Bucket) -> Result<(), StorageError> {
-    let layout = layout.clone();
-    tokio::task::spawn_blocking(move || sync_dir_blocking(&layout, bucket))
-        .await
-        .map_err(|e| StorageError::backend("syncing a bucket folder", e))?
-}
-
-fn sync_dir_blocking(layout: &Layout, bucket: Bucket) -> Result<(), StorageError> {
     let dir = layout.dir(bucket);
     layout
         .group_sync(bucket)
         .sync(&dir)
+        .await
         .map_err(|e| StorageError::io(format!("syncing {}", dir.display()), e))
 }
 
