@@ -1,7 +1,9 @@
 //! The batch form of the runtime, for a part that stores messages in bulk (the tracker): batches of
 //! up to `size` messages, closed when full or `wait` after their first message, handled one at a
 //! time in delivery order while the next batch fills, each committed (one commit per partition)
-//! once it is handled.
+//! once it is handled: after the next batch, when one is ready, has been handed to the handler, so
+//! that the commit and the next batch's work overlap. Commits stay in order: a batch cannot finish
+//! before the commit of the one before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::committer::{Committed, Committer};
+use super::committer::Committer;
 use super::{panic_text, Handled, LagGauge, RuntimeError};
 use crate::retry::Backoff;
 use crate::{BusError, Consumer, ReceivedMessage};
@@ -92,6 +94,9 @@ pub async fn run_batches(
     let mut handling: JoinSet<(Vec<ReceivedMessage>, Handled)> = JoinSet::new();
     let mut stopping_at: Option<Instant> = None;
     let mut outcome = Ok(());
+    // The last message per partition of the batch handled last, committed once the next batch
+    // (when one is ready) is on its way, so the next transaction does not wait for this commit.
+    let mut to_commit: Vec<ReceivedMessage> = Vec::new();
     loop {
         let now = Instant::now();
         if handling.is_empty()
@@ -113,6 +118,11 @@ pub async fn run_batches(
                 async move { (commits, handler.handle_batch(batch, token).await) }.instrument(span),
             );
         }
+        for message in to_commit.drain(..) {
+            // A revoked partition needs nothing more: its messages of the next batch are handled
+            // anyway (at-least-once), and their commit is refused the same way.
+            committer.commit(consumer.as_mut(), name, message).await;
+        }
         if stopping_at.is_some() && handling.is_empty() {
             break;
         }
@@ -130,15 +140,7 @@ pub async fn run_batches(
                 work.cancel();
             }
             Some(joined) = handling.join_next(), if !handling.is_empty() => match joined {
-                Ok((commits, Handled::Done)) => {
-                    for message in commits {
-                        // A revoked partition needs nothing more: its messages of the next batch are
-                        // handled anyway (at-least-once), and their commit is refused the same way.
-                        if committer.commit(consumer.as_mut(), name, message).await == Committed::Revoked {
-                            continue;
-                        }
-                    }
-                }
+                Ok((commits, Handled::Done)) => to_commit = commits,
                 Ok((_, Handled::Abandoned)) => {
                     tracing::info!(consumer = name, "a batch was left unfinished; it is delivered again");
                     stopping_at.get_or_insert(now);
