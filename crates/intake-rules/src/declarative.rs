@@ -21,15 +21,67 @@ use crate::yaml::de::{self, KeyPath, Ordered, Segment};
 use crate::yaml::{Node, NodeKind};
 
 /// A problem in a rule file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {}{key}: {message}", rule.as_ref().map(|r| format!("rule {r}: ")).unwrap_or_default())]
+#[derive(Debug, Clone)]
 pub struct LoadError {
     pub file: String,
     pub line: usize,
     pub rule: Option<String>,
     pub key: String,
     pub message: String,
+    /// What the message was made from when it was another error (the file unreadable, the text
+    /// not YAML): the [`std::error::Error::source`]. Shared, so that the error stays `Clone`.
+    cause: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
+
+impl LoadError {
+    /// A whole-file problem (line 0, no rule, no key) caused by `cause`.
+    fn of_file(
+        file: &str,
+        message: String,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        LoadError {
+            file: file.to_owned(),
+            line: 0,
+            rule: None,
+            key: String::new(),
+            message,
+            cause: Some(Arc::new(cause)),
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if let Some(rule) = &self.rule {
+            write!(f, "rule {rule}: ")?;
+        }
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for LoadError {
+    /// The cause itself (not the `Arc` holding it), so that callers can downcast it.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Everything the message says; the cause is not compared (library errors have no equality).
+impl PartialEq for LoadError {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file
+            && self.line == other.line
+            && self.rule == other.rule
+            && self.key == other.key
+            && self.message == other.message
+    }
+}
+
+impl Eq for LoadError {}
 
 /// A rule file as written.
 #[derive(Deserialize)]
@@ -149,6 +201,7 @@ impl Cx<'_> {
             rule: rule.map(|(_, name)| name),
             key,
             message: message.into(),
+            cause: None,
         }
     }
 }
@@ -181,25 +234,14 @@ impl RuleFile {
 /// Reads and compiles a rule file.
 pub fn load_file(path: &Path) -> Result<RuleFile, LoadError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
-        file: name.clone(),
-        line: 0,
-        rule: None,
-        key: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::of_file(&name, format!("cannot read: {e}"), e))?;
     load_str(&name, &text)
 }
 
 /// Compiles a rule file's text; `file` names it in errors.
 pub fn load_str(file: &str, text: &str) -> Result<RuleFile, LoadError> {
-    let root = Node::parse(text).map_err(|e| LoadError {
-        file: file.to_owned(),
-        line: 0,
-        rule: None,
-        key: String::new(),
-        message: e.to_string(),
-    })?;
+    let root = Node::parse(text).map_err(|e| LoadError::of_file(file, e.to_string(), e))?;
     let cx = Cx { file, root: &root };
     let doc: FileDoc = de::from_node(&root, &de::Options::default()).map_err(|problems| {
         let first = problems.into_iter().next().unwrap_or_else(|| de::Problem {

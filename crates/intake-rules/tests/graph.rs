@@ -261,3 +261,31 @@ fn declarative_type_errors_name_the_full_path() {
         assert!(err.contains(expected), "{err} should contain {expected}");
     }
 }
+
+#[test]
+fn load_errors_keep_the_yaml_or_io_problem_as_their_source() {
+    use intake_rules::declarative::load_file;
+    use intake_rules::yaml::YamlError;
+    use std::error::Error as _;
+
+    let err = load_str("f.yaml", "set: [x\n").unwrap_err();
+    let yaml = err.source().and_then(|s| s.downcast_ref::<YamlError>());
+    assert!(matches!(yaml, Some(YamlError::Syntax { .. })), "{err:?}");
+    assert!(err.to_string().starts_with("f.yaml:0: : line "), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let err = load_file(&missing).unwrap_err();
+    let io = err
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        io.map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    assert!(err.message.starts_with("cannot read: "), "{err}");
+
+    // A problem found in the document itself has no underlying error.
+    let err = load_str("f.yaml", "rules: []\n").unwrap_err();
+    assert!(err.source().is_none());
+}
