@@ -27,7 +27,7 @@ pub enum TrackerError {
         source: std::io::Error,
     },
     #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
+    Serve(#[source] std::io::Error),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("bad mock parameters: {0}")]

@@ -191,7 +191,7 @@ async fn start_up_maintenance(store: &dyn StatusStore, config: &TrackerConfig) {
 /// password).
 fn waiting_reason(target: &str, cause: &StoreError) -> String {
     let cause = match cause {
-        StoreError::Unavailable(c) => c.clone(),
+        StoreError::Unavailable { .. } => cause.detail(),
         other => other.to_string(),
     };
     format!("PostgreSQL at {target} ({DATABASE_VARIABLE}) does not answer: {cause}")
@@ -216,12 +216,12 @@ async fn open_or_wait(
     let target = store::postgres::describe_url(&config.database_url);
     match store::open(&config.database_url).await {
         Ok(store) => Ok((store, None)),
-        Err(StoreError::Config(problem)) => Err(TrackerError::Database {
+        Err(e @ StoreError::Config { .. }) => Err(TrackerError::Database {
             variable: DATABASE_VARIABLE,
             target,
-            problem,
+            problem: store::postgres::refusal(&e),
         }),
-        Err(e @ StoreError::Unavailable(_)) => {
+        Err(e @ StoreError::Unavailable { .. }) => {
             let why = waiting_reason(&target, &e);
             tracing::warn!(database = %target, variable = DATABASE_VARIABLE, error = %e, "database does not answer; the tracker starts not-ready and keeps trying");
             let deferred = Arc::new(store::deferred::DeferredStore::new("postgres", why));
@@ -253,11 +253,11 @@ async fn open_later(
                 info!(database = %target, "database answers; tracker ready");
                 return Ok(());
             }
-            Err(StoreError::Config(problem)) => {
+            Err(e @ StoreError::Config { .. }) => {
                 return Err(TrackerError::Database {
                     variable: DATABASE_VARIABLE,
                     target,
-                    problem,
+                    problem: store::postgres::refusal(&e),
                 })
             }
             Err(e) => {

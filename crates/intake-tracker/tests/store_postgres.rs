@@ -267,3 +267,32 @@ async fn an_older_database_gets_the_date_first_dedup_index() {
     let again = store.store_batch(&[known]).await.unwrap();
     assert_eq!((again.stored.len(), again.duplicates), (0, 1));
 }
+
+#[tokio::test]
+async fn a_missing_database_is_config_with_the_servers_error_as_its_source() {
+    let admin = intake_testkit::servers::postgres_url();
+    let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap();
+    let url = format!("{base}/tracker_nosuchdb_{}", uuid::Uuid::new_v4().simple());
+    let e = match PostgresStore::open(&url).await {
+        Err(e) => e,
+        Ok(_) => panic!("the database does not exist"),
+    };
+    assert!(
+        matches!(e, intake_tracker::store::StoreError::Config { .. }),
+        "{e:?}"
+    );
+    let source = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .expect("the sqlx error as the source");
+    let sqlx::Error::Database(db) = source else {
+        panic!("the server's answer: {source:?}");
+    };
+    assert_eq!(db.code().as_deref(), Some("3D000"));
+    // What the operator reads is the server's own sentence, as before the cause was kept.
+    assert_eq!(
+        intake_tracker::store::postgres::refusal(&e),
+        db.message(),
+        "{e}"
+    );
+    assert!(db.message().contains("does not exist"), "{e}");
+}

@@ -114,8 +114,8 @@ impl AppState {
 /// A store failure as an HTTP answer: 503 while the database is down, else 500.
 pub(crate) fn store_error(e: StoreError, request_id: Option<&str>) -> ApiError {
     match e {
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(error = %detail, "database unavailable");
+        e @ StoreError::Unavailable { .. } => {
+            tracing::warn!(error = %e, "database unavailable");
             let err = ApiError::unavailable("the status database is unavailable; retry shortly", 5);
             match request_id {
                 Some(id) => err.with_request_id(id),

@@ -45,10 +45,10 @@ pub struct BatchReport {
 /// Why a batch could not be finished now (it is retried whole; the dedup key makes that safe).
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    #[error("database unavailable: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(StoreError),
     #[error("dead-letter topic cannot be written: {0}")]
-    DeadLetter(BusError),
+    DeadLetter(#[source] BusError),
 }
 
 /// Why the last attempt to store a batch failed, until one succeeds: a store that answers reads
@@ -135,7 +135,7 @@ impl Ingestor {
             }
             Err(e) => {
                 self.health.set(Some(e.to_string()));
-                return Err(BatchError::Store(e.to_string()));
+                return Err(BatchError::Store(e));
             }
         };
         self.metrics
@@ -237,16 +237,16 @@ impl Ingestor {
             let statuses: Vec<NewStatus> = part.iter().map(|(_, s)| s.clone()).collect();
             match self.store.store_batch(&statuses).await {
                 Ok(outcome) => outcomes.push(outcome),
-                Err(StoreError::Rejected(detail)) if part.len() == 1 => {
+                Err(e @ StoreError::Rejected { .. }) if part.len() == 1 => {
                     refused.push((
                         part[0].0,
                         Rejection {
                             reason: "store_rejected",
-                            detail,
+                            detail: e.detail(),
                         },
                     ));
                 }
-                Err(StoreError::Rejected(_)) => {
+                Err(StoreError::Rejected { .. }) => {
                     let (first, second) = part.split_at(part.len() / 2);
                     // Stack order: the first half is stored first, keeping message order.
                     pending.push(second);

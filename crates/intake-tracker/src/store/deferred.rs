@@ -48,7 +48,7 @@ impl DeferredStore {
 
     fn store(&self) -> Result<&Arc<dyn StatusStore>, StoreError> {
         self.inner.get().ok_or_else(|| {
-            StoreError::Unavailable(
+            StoreError::unavailable(
                 self.waiting
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -127,7 +127,7 @@ mod tests {
     async fn fails_with_the_reason_until_set_then_delegates() {
         let deferred = DeferredStore::new("sqlite", "db at x (VAR) does not answer".into());
         let err = deferred.ping().await.expect_err("not open yet");
-        assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("VAR")));
+        assert!(matches!(&err, StoreError::Unavailable { context, .. } if context.contains("VAR")));
         deferred.set_waiting("db at x (VAR) still down".into());
         let err = deferred.ping().await.expect_err("not open yet");
         assert!(err.to_string().contains("still down"), "{err}");

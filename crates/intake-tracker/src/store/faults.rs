@@ -55,7 +55,7 @@ impl StoreFaults {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             self.failed_calls.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Unavailable("injected outage".into()));
+            return Err(StoreError::unavailable("injected outage"));
         }
         Ok(())
     }
@@ -96,7 +96,7 @@ impl StatusStore for FaultyStore {
             .clone();
         if let Some(error) = write_error {
             self.faults.failed_calls.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Unavailable(error));
+            return Err(StoreError::unavailable(error));
         }
         let refused = self
             .faults
@@ -106,7 +106,7 @@ impl StatusStore for FaultyStore {
             .clone();
         if let Some(bad) = batch.iter().find(|s| refused.contains(&s.request_id)) {
             self.faults.failed_calls.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Rejected(format!(
+            return Err(StoreError::rejected(format!(
                 "injected refusal of {}",
                 bad.request_id
             )));

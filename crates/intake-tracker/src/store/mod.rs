@@ -19,23 +19,137 @@ use crate::model::{
     StatusQuery, StatusRow,
 };
 
-/// What went wrong in the store.
+/// The failure underneath a [`StoreError`] (a sqlx, migration or I/O error), kept for
+/// [`std::error::Error::source`]. Boxed rather than shared: `source()` then hands out the error
+/// itself, which a caller can downcast (`Arc<dyn Error>` is an error of its own and would be what
+/// `source()` returns, hiding the sqlx error's type).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong in the store. Each kind holds what was being done (`context`, empty when the
+/// cause says it all) and the underlying error when there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database does not answer (connection refused or lost, pool exhausted, locked). Retry later;
     /// nothing was stored.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    #[error("database unavailable: {}", with_cause(context, source))]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The database refused the data itself (a constraint, a value out of range). Retrying the same
     /// rows fails again.
-    #[error("database refused the data: {0}")]
-    Rejected(String),
+    #[error("database refused the data: {}", with_cause(context, source))]
+    Rejected {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The schema could not be created or migrated.
-    #[error("database migration failed: {0}")]
-    Migration(String),
+    #[error("database migration failed: {}", with_cause(context, source))]
+    Migration {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The database URL or options are wrong.
-    #[error("bad database configuration: {0}")]
-    Config(String),
+    #[error("bad database configuration: {}", with_cause(context, source))]
+    Config {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] without an underlying error.
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Unavailable`] caused by `source`.
+    pub fn unavailable_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// [`StoreError::Rejected`] without an underlying error.
+    pub fn rejected(context: impl Into<String>) -> Self {
+        StoreError::Rejected {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Rejected`] caused by `source`.
+    pub fn rejected_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Rejected {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// [`StoreError::Migration`] caused by `source`.
+    pub fn migration_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Migration {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// [`StoreError::Config`] without an underlying error.
+    pub fn config(context: impl Into<String>) -> Self {
+        StoreError::Config {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`StoreError::Config`] caused by `source`.
+    pub fn config_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Config {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// What went wrong without the kind's prefix: the context, then the cause's message. This is
+    /// what a dead letter's `dlq_detail` and the readiness answer carry.
+    pub fn detail(&self) -> String {
+        match self {
+            StoreError::Unavailable { context, source }
+            | StoreError::Rejected { context, source }
+            | StoreError::Migration { context, source }
+            | StoreError::Config { context, source } => with_cause(context, source),
+        }
+    }
+}
+
+/// `context`, then the cause's own message when there is one: log lines print errors with `%`,
+/// which shows only the top error, and the cause is the part that says what the database answered.
+fn with_cause(context: &str, source: &Option<Cause>) -> String {
+    match source {
+        Some(cause) if context.is_empty() => cause.to_string(),
+        Some(cause) => format!("{context}: {cause}"),
+        None => context.to_owned(),
+    }
 }
 
 /// Where statuses live. Every method is one database round-trip or transaction; none holds a
@@ -108,8 +222,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn StatusStore>, StoreError> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
-        Err(StoreError::Config(
-            "expected sqlite://<path> or postgres://user:pass@host:port/db".into(),
+        Err(StoreError::config(
+            "expected sqlite://<path> or postgres://user:pass@host:port/db",
         ))
     }
 }
@@ -133,17 +247,20 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
                 code.starts_with("22") || code.starts_with("23")
             };
             if rejected {
-                StoreError::Rejected(error.to_string())
+                StoreError::rejected_from("", error)
             } else {
-                StoreError::Unavailable(error.to_string())
+                StoreError::unavailable_from("", error)
             }
         }
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
-        | sqlx::Error::TypeNotFound { .. } => StoreError::Rejected(error.to_string()),
-        _ => StoreError::Unavailable(error.to_string()),
+        | sqlx::Error::TypeNotFound { .. } => StoreError::rejected_from("", error),
+        _ => StoreError::unavailable_from("", error),
     }
 }
 
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+
+#[cfg(test)]
+mod tests;

@@ -48,13 +48,26 @@ fn classify_connect(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error {
         let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
         if code.starts_with("28") || code == "3D000" {
-            return StoreError::Config(db.message().to_owned());
+            return StoreError::config_from("", error);
         }
     }
     match classify(error) {
-        StoreError::Rejected(e) => StoreError::Unavailable(e),
+        StoreError::Rejected { context, source } => StoreError::Unavailable { context, source },
         other => other,
     }
+}
+
+/// What the server said when it refused the tracker (rejected credentials, no such database), in
+/// its own words as an operator reads them; any other error's detail. Never holds the password: the
+/// server does not repeat it.
+pub fn refusal(error: &StoreError) -> String {
+    let server = std::error::Error::source(error)
+        .and_then(|cause| cause.downcast_ref::<sqlx::Error>())
+        .and_then(|cause| match cause {
+            sqlx::Error::Database(db) => Some(db.message().to_owned()),
+            _ => None,
+        });
+    server.unwrap_or_else(|| error.detail())
 }
 
 /// Payloads deleted per retention statement.
@@ -112,12 +125,12 @@ impl PostgresStore {
     /// rejects or a database it does not have are [`StoreError::Config`] (retrying cannot help).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("cannot read the URL: {e}")))?;
+            .map_err(|e| StoreError::config_from("cannot read the URL", e))?;
         // One connection first, so a failure says why: the pool would only say that it timed out.
         let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
             .await
             .map_err(|_| {
-                StoreError::Unavailable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+                StoreError::unavailable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
             })?
             .map_err(classify_connect)?;
         let _ = probe.close().await;
@@ -130,7 +143,7 @@ impl PostgresStore {
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+            .map_err(|e| StoreError::migration_from("", e))?;
         Ok(Self {
             pool,
             known_days: Mutex::new(HashSet::new()),
@@ -283,7 +296,7 @@ impl StatusStore for PostgresStore {
                 .map_err(classify)?;
             let next = day
                 .checked_add_days(Days::new(1))
-                .ok_or_else(|| StoreError::Rejected(format!("day {day} out of range")))?;
+                .ok_or_else(|| StoreError::rejected(format!("day {day} out of range")))?;
             if exists.is_none() {
                 // Names and bounds come from dates we format ourselves, never from input text.
                 sqlx::query(&format!(

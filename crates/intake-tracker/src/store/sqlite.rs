@@ -88,7 +88,7 @@ impl SqliteStore {
     /// Opens (creating the file if missing) and migrates `url` (`sqlite://<path>`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("{url}: {e}")))?
+            .map_err(|e| StoreError::config_from(url, e))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -104,7 +104,7 @@ impl SqliteStore {
         if let Some(parent) = options.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+                    StoreError::config_from(format!("cannot create {}", parent.display()), e)
                 })?;
             }
         }
@@ -117,10 +117,10 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
-        payload_per_org(&pool).await.map_err(|e| {
-            StoreError::Migration(format!("one payload per (request id, org): {e}"))
-        })?;
+            .map_err(|e| StoreError::migration_from("", e))?;
+        payload_per_org(&pool)
+            .await
+            .map_err(|e| StoreError::migration_from("one payload per (request id, org)", e))?;
         Ok(Self { pool })
     }
 
