@@ -109,13 +109,13 @@ impl Downloader {
         store: Option<Arc<dyn PayloadStore>>,
     ) -> Result<Self, PipelineError> {
         let allowed = RegexSet::new(config.allowed_urls.iter().map(|p| anchor(p)))
-            .map_err(|e| PipelineError::Setup(format!("service.downloader.allowed_urls: {e}")))?;
+            .map_err(|e| PipelineError::setup_from("service.downloader.allowed_urls", e))?;
         if config.allow_unsafe_links {
             tracing::warn!("allow_unsafe_links is set: archives are downloaded from any URL");
         }
         if config.kind == DownloaderKind::Storage && store.is_none() {
-            return Err(PipelineError::Setup(
-                "the storage downloader needs the storage seam".into(),
+            return Err(PipelineError::setup(
+                "the storage downloader needs the storage seam",
             ));
         }
         let policy_set = allowed.clone();
@@ -133,7 +133,7 @@ impl Downloader {
             .connect_timeout(config.connect_timeout)
             .redirect(policy)
             .build()
-            .map_err(|e| PipelineError::Setup(format!("HTTP client: {e}")))?;
+            .map_err(|e| PipelineError::setup_from("HTTP client", e))?;
         std::fs::create_dir_all(&config.tmp_dir)?;
         remove_leftovers(&config.tmp_dir);
         Ok(Downloader {

@@ -43,26 +43,27 @@ pub fn build_graph(config: &PipelineConfig) -> Result<Graph, PipelineError> {
     for package in &config.plugins.packages {
         if package.contains('/') || package.ends_with(".yaml") || package.ends_with(".yml") {
             let pattern = config.base_dir.join(package);
-            let paths = glob::glob(&pattern.to_string_lossy())
-                .map_err(|e| PipelineError::Rules(format!("plugins.packages {package:?}: {e}")))?;
+            let paths = glob::glob(&pattern.to_string_lossy()).map_err(|e| {
+                PipelineError::rules_from(format!("plugins.packages {package:?}"), e)
+            })?;
             let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
             files.sort();
             if files.is_empty() {
-                return Err(PipelineError::Rules(format!(
+                return Err(PipelineError::rules(format!(
                     "plugins.packages {package:?}: no rule file matches"
                 )));
             }
             for f in files {
                 let file =
-                    declarative::load_file(&f).map_err(|e| PipelineError::Rules(e.to_string()))?;
+                    declarative::load_file(&f).map_err(|e| PipelineError::rules_from("", e))?;
                 file.register(&mut reg)
-                    .map_err(|e| PipelineError::Rules(e.to_string()))?;
+                    .map_err(|e| PipelineError::rules_from("", e))?;
             }
         } else {
             match package.as_str() {
-                ocp::SET => ocp::register(&mut reg).map_err(|e| PipelineError::Rules(e.to_string()))?,
+                ocp::SET => ocp::register(&mut reg).map_err(|e| PipelineError::rules_from("", e))?,
                 other => {
-                    return Err(PipelineError::Rules(format!(
+                    return Err(PipelineError::rules(format!(
                         "plugins.packages: unknown rule set {other:?} (built in: intake_ocp; files need a / or .yaml)"
                     )))
                 }
@@ -74,7 +75,7 @@ pub fn build_graph(config: &PipelineConfig) -> Result<Graph, PipelineError> {
         configs: config.plugins.configs.clone(),
         target_components: config.engine.target_components.clone(),
     };
-    Graph::build(reg, &selection).map_err(|e| PipelineError::Rules(e.to_string()))
+    Graph::build(reg, &selection).map_err(|e| PipelineError::rules_from("", e))
 }
 
 impl Engine {

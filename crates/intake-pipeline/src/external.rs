@@ -47,10 +47,10 @@ impl External {
         let program = e
             .command
             .first()
-            .ok_or_else(|| PipelineError::Setup("service.engine.command is empty".into()))?;
+            .ok_or_else(|| PipelineError::setup("service.engine.command is empty"))?;
         let resolved = config.base_dir.join(program);
         if !Path::new(program).is_file() && !resolved.is_file() && !on_path(program) {
-            return Err(PipelineError::Setup(format!(
+            return Err(PipelineError::setup(format!(
                 "service.engine.command: {program} not found"
             )));
         }

@@ -262,7 +262,7 @@ pub async fn process_file(
     let (e, a) = (engine.clone(), archive.to_path_buf());
     let tree = tokio::task::spawn_blocking(move || e.extract(&a, &dir, deadline))
         .await
-        .map_err(|e| PipelineError::Setup(e.to_string()))??;
+        .map_err(|e| PipelineError::setup_from("", e))??;
     let report = match engine.external() {
         Some(ext) => {
             let job = external::Job {
@@ -281,7 +281,7 @@ pub async fn process_file(
             let (e, t) = (engine.clone(), tree.clone());
             tokio::task::spawn_blocking(move || e.run_rules(&t, deadline))
                 .await
-                .map_err(|e| PipelineError::Setup(e.to_string()))??
+                .map_err(|e| PipelineError::setup_from("", e))??
                 .report
         }
     };
@@ -296,7 +296,7 @@ pub async fn process_file(
                 ..Default::default()
             };
             let out = publish::render(&config.publisher, &report, &subject)?;
-            serde_json::from_slice(&out.value).map_err(|e| PipelineError::Setup(e.to_string()))
+            serde_json::from_slice(&out.value).map_err(|e| PipelineError::setup_from("", e))
         }
     }
 }

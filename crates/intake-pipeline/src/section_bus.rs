@@ -48,7 +48,7 @@ pub fn derive(
         kc.brokers = b.to_owned();
     }
     let mut settings = ClientSettings::from_config(&kc)
-        .map_err(|e| PipelineError::Setup(format!("service.{section}: {e}")))?;
+        .map_err(|e| PipelineError::setup_from(format!("service.{section}"), e))?;
     for (k, v) in kafka {
         settings.set(k.as_str(), v.as_str());
     }

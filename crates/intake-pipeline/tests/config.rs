@@ -172,3 +172,41 @@ fn errors_name_the_file_the_line_and_the_full_path() {
     }
     assert_eq!(errs.issues.len(), 8, "{text}");
 }
+
+#[test]
+fn a_rule_file_that_does_not_load_keeps_the_yaml_or_io_problem_as_its_source() {
+    use intake_pipeline::PipelineError;
+    use intake_rules::declarative::LoadError;
+    use std::error::Error as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules/dir.yaml")).unwrap();
+    std::fs::write(dir.path().join("rules/bad.yaml"), "set: [x\n").unwrap();
+    let rules_error = |package: &str| {
+        let yaml = format!("plugins:\n  packages: [{package}]\n");
+        let config = load_config_str(&yaml, dir.path(), &env(&[])).unwrap();
+        let e = check(&config).unwrap_err();
+        assert!(matches!(e, PipelineError::Rules { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), 2);
+        e
+    };
+
+    let e = rules_error("rules/bad.yaml");
+    let load = e.source().and_then(|s| s.downcast_ref::<LoadError>());
+    let load = load.unwrap_or_else(|| panic!("a LoadError under {e:?}"));
+    assert_eq!(e.to_string(), format!("rule set: {load}"));
+    assert!(load.file.ends_with("rules/bad.yaml"), "{load}");
+    let yaml = load.source().expect("the YAML problem");
+    assert!(yaml.is::<intake_rules::yaml::YamlError>(), "{yaml:?}");
+
+    let e = rules_error("rules/dir.yaml");
+    let load = e
+        .source()
+        .and_then(|s| s.downcast_ref::<LoadError>())
+        .unwrap();
+    assert!(load.message.starts_with("cannot read: "), "{load}");
+    let io = load
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert!(io.is_some(), "the I/O error under {load:?}");
+}
