@@ -103,9 +103,9 @@ pub fn decode(msg: &ReceivedMessage, format: Format) -> Result<Decoded, StageErr
         return Err(fail("empty_value", "the record has no value"));
     }
     let text = std::str::from_utf8(&msg.value)
-        .map_err(|_| fail("invalid_json", "the value is not UTF-8"))?;
+        .map_err(|e| fail("invalid_json", "the value is not UTF-8").caused_by(e))?;
     let doc: Value = serde_json::from_str(text)
-        .map_err(|e| fail("invalid_json", format!("the value is not JSON: {e}")))?;
+        .map_err(|e| fail("invalid_json", format!("the value is not JSON: {e}")).caused_by(e))?;
     if doc.is_null() {
         return Err(fail("empty_value", "the value is null"));
     }
@@ -214,7 +214,7 @@ fn decode_identity(raw: &str) -> Result<Value, StageError> {
     // The same base64 rules as the identity header; org_id presence is decided by rule 7 here.
     match Identity::decode(raw) {
         Ok(_) | Err(intake_core::IdentityError::NoOrgId) => {}
-        Err(e) => return Err(fail("bad_identity", e.to_string())),
+        Err(e) => return Err(fail("bad_identity", e.to_string()).caused_by(e)),
     }
     use base64::Engine;
     let bytes = base64::engine::GeneralPurpose::new(
@@ -223,8 +223,9 @@ fn decode_identity(raw: &str) -> Result<Value, StageError> {
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     )
     .decode(raw.trim())
-    .map_err(|_| fail("bad_identity", "b64_identity is not base64"))?;
-    serde_json::from_slice(&bytes).map_err(|_| fail("bad_identity", "b64_identity is not JSON"))
+    .map_err(|e| fail("bad_identity", "b64_identity is not base64").caused_by(e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| fail("bad_identity", "b64_identity is not JSON").caused_by(e))
 }
 
 /// RFC3339 with at most 9 fractional digits.

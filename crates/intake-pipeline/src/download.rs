@@ -182,8 +182,8 @@ impl Downloader {
         if url.len() > MAX_URL_LEN {
             return Err(dl("url_not_allowed", "the URL is longer than 8 KiB"));
         }
-        let parsed =
-            url::Url::parse(url).map_err(|_| dl("url_not_allowed", "the URL is not absolute"))?;
+        let parsed = url::Url::parse(url)
+            .map_err(|e| dl("url_not_allowed", "the URL is not absolute").caused_by(e))?;
         if !matches!(parsed.scheme(), "http" | "https")
             || !parsed.username().is_empty()
             || parsed.password().is_some()
@@ -263,7 +263,7 @@ impl Downloader {
             .get(url)
             .send()
             .await
-            .map_err(|e| (classify(&e), None))?;
+            .map_err(|e| (classify(e), None))?;
         let status = resp.status();
         if !status.is_success() {
             let code = status.as_u16();
@@ -310,7 +310,7 @@ impl Downloader {
         }
         let stream = resp
             .bytes_stream()
-            .map(|r| r.map_err(|e| (classify(&e), None)));
+            .map(|r| r.map_err(|e| (classify(e), None)));
         self.write_stream(stream, dest).await
     }
 
@@ -320,7 +320,8 @@ impl Downloader {
         E: From<(StageError, Option<Duration>)>,
     {
         let io = |e: std::io::Error| {
-            E::from((transient("io", format!("writing the archive: {e}")), None))
+            let detail = format!("writing the archive: {e}");
+            E::from((transient("io", detail).caused_by(e), None))
         };
         let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut total: u64 = 0;
@@ -398,13 +399,14 @@ impl Downloader {
             }
         };
         let id = RequestId::parse(&key)
-            .map_err(|_| dl("object_not_found", "the key is not a request id"))?;
+            .map_err(|e| dl("object_not_found", "the key is not a request id").caused_by(e))?;
         let object = store.get(Bucket::Perm, &id).await.map_err(|e| match e {
             StorageError::NotFound { .. } => dl(
                 "object_not_found",
                 format!("no object {key} in {}", self.config.bucket),
-            ),
-            other => transient("storage_error", other.to_string()),
+            )
+            .caused_by(e),
+            other => transient("storage_error", other.to_string()).caused_by(other),
         })?;
         if object.meta.size > self.config.max_archive_size {
             return Err(dl(
@@ -414,7 +416,7 @@ impl Downloader {
         }
         let stream = object
             .body
-            .map(|r| r.map_err(|e| transient("storage_error", e.to_string())));
+            .map(|r| r.map_err(|e| transient("storage_error", e.to_string()).caused_by(e)));
         self.write_stream::<_, StageErrorOnly>(stream.map(|r| r.map_err(StageErrorOnly)), dest)
             .await
             .map_err(|e| e.0)
@@ -444,8 +446,11 @@ fn error_document_type(headers: &reqwest::header::HeaderMap) -> Option<String> {
     is_error.then_some(essence)
 }
 
-fn classify(e: &reqwest::Error) -> StageError {
-    if e.is_redirect() {
+/// The stage error of a failed request, caused by `e` without its URL: the error's own text
+/// carries the URL, which is never logged, and so does nothing else here.
+fn classify(e: reqwest::Error) -> StageError {
+    let e = e.without_url();
+    let err = if e.is_redirect() {
         dl(
             "url_not_allowed",
             "a redirect target is not allowed, or more than 3 redirects",
@@ -455,10 +460,10 @@ fn classify(e: &reqwest::Error) -> StageError {
     } else if e.is_connect() {
         transient("connection", "cannot connect")
     } else {
-        // The error's own text carries the URL, which is never logged.
-        let cause = std::error::Error::source(e)
+        let cause = std::error::Error::source(&e)
             .map(|s| s.to_string())
             .unwrap_or_else(|| "unknown cause".into());
         transient("connection", format!("transfer failed: {cause}"))
-    }
+    };
+    err.caused_by(e)
 }

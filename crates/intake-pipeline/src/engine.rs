@@ -137,7 +137,7 @@ impl Engine {
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         std::fs::create_dir_all(dir)
-            .map_err(|e| StageError::transient(Stage::Extract, "io", e.to_string()))?;
+            .map_err(|e| StageError::transient(Stage::Extract, "io", e.to_string()).caused_by(e))?;
         // Selective: only what the specs and watchers read is written (an external engine, or
         // a `**` spec, keeps everything); every entry is still read, counted and checked.
         let keep = |p: &str| {
@@ -184,9 +184,9 @@ impl Engine {
         let Some(graph) = &self.graph else {
             return Err(StageError::internal(Stage::Rules, "no rules graph"));
         };
-        let eval = graph
-            .evaluate(&tree.root, deadline)
-            .map_err(|e| StageError::permanent(Stage::Rules, "deadline_exceeded", e.to_string()))?;
+        let eval = graph.evaluate(&tree.root, deadline).map_err(|e| {
+            StageError::permanent(Stage::Rules, "deadline_exceeded", e.to_string()).caused_by(e)
+        })?;
         let m = crate::metrics::get();
         for c in &eval.failed_components {
             m.component_failures.with_label_values(&[c.as_str()]).inc();
@@ -206,7 +206,7 @@ fn archive_error(e: ArchiveError) -> StageError {
     let code = e.code();
     let detail = e.to_string();
     if e.is_transient() {
-        return StageError::transient(Stage::Extract, "io", detail);
+        return StageError::transient(Stage::Extract, "io", detail).caused_by(e);
     }
     let reason = match code {
         "unsupported_format" => "unsupported_format",
@@ -220,7 +220,7 @@ fn archive_error(e: ArchiveError) -> StageError {
         "deadline_exceeded" => "deadline_exceeded",
         _ => "unsupported_format",
     };
-    StageError::permanent(Stage::Extract, reason, detail)
+    StageError::permanent(Stage::Extract, reason, detail).caused_by(e)
 }
 
 fn read_cluster_id(root: &Path) -> (Option<String>, Option<String>) {

@@ -1,7 +1,14 @@
 //! Errors: a message's failure at one stage (reason code, class, detail: what a dead letter
-//! carries, spec pipeline.md §11) and the fatal errors that stop the pipeline.
+//! carries, spec pipeline.md §11) and the fatal errors that stop the pipeline. Each keeps the
+//! library error behind it as its [`Error::source`].
 
 use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+/// The failure underneath a [`StageError`] (a reqwest, I/O, archive, storage or JSON error).
+/// Shared, so that a [`StageError`] stays `Clone`.
+pub type Cause = Arc<dyn Error + Send + Sync + 'static>;
 
 /// The failure underneath a [`PipelineError`].
 pub type BoxedCause = Box<dyn Error + Send + Sync + 'static>;
@@ -47,8 +54,11 @@ impl Class {
 }
 
 /// One message's failure: the dead-letter headers' content.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {reason}: {detail}", stage.as_str())]
+///
+/// Its text (`stage: reason: detail`) and the dead letter hold only the fields; the cause is
+/// reachable through [`Error::source`] and never written to the wire, since a library error's
+/// text may carry what the detail leaves out (a URL, an identity).
+#[derive(Debug, Clone)]
 pub struct StageError {
     pub stage: Stage,
     /// The reason code of spec §11.
@@ -58,37 +68,43 @@ pub struct StageError {
     pub detail: String,
     /// Attempts made at the failing stage.
     pub attempts: u32,
+    /// The library error this failure was built from, if any.
+    cause: Option<Cause>,
 }
 
 impl StageError {
-    pub fn permanent(stage: Stage, reason: &'static str, detail: impl Into<String>) -> Self {
+    fn new(stage: Stage, reason: &'static str, class: Class, detail: String) -> Self {
         StageError {
             stage,
             reason,
-            class: Class::Permanent,
-            detail: detail.into(),
+            class,
+            detail,
             attempts: 1,
+            cause: None,
         }
+    }
+
+    pub fn permanent(stage: Stage, reason: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(stage, reason, Class::Permanent, detail.into())
     }
 
     pub fn transient(stage: Stage, reason: &'static str, detail: impl Into<String>) -> Self {
-        StageError {
-            stage,
-            reason,
-            class: Class::Transient,
-            detail: detail.into(),
-            attempts: 1,
-        }
+        Self::new(stage, reason, Class::Transient, detail.into())
     }
 
     pub fn internal(stage: Stage, detail: impl Into<String>) -> Self {
-        StageError {
-            stage,
-            reason: "internal",
-            class: Class::Internal,
-            detail: detail.into(),
-            attempts: 1,
-        }
+        Self::new(stage, "internal", Class::Internal, detail.into())
+    }
+
+    /// Keeps `cause` as the [`Error::source`]; the detail, class and reason stay as they are.
+    pub fn caused_by(mut self, cause: impl Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
+    }
+
+    /// The library error this failure was built from.
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
     }
 
     pub fn is_transient(&self) -> bool {
@@ -100,6 +116,39 @@ impl StageError {
         self
     }
 }
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.stage.as_str(),
+            self.reason,
+            self.detail
+        )
+    }
+}
+
+impl Error for StageError {
+    /// The cause itself (not the `Arc` holding it), so that callers can downcast it.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn Error + 'static))
+    }
+}
+
+/// Two failures are the same when everything a dead letter says is: the cause is not compared
+/// (library errors have no equality).
+impl PartialEq for StageError {
+    fn eq(&self, other: &Self) -> bool {
+        self.stage == other.stage
+            && self.reason == other.reason
+            && self.class == other.class
+            && self.detail == other.detail
+            && self.attempts == other.attempts
+    }
+}
+
+impl Eq for StageError {}
 
 /// Why the pipeline cannot start or had to stop.
 #[derive(Debug, thiserror::Error)]

@@ -95,9 +95,9 @@ impl External {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| StageError::transient(Stage::Rules, "external_spawn", e.to_string()))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            StageError::transient(Stage::Rules, "external_spawn", e.to_string()).caused_by(e)
+        })?;
         let pid = child.id();
         let mut stdin = child.stdin.take();
         let mut stdout = child.stdout.take();
@@ -118,7 +118,7 @@ impl External {
                     s.take(max + 1)
                         .read_to_end(&mut out)
                         .await
-                        .map_err(|e| rules_err("bad_engine_output", e.to_string()))?;
+                        .map_err(|e| rules_err("bad_engine_output", e.to_string()).caused_by(e))?;
                 }
                 Ok::<_, StageError>(out)
             };
@@ -137,7 +137,7 @@ impl External {
             let status = child
                 .wait()
                 .await
-                .map_err(|e| rules_err("external_failed", e.to_string()))?;
+                .map_err(|e| rules_err("external_failed", e.to_string()).caused_by(e))?;
             Ok::<_, StageError>((status, out, err))
         };
         let outcome = tokio::time::timeout(job.timeout, work).await;
@@ -168,7 +168,7 @@ impl External {
             ));
         }
         let mut report: Value = serde_json::from_slice(&out)
-            .map_err(|e| rules_err("bad_engine_output", format!("not JSON: {e}")))?;
+            .map_err(|e| rules_err("bad_engine_output", format!("not JSON: {e}")).caused_by(e))?;
         let Some(obj) = report.as_object_mut() else {
             return Err(rules_err("bad_engine_output", "not a JSON object"));
         };

@@ -177,8 +177,9 @@ impl Shared {
         cancel: &CancellationToken,
     ) -> Result<Option<Value>, StageError> {
         let m = crate::metrics::get();
-        let work = WorkDir::new(self.downloader.tmp_dir())
-            .map_err(|e| StageError::transient(Stage::Download, "io", e.to_string()))?;
+        let work = WorkDir::new(self.downloader.tmp_dir()).map_err(|e| {
+            StageError::transient(Stage::Download, "io", e.to_string()).caused_by(e)
+        })?;
         self.watchers
             .status(&cx.status, "processing", "downloading archive")
             .await;
@@ -198,7 +199,7 @@ impl Shared {
             .observe(started.elapsed().as_secs_f64());
         m.downloaded.inc();
         let _cpu = tokio::select! {
-            permit = self.cpu.acquire() => permit.map_err(|_| StageError::internal(Stage::Extract, "no CPU permits"))?,
+            permit = self.cpu.acquire() => permit.map_err(|e| StageError::internal(Stage::Extract, "no CPU permits").caused_by(e))?,
             _ = cancel.cancelled() => return Err(StageError::internal(Stage::Extract, "cancelled")),
         };
         // The archive's deadline counts from when a core is its, not from a wait for one.
@@ -279,7 +280,9 @@ impl Shared {
         .await
         {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(StageError::internal(Stage::Extract, "extraction panicked")),
+            Ok(Err(e)) => {
+                Err(StageError::internal(Stage::Extract, "extraction panicked").caused_by(e))
+            }
             Err(_) => {
                 crate::metrics::get().abandoned_threads.inc();
                 Err(StageError::permanent(
@@ -302,10 +305,9 @@ impl Shared {
         .await
         {
             Ok(Ok(r)) => r.map(|e| e.report),
-            Ok(Err(_)) => Err(StageError::internal(
-                Stage::Rules,
-                "the rules engine panicked",
-            )),
+            Ok(Err(e)) => {
+                Err(StageError::internal(Stage::Rules, "the rules engine panicked").caused_by(e))
+            }
             Err(_) => {
                 crate::metrics::get().abandoned_threads.inc();
                 Err(StageError::permanent(

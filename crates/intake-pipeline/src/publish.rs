@@ -99,8 +99,8 @@ pub fn render(
             if let Some(acc) = s.account.and_then(uint32) {
                 out.insert("AccountNumber".into(), acc.into());
             }
-            let mut value =
-                serde_json::to_vec(&Value::Object(out)).map_err(|e| invalid(&e.to_string()))?;
+            let mut value = serde_json::to_vec(&Value::Object(out))
+                .map_err(|e| invalid(&e.to_string()).caused_by(e))?;
             value.push(b'\n');
             let key = match config.key {
                 KeyKind::ClusterId => Some(cluster.to_owned()),
@@ -120,8 +120,8 @@ pub fn render(
             if let Some(c) = s.cluster_id {
                 out.insert("cluster_id".into(), c.into());
             }
-            let value =
-                serde_json::to_vec(&Value::Object(out)).map_err(|e| invalid(&e.to_string()))?;
+            let value = serde_json::to_vec(&Value::Object(out))
+                .map_err(|e| invalid(&e.to_string()).caused_by(e))?;
             let key = match (config.key, s.cluster_id) {
                 (KeyKind::ClusterId, Some(c)) => Some(c.to_owned()),
                 _ => s.request_id.map(str::to_owned),

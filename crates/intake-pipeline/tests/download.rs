@@ -259,3 +259,37 @@ async fn disallowed_urls_are_refused_without_a_request() {
     }
     assert_eq!(server.hits("ok"), 0);
 }
+
+#[tokio::test]
+async fn a_refused_connection_keeps_the_http_error_without_its_url() {
+    use std::error::Error as _;
+
+    // A port nothing listens on: bound, then closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = downloader(tmp.path(), "    retries: 0\n");
+    let e = fetch(
+        &d,
+        &format!("http://{addr}/archives/secret-path"),
+        None,
+        &tmp.path().join("r"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!((e.reason, e.class), ("connection", Class::Transient));
+    assert_eq!(e.detail, "cannot connect");
+    let http = e.source().and_then(|s| s.downcast_ref::<reqwest::Error>());
+    let http = http.unwrap_or_else(|| panic!("a reqwest::Error under {e:?}"));
+    assert!(http.is_connect(), "{http:?}");
+    assert_eq!(http.url(), None, "the URL is never kept for logs");
+    // Everything kept about the failure: the chain down to the refusal, without the URL.
+    let chain = format!("{e:?}");
+    assert!(!chain.contains("secret-path"), "{chain}");
+    let refused = std::iter::successors(e.source(), |s| (*s).source())
+        .filter_map(|s| s.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    assert!(refused, "{chain}");
+}

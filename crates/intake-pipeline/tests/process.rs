@@ -118,3 +118,32 @@ async fn external_engine_failures_are_typed() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_archive_that_cannot_be_read_keeps_the_archive_error_as_its_source() {
+    use std::error::Error as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.tar.gz");
+    std::fs::write(&junk, b"not an archive at all").unwrap();
+    let config = intake_pipeline::load_config_str("{}", dir.path(), &EnvMap::new()).unwrap();
+    let e = process_file(&config, &junk, "1", OutputFormat::Report)
+        .await
+        .unwrap_err();
+    let PipelineError::Process(stage) = &e else {
+        panic!("unexpected {e}");
+    };
+    assert_eq!(
+        (stage.stage.as_str(), stage.reason),
+        ("extract", "unsupported_format")
+    );
+    let archive = stage
+        .source()
+        .and_then(|s| s.downcast_ref::<intake_archive::ArchiveError>())
+        .unwrap_or_else(|| panic!("an ArchiveError under {stage:?}"));
+    assert_eq!(
+        archive.to_string(),
+        stage.detail,
+        "the detail is the archive error's text"
+    );
+}

@@ -1,9 +1,88 @@
 use std::error::Error as _;
+use std::io;
 
-use intake_bus::BusError;
+use intake_bus::{BusError, ReceivedMessage};
 use intake_rules::declarative::LoadError;
 
 use super::*;
+
+fn refused() -> io::Error {
+    // A library error whose text holds what a dead letter must never carry.
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        "refused: http://user:pw@storage.example/bucket/secret-key",
+    )
+}
+
+#[test]
+fn a_cause_is_the_source_and_changes_nothing_else() {
+    let plain = StageError::transient(Stage::Download, "connection", "cannot connect");
+    let caused = plain.clone().caused_by(refused());
+    assert_eq!(caused.to_string(), "download: connection: cannot connect");
+    assert_eq!(caused.to_string(), plain.to_string());
+    assert_eq!(caused, plain, "equality compares what a dead letter says");
+    assert!(plain.source().is_none());
+    let source = caused.source().expect("the cause");
+    let io = source
+        .downcast_ref::<io::Error>()
+        .expect("the io::Error itself");
+    assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+    // A copy shares the cause, and attempts keep it.
+    let copy = caused.clone().with_attempts(3);
+    let (a, b) = (caused.cause().unwrap(), copy.cause().unwrap());
+    assert!(Arc::ptr_eq(a, b));
+    assert_eq!(copy.attempts, 3);
+}
+
+fn message() -> ReceivedMessage {
+    ReceivedMessage {
+        topic: "platform.upload.available".into(),
+        partition: 2,
+        offset: 41,
+        key: Some(b"k".to_vec()),
+        headers: vec![intake_bus::Header {
+            name: "request_id".into(),
+            value: b"r1".to_vec(),
+        }],
+        value: b"{}".to_vec(),
+        timestamp_ms: None,
+    }
+}
+
+/// Every header but the two times, which differ between two calls.
+fn headers(record: &intake_bus::OutgoingMessage) -> Vec<(String, String)> {
+    record
+        .headers
+        .iter()
+        .filter(|h| h.name != "intake-error-time" && h.name != "dlq_time")
+        .map(|h| {
+            (
+                h.name.clone(),
+                String::from_utf8_lossy(&h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_dead_letter_is_the_same_with_or_without_a_cause() {
+    let plain = StageError::transient(Stage::Download, "connection", "cannot connect");
+    let caused = plain.clone().caused_by(refused());
+    let msg = message();
+    let with = crate::dead_letter::record("dlq", &msg, &caused);
+    let without = crate::dead_letter::record("dlq", &msg, &plain);
+    assert_eq!(headers(&with), headers(&without));
+    assert_eq!((&with.key, &with.value), (&without.key, &without.value));
+    let detail = headers(&without)
+        .into_iter()
+        .find(|(n, _)| n == "intake-error-detail")
+        .map(|(_, v)| v);
+    assert_eq!(detail.as_deref(), Some("cannot connect"));
+    for h in &with.headers {
+        let text = String::from_utf8_lossy(&h.value);
+        assert!(!text.contains("secret"), "{}: {text}", h.name);
+    }
+}
 
 fn load_error() -> LoadError {
     match intake_rules::declarative::load_str("rules/bad.yaml", "set: [x\n") {
