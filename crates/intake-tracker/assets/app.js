@@ -90,6 +90,13 @@ function when(iso) {
   return iso ? iso.replace("T", " ").replace("Z", "") : "";
 }
 
+/** A count for people, to the precision an estimate has: `2034567` → `2.0 M`, `48210` → `48.2 k`. */
+function approximately(n) {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  if (n >= 1e4) return `${(n / 1e3).toFixed(1)} k`;
+  return n.toLocaleString();
+}
+
 function ago(iso) {
   const secs = Math.round((Date.now() - Date.parse(iso)) / 1000);
   if (secs < 60) return `${secs}s ago`;
@@ -196,6 +203,10 @@ async function loadList() {
   if (s.range === "custom") {
     for (const name of ["created_at_gte", "created_at_lte"]) if (s.params.get(name)) api.set(name, s.params.get(name));
   }
+  // Unfiltered, the exact count walks a whole index (seconds at millions of payloads): the first
+  // view asks for an estimate from the id range. Any filter or time range counts exactly.
+  const filtered = [...api.keys()].length > 0;
+  if (!filtered) api.set("count", "estimate");
   api.set("sort_by", s.sortBy);
   api.set("sort_dir", s.sortDir);
   api.set("page", String(s.page));
@@ -213,7 +224,15 @@ async function loadList() {
     rows.replaceChildren(el("tr", {}, el("td", { class: "empty", colspan: "7", text: (body && body.message) || `Error ${status}` })));
     return;
   }
-  $("count").textContent = `${body.count.toLocaleString()} payload${body.count === 1 ? "" : "s"}`;
+  const estimated = body.count_exact === false;
+  const count = $("count");
+  count.textContent = estimated
+    ? `about ${approximately(body.count)} payload${body.count === 1 ? "" : "s"}`
+    : `${body.count.toLocaleString()} payload${body.count === 1 ? "" : "s"}`;
+  count.title = estimated
+    ? `at most ${body.count.toLocaleString()}: estimated from the range of payload ids; a filter counts exactly`
+    : "";
+  count.dataset.exact = String(!estimated);
   $("elapsed").textContent = `in ${(body.elapsed * 1000).toFixed(1)} ms`;
   if (body.data.length === 0) {
     rows.replaceChildren(el("tr", {}, el("td", { class: "empty", colspan: "7", text: "No payloads match these filters." })));
@@ -229,9 +248,10 @@ async function loadList() {
     )));
   }
   const pages = Math.max(1, Math.ceil(body.count / s.pageSize));
-  $("page-label").textContent = `Page ${s.page + 1} of ${pages}`;
+  $("page-label").textContent = `Page ${s.page + 1} of ${estimated ? "about " : ""}${pages.toLocaleString()}`;
   $("prev").disabled = s.page === 0;
-  $("next").disabled = s.page + 1 >= pages;
+  // An estimate is an upper bound: whether a next page exists is what the answer's cursor says.
+  $("next").disabled = estimated ? !body.next_cursor : s.page + 1 >= pages;
 }
 
 function setupList() {

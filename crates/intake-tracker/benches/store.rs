@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use chrono::{SubsecRound, Utc};
 use intake_tracker::check::dedup_key;
 use intake_tracker::model::{
-    CountMode, NewStatus, PageAt, PayloadQuery, PayloadSort, Scope, SortDir, TimeRange,
+    CountMode, NewStatus, PageAt, PayloadQuery, PayloadSort, Scope, SortDir, StatusQuery,
+    StatusSort, TimeRange,
 };
 use intake_tracker::store::postgres::PostgresStore;
 use intake_tracker::store::sqlite::SqliteStore;
@@ -227,6 +228,43 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     })
     .await;
     println!("| {name} | `/payloads` first page, all {payloads} payloads, `count=estimate` | p50 {} | p99 {} |", ms(p50), ms(p99));
+
+    let statuses = payloads * STEPS.len();
+    let status_query = |count: CountMode| StatusQuery {
+        scope: Scope::All,
+        service: None,
+        source: None,
+        status: None,
+        status_msg: None,
+        request_id: None,
+        date: TimeRange::default(),
+        created_at: TimeRange::default(),
+        sort_by: StatusSort::Date,
+        sort_dir: SortDir::Desc,
+        page_size: 10,
+        at: PageAt::Offset(0),
+        count,
+    };
+    let (p50, p99) = time_many(10, |_| {
+        let (store, q) = (store.clone(), status_query(CountMode::Exact));
+        async move {
+            assert_eq!(
+                store.list_statuses(&q).await.unwrap().count as usize,
+                statuses
+            );
+        }
+    })
+    .await;
+    println!("| {name} | `/statuses` first page, all {statuses} statuses, exact count | p50 {} | p99 {} |", ms(p50), ms(p99));
+    let (p50, p99) = time_many(200, |_| {
+        let (store, q) = (store.clone(), status_query(CountMode::Estimate));
+        async move {
+            let page = store.list_statuses(&q).await.unwrap();
+            assert!(page.count as usize >= statuses && page.rows.len() == 10);
+        }
+    })
+    .await;
+    println!("| {name} | `/statuses` first page, all {statuses} statuses, `count=estimate` | p50 {} | p99 {} |", ms(p50), ms(p99));
 }
 
 #[tokio::main]

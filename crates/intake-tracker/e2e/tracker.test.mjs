@@ -32,23 +32,69 @@ before(async () => {
 after(async () => { await browser?.close(); });
 
 async function newPage() {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 }, locale: "en-US" });
   const external = [];
   page.on("request", (r) => { if (!r.url().startsWith(url)) external.push(r.url()); });
   page.on("pageerror", (e) => { throw e; });
   return { page, external };
 }
 
+/** The query strings of the page's calls to the payload list, in order. */
+function listCalls(page) {
+  const calls = [];
+  page.on("request", (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === "/api/v1/payloads") calls.push(u.searchParams);
+  });
+  return calls;
+}
+
 test("the list shows payloads and finds one by inventory id", async () => {
   const { page, external } = await newPage();
+  const calls = listCalls(page);
   await page.goto(url + "/");
   await page.waitForSelector(`tr[data-request-id="${requestId}"]`);
-  assert.match(await page.textContent("#count"), /payloads?/);
+  // The unfiltered first view asks for an estimate and says it is one (6 payloads, ids 1 … 6).
+  assert.equal(calls[0].get("count"), "estimate");
+  assert.equal(await page.textContent("#count"), "about 6 payloads");
+  assert.equal(await page.getAttribute("#count", "data-exact"), "false");
+  assert.match(await page.getAttribute("#count", "title"), /estimated/);
   await page.fill("#search", env("INVENTORY_ID"));
   await page.press("#search", "Enter");
   await page.waitForURL(/inventory_id=/);
   await page.waitForFunction(() => document.querySelectorAll("#payload-rows tr[data-request-id]").length === 1);
+  // A filtered view counts exactly.
+  const filtered = calls[calls.length - 1];
+  assert.equal(filtered.get("inventory_id"), env("INVENTORY_ID"));
+  assert.equal(filtered.get("count"), null);
+  assert.equal(await page.textContent("#count"), "1 payload");
+  assert.equal(await page.getAttribute("#count", "data-exact"), "true");
   await page.screenshot({ path: join(artifacts, "tracker-list.png"), fullPage: true });
+  assert.deepEqual(external, [], "the page fetches nothing outside the tracker");
+});
+
+test("an estimate of millions reads as one, and paging follows the cursor", async () => {
+  const { page, external } = await newPage();
+  // The tracker's own answer with the count of a large store put in.
+  await page.route((u) => u.pathname === "/api/v1/payloads", async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    if (body.count_exact === false) body.count = 2_034_567;
+    await route.fulfill({ response, json: body });
+  });
+  await page.goto(url + "/");
+  await page.waitForSelector(`tr[data-request-id="${requestId}"]`);
+  assert.equal(await page.textContent("#count"), "about 2.0 M payloads");
+  assert.match(await page.getAttribute("#count", "title"), /2,034,567/);
+  assert.equal(await page.textContent("#page-label"), "Page 1 of about 81,383");
+  assert.equal(await page.isDisabled("#next"), true, "six payloads fit one page: no next_cursor");
+  await page.screenshot({ path: join(artifacts, "tracker-list-estimate.png"), fullPage: true });
+  // A time range is a filter: the count is exact again.
+  await page.click('#picks button[data-range="7d"]');
+  await page.waitForURL(/range=7d/);
+  await page.waitForFunction(() => document.querySelector("#count").dataset.exact === "true");
+  assert.equal(await page.textContent("#count"), "6 payloads");
+  assert.equal(await page.textContent("#page-label"), "Page 1 of 1");
   assert.deepEqual(external, [], "the page fetches nothing outside the tracker");
 });
 

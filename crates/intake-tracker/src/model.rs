@@ -130,7 +130,7 @@ pub struct Page<T> {
     pub next: Option<Keyset>,
 }
 
-/// How `/payloads` counts the rows that match.
+/// How `/payloads` and `/statuses` count the rows that match.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CountMode {
     /// The exact number (the spec's `count`): a full index count when nothing filters.
@@ -206,6 +206,7 @@ pub struct StatusQuery {
     pub sort_dir: SortDir,
     pub page_size: u32,
     pub at: PageAt,
+    pub count: CountMode,
 }
 
 /// One service's journey on one payload inside a stats window.

@@ -239,6 +239,35 @@ async fn an_estimated_count_is_given_only_on_request_and_says_so() {
 }
 
 #[tokio::test]
+async fn the_status_list_estimates_its_count_on_request_too() {
+    let h = Harness::new().await;
+    many(&h, t0()).await;
+    let router = h.router(false);
+    let (_, exact) = get(&router, "/api/v1/statuses", None).await;
+    assert_eq!(exact["count"], 32);
+    assert!(exact.get("count_exact").is_none(), "the spec's envelope");
+    let (code, estimated) = get(&router, "/api/v1/statuses?count=estimate", None).await;
+    assert_eq!(code, 200, "{estimated}");
+    assert_eq!(estimated["count_exact"], false);
+    assert!(estimated["count"].as_i64().unwrap() >= 32);
+    assert_eq!(estimated["data"], exact["data"]);
+    assert_eq!(estimated["next_cursor"], exact["next_cursor"]);
+    let (_, filtered) = get(
+        &router,
+        "/api/v1/statuses?count=estimate&service=advisor",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&filtered["count"], &filtered["count_exact"]),
+        (&json!(7), &json!(true))
+    );
+    let (code, body) = get(&router, "/api/v1/statuses?count=roughly", None).await;
+    assert_eq!(code, 400);
+    assert_error(&body, 400, "count");
+}
+
+#[tokio::test]
 async fn payload_list_counts_pages_and_filters() {
     let h = Harness::new().await;
     let base = t0();

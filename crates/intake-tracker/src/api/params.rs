@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use intake_http::ApiError;
 
 use crate::check::parse_date;
-use crate::model::{PageAt, SortDir, TimeRange};
+use crate::model::{CountMode, PageAt, SortDir, TimeRange};
 
 pub type Params = HashMap<String, String>;
 
@@ -53,6 +53,19 @@ pub fn choice<T: Copy>(
             let names: Vec<&str> = choices.iter().map(|(k, _)| *k).collect();
             bad(name, format!("{v:?} is not one of {}", names.join(", ")))
         })
+}
+
+/// `count`: `exact` (the spec's, the default) or `estimate` (see [`CountMode`]).
+pub fn count_mode(p: &Params) -> Result<CountMode, ApiError> {
+    choice(
+        p,
+        "count",
+        CountMode::Exact,
+        &[
+            ("exact", CountMode::Exact),
+            ("estimate", CountMode::Estimate),
+        ],
+    )
 }
 
 pub fn sort_dir(p: &Params) -> Result<SortDir, ApiError> {

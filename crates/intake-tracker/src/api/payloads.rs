@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::params::{self, Params};
 use super::{cursor, rows, store_error, AppState};
 use crate::duration::duration_map;
-use crate::model::{CountMode, PayloadQuery, PayloadSort, SortDir, StatusRow};
+use crate::model::{PayloadQuery, PayloadSort, SortDir, StatusRow};
 use crate::store::sql::payload_sort_column;
 
 const FILTERS: [&str; 10] = [
@@ -70,15 +70,7 @@ pub async fn list(
         sort_dir,
         page_size,
         at,
-        count: params::choice(
-            &p,
-            "count",
-            CountMode::Exact,
-            &[
-                ("exact", CountMode::Exact),
-                ("estimate", CountMode::Estimate),
-            ],
-        )?,
+        count: params::count_mode(&p)?,
     };
     let page = state
         .store
@@ -86,13 +78,13 @@ pub async fn list(
         .await
         .map_err(|e| store_error(e, None))?;
     let next = page.next.as_ref().map(|k| cursor::encode(k, &fingerprint));
-    let mut body = rows::envelope(&page, started.elapsed().as_secs_f64(), rows::payload, next);
-    // Only an answer to `count=estimate` says whether its count is exact: without it the envelope
-    // is the spec's, key for key.
-    if query.count == CountMode::Estimate {
-        body["count_exact"] = Value::Bool(page.count_exact);
-    }
-    Ok(Json(body))
+    Ok(Json(rows::envelope(
+        &page,
+        started.elapsed().as_secs_f64(),
+        rows::payload,
+        next,
+        query.count,
+    )))
 }
 
 fn compare(a: &StatusRow, b: &StatusRow, sort_by: &str) -> Ordering {

@@ -3,7 +3,7 @@
 use intake_core::time::format;
 use serde_json::{json, Map, Value};
 
-use crate::model::{Page, PayloadRow, StatusRow};
+use crate::model::{CountMode, Page, PayloadRow, StatusRow};
 
 pub fn payload(p: &PayloadRow) -> Value {
     json!({
@@ -62,12 +62,15 @@ pub fn status(s: &StatusRow) -> Value {
     })
 }
 
-/// The list envelope: `count`, `elapsed`, `data`, and `next_cursor` when more rows follow.
+/// The list envelope: `count`, `elapsed`, `data`, and `next_cursor` when more rows follow; with
+/// `count=estimate` also `count_exact`. Only an answer to `count=estimate` says whether its count is
+/// exact: without it the envelope is the spec's, key for key.
 pub fn envelope<T>(
     page: &Page<T>,
     elapsed: f64,
     row: impl Fn(&T) -> Value,
     next_cursor: Option<String>,
+    count: CountMode,
 ) -> Value {
     let mut body = Map::new();
     body.insert("count".into(), json!(page.count));
@@ -78,6 +81,9 @@ pub fn envelope<T>(
     );
     if let Some(cursor) = next_cursor {
         body.insert("next_cursor".into(), json!(cursor));
+    }
+    if count == CountMode::Estimate {
+        body.insert("count_exact".into(), json!(page.count_exact));
     }
     Value::Object(body)
 }

@@ -73,6 +73,7 @@ pub async fn list(
         sort_dir,
         page_size,
         at,
+        count: params::count_mode(&p)?,
     };
     let page = state
         .store
@@ -85,5 +86,6 @@ pub async fn list(
         started.elapsed().as_secs_f64(),
         rows::status,
         next,
+        query.count,
     )))
 }

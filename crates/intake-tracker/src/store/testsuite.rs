@@ -84,6 +84,7 @@ pub fn status_query() -> StatusQuery {
         sort_dir: SortDir::Desc,
         page_size: 10,
         at: PageAt::Offset(0),
+        count: CountMode::Exact,
     }
 }
 
@@ -634,6 +635,38 @@ pub async fn payload_count_estimates_only_unfiltered_lists(store: Arc<dyn Status
     assert_eq!((filtered.count, filtered.count_exact), (2, true));
 }
 
+/// As for payloads: an estimated status count is an upper bound only for the unfiltered list, with
+/// the same page; filtered and tenant-scoped status lists are counted exactly.
+pub async fn status_count_estimates_only_unfiltered_lists(store: Arc<dyn StatusStore>) {
+    let t = base();
+    let batch: Vec<NewStatus> = (0..12)
+        .map(|i| {
+            with(serde_json::json!({
+                "request_id": format!("estimate-{:02}", i / 2), "service": "ingress",
+                "status": if i % 2 == 0 { "received" } else { "success" },
+                "date": intake_core::time::format(t + Duration::seconds(i)),
+                "org_id": if i < 4 { "a" } else { "b" },
+            }))
+        })
+        .collect();
+    store.store_batch(&batch).await.unwrap();
+    let exact = store.list_statuses(&status_query()).await.unwrap();
+    assert_eq!((exact.count, exact.count_exact), (12, true));
+    let mut q = status_query();
+    q.count = CountMode::Estimate;
+    let estimated = store.list_statuses(&q).await.unwrap();
+    assert!(!estimated.count_exact);
+    assert!(estimated.count >= 12, "an upper bound: {}", estimated.count);
+    assert_eq!((estimated.rows, estimated.next), (exact.rows, exact.next));
+    q.scope = Scope::Org("a".into());
+    let scoped = store.list_statuses(&q).await.unwrap();
+    assert_eq!((scoped.count, scoped.count_exact), (4, true));
+    q.scope = Scope::All;
+    q.status = Some("success".into());
+    let filtered = store.list_statuses(&q).await.unwrap();
+    assert_eq!((filtered.count, filtered.count_exact), (6, true));
+}
+
 /// The database answers.
 pub async fn ping_answers(store: Arc<dyn StatusStore>) {
     store.ping().await.unwrap();
@@ -653,6 +686,7 @@ macro_rules! status_store_contract_tests {
             concurrent_batches_store_each_status_once,
             payload_lists_count_filter_and_page,
             payload_count_estimates_only_unfiltered_lists,
+            status_count_estimates_only_unfiltered_lists,
             status_lists_include_sourceless,
             stats_count_per_service,
             first_terminal_status_reports_duration,
