@@ -14,7 +14,7 @@ use regex::RegexSet;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{DownloaderConfig, DownloaderKind, KeyFrom};
-use crate::error::{PipelineError, Stage, StageError};
+use crate::error::{Chain, PipelineError, Stage, StageError};
 
 /// Longest URL accepted.
 pub const MAX_URL_LEN: usize = 8192;
@@ -73,7 +73,7 @@ pub fn remove_leftovers(tmp_dir: &Path) {
     for e in entries.flatten() {
         if e.file_name().to_string_lossy().starts_with(WORKDIR_PREFIX) {
             if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a leftover work directory");
+                tracing::warn!(path = %e.path().display(), error = %Chain(&err), "cannot remove a leftover work directory");
             }
         }
     }
@@ -229,6 +229,7 @@ impl Downloader {
                     tracing::info!(
                         attempt,
                         reason = e.reason,
+                        cause = Chain::sources(&e).map(tracing::field::display),
                         delay_ms = delay.as_millis() as u64,
                         "download failed, retrying"
                     );

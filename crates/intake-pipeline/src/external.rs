@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{ExternalInput, PipelineConfig};
-use crate::error::{PipelineError, Stage, StageError};
+use crate::error::{Chain, PipelineError, Stage, StageError};
 
 /// The report buckets an engine's output must have (missing ones are filled in).
 const BUCKETS: &[&str] = &["reports", "fingerprints", "skips", "info", "pass"];
@@ -194,7 +194,7 @@ fn kill_group(pid: Option<u32>) {
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     ) {
-        tracing::debug!(error = %e, "the external engine's process group is already gone");
+        tracing::debug!(error = %Chain(&e), "the external engine's process group is already gone");
     }
 }
 

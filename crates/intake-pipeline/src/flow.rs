@@ -16,7 +16,7 @@ use crate::config::{OnMissing, PipelineConfig};
 use crate::decode::{self, Decoded};
 use crate::download::{Downloader, Fetch, WorkDir};
 use crate::engine::{Engine, Tree};
-use crate::error::{Stage, StageError};
+use crate::error::{Chain, Stage, StageError};
 use crate::publish::{self, Subject};
 use crate::watchers::{StatusSubject, Watchers};
 
@@ -106,7 +106,14 @@ impl Shared {
         cancel: &CancellationToken,
     ) -> Ended {
         let m = crate::metrics::get();
-        tracing::warn!(stage = err.stage.as_str(), reason = err.reason, class = err.class.as_str(), detail = %err.detail, "dead-lettering");
+        tracing::warn!(
+            stage = err.stage.as_str(),
+            reason = err.reason,
+            class = err.class.as_str(),
+            detail = %err.detail,
+            cause = Chain::sources(&err).map(tracing::field::display),
+            "dead-lettering"
+        );
         let record = crate::dead_letter::record(&self.dlq_topic, msg, &err);
         if intake_bus::retry::publish(self.dlq_bus.as_ref(), record, cancel)
             .await

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{
     default_config_yaml, load_config, load_config_str, ConfigErrors, Format, PipelineConfig,
 };
-pub use error::{PipelineError, Stage, StageError};
+pub use error::{Chain, PipelineError, Stage, StageError};
 pub use replay::{ReplayOptions, Replayed};
 pub use section_bus::{SectionBus, SectionBuses};
 
@@ -145,7 +145,7 @@ pub async fn run_with_grace(
     stop_listener.cancel();
     if let Some(listener) = listener {
         if let Err(e) = listener.await {
-            tracing::error!(error = %e, "the metrics listener failed");
+            tracing::error!(error = %Chain(&e), "the metrics listener failed");
         }
     }
     consumed
@@ -166,7 +166,7 @@ async fn create_topics(bus: &dyn Bus, names: &[String]) {
         })
         .collect();
     if let Err(e) = bus.create_topics(&specs).await {
-        tracing::warn!(error = %e, topics = ?names, "cannot create the pipeline's topics");
+        tracing::warn!(error = %Chain(&e), topics = ?names, "cannot create the pipeline's topics");
     }
 }
 
@@ -230,7 +230,7 @@ async fn spawn_metrics_listener(
             .with_graceful_shutdown(cancel.cancelled_owned())
             .await
         {
-            tracing::error!(error = %e, "the metrics listener stopped");
+            tracing::error!(error = %Chain(&e), "the metrics listener stopped");
         }
     };
     Ok(tokio::spawn(tracing::Instrument::instrument(

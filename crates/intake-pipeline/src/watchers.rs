@@ -7,6 +7,7 @@ use intake_bus::{Bus, OutgoingMessage};
 use intake_core::messages::PayloadStatus;
 
 use crate::config::{OnMissing, WatcherConfig};
+use crate::error::Chain;
 
 /// Longest `status_msg` sent.
 pub const MAX_STATUS_MSG: usize = 4096;
@@ -61,14 +62,14 @@ impl StatusWatcher {
         let value = match serde_json::to_vec(&body) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot encode a payload status");
+                tracing::warn!(error = %Chain(&e), "cannot encode a payload status");
                 return;
             }
         };
         let message =
             OutgoingMessage::new(self.topic.clone(), value).key(request_id.as_bytes().to_vec());
         if let Err(e) = self.bus.publish(message).await {
-            tracing::warn!(error = %e, status, "payload status not sent");
+            tracing::warn!(error = %Chain(&e), status, "payload status not sent");
             crate::metrics::get().status_failures.inc();
         }
     }

@@ -134,3 +134,32 @@ fn a_setup_error_says_what_it_said_and_keeps_its_cause() {
     assert_eq!(e.to_string(), "service.engine.command is empty");
     assert!(e.source().is_none());
 }
+
+#[test]
+fn a_chain_names_every_cause_once() {
+    let stage = StageError::transient(Stage::Download, "io", "writing the archive: disk full")
+        .caused_by(io::Error::other("disk full"));
+    assert_eq!(
+        Chain(&stage).to_string(),
+        "download: io: writing the archive: disk full"
+    );
+    let stage = StageError::transient(Stage::Download, "connection", "cannot connect")
+        .caused_by(io::Error::other("connection refused"));
+    assert_eq!(
+        Chain::sources(&stage).map(|c| c.to_string()).as_deref(),
+        Some("connection refused")
+    );
+    let failed = PipelineError::Process(stage);
+    assert_eq!(
+        Chain(&failed).to_string(),
+        "processing failed: download: connection: cannot connect: connection refused"
+    );
+    // intake-bus names the cause in its own message: it is not repeated.
+    let bus = BusError::unavailable_from("connecting to the broker", io::Error::other("refused"));
+    assert_eq!(
+        Chain(&bus).to_string(),
+        "the bus is unavailable: connecting to the broker: refused"
+    );
+    let plain = StageError::internal(Stage::Rules, "no rules graph");
+    assert!(Chain::sources(&plain).is_none());
+}
