@@ -153,15 +153,23 @@ impl Pending {
         write_durably(temp.clone(), record, None).await?;
         tokio::fs::rename(&temp, self.path(&id, ANNOUNCED)).await?;
         // A `.new` record of the same payload is now superseded.
-        remove_quietly(&self.path(&id, NEW)).await;
+        let new = self.path(&id, NEW);
+        let _ = tokio::task::spawn_blocking(move || remove_quietly(&new)).await;
         Ok(())
     }
 
-    /// Removes every record of `request_id` (a missing one is fine).
+    /// Removes every record of `request_id` (a missing one is fine), in one trip to the blocking
+    /// pool.
     pub async fn forget(&self, request_id: &str) {
-        let new = remove_quietly(&self.path(request_id, NEW)).await;
-        let announced = remove_quietly(&self.path(request_id, ANNOUNCED)).await;
-        if new || announced {
+        let paths = [self.path(request_id, NEW), self.path(request_id, ANNOUNCED)];
+        let removed = tokio::task::spawn_blocking(move || {
+            // Both, whatever the first one finds.
+            let [new, announced] = paths.map(|path| remove_quietly(&path));
+            new || announced
+        })
+        .await
+        .unwrap_or(false);
+        if removed {
             // Never below zero: a recount may have already left this record out.
             let _ = self
                 .count
@@ -240,9 +248,9 @@ async fn write_durably(
     .map_err(std::io::Error::other)?
 }
 
-/// Removes `path`; whether there was one to remove.
-async fn remove_quietly(path: &Path) -> bool {
-    match tokio::fs::remove_file(path).await {
+/// Removes `path`; whether there was one to remove. Blocking.
+fn remove_quietly(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => {

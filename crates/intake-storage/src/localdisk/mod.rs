@@ -8,6 +8,8 @@ mod write;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +29,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Payloads on the local file system. All buckets must share one file system (copies are hard links).
 #[derive(Debug)]
 pub struct LocalDiskStore {
-    layout: Layout,
+    layout: Arc<Layout>,
     signer: UrlSigner,
     public_url: String,
     url_expiry: Duration,
@@ -50,44 +52,119 @@ impl LocalDiskStore {
             .await
             .map_err(|e| StorageError::backend("preparing the storage folders", e))??;
         Ok(Self {
-            layout,
+            layout: Arc::new(layout),
             signer,
             public_url: public_url.to_owned(),
             url_expiry: config.url_expiry,
         })
     }
 
-    fn not_found(&self, bucket: Bucket, key: &str) -> StorageError {
-        StorageError::NotFound {
-            bucket: self.layout.name(bucket).to_owned(),
-            key: key.to_owned(),
-        }
+    /// Runs `work` with the layout on the blocking pool, in one trip.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&Layout) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let layout = self.layout.clone();
+        write::blocking(what, move || work(&layout)).await
     }
+}
 
-    /// Reads the sidecar of an object whose data file was just seen. A missing sidecar while the data
-    /// file is gone too means a concurrent delete: `NotFound`.
-    async fn read_meta(&self, bucket: Bucket, key: &str) -> Result<ObjectMeta, StorageError> {
-        let path = self.layout.sidecar(bucket, key);
-        match tokio::fs::read(&path).await {
-            Ok(json) => {
-                let table: BTreeMap<String, String> =
-                    serde_json::from_slice(&json).map_err(|e| {
-                        StorageError::io(
-                            format!("reading {}", path.display()),
-                            std::io::Error::new(ErrorKind::InvalidData, e),
-                        )
-                    })?;
-                Ok(ObjectMeta::from_map(&table))
+fn not_found(layout: &Layout, bucket: Bucket, key: &str) -> StorageError {
+    StorageError::NotFound {
+        bucket: layout.name(bucket).to_owned(),
+        key: key.to_owned(),
+    }
+}
+
+/// An object's metadata, `None` when there is no such object. Blocking.
+fn head_blocking(
+    layout: &Layout,
+    bucket: Bucket,
+    key: &str,
+) -> Result<Option<ObjectMeta>, StorageError> {
+    let data = layout.data(bucket, key);
+    if !exists_blocking(&data)? {
+        return Ok(None);
+    }
+    read_meta(layout, bucket, key, &data)
+}
+
+/// Reads the sidecar of an object whose data file (`data`) was just seen. A missing sidecar while
+/// the data file is gone too means a concurrent delete: `None`. Blocking.
+fn read_meta(
+    layout: &Layout,
+    bucket: Bucket,
+    key: &str,
+    data: &Path,
+) -> Result<Option<ObjectMeta>, StorageError> {
+    let path = layout.sidecar(bucket, key);
+    match std::fs::read(&path) {
+        Ok(json) => {
+            let table: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|e| {
+                StorageError::io(
+                    format!("reading {}", path.display()),
+                    std::io::Error::new(ErrorKind::InvalidData, e),
+                )
+            })?;
+            Ok(Some(ObjectMeta::from_map(&table)))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound && !exists_blocking(data)? => Ok(None),
+        Err(e) => Err(StorageError::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+fn exists_blocking(path: &Path) -> Result<bool, StorageError> {
+    path.try_exists()
+        .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))
+}
+
+/// What a copy found and did, decided in one trip to the blocking pool.
+enum Copied {
+    /// The names were linked; the folder is not synced yet.
+    Linked,
+    /// A move that already finished, being repeated.
+    Repeated,
+    /// The destination holds an object already: its metadata, and the source's.
+    Existing(Box<(ObjectMeta, ObjectMeta)>),
+}
+
+fn copy_blocking(
+    layout: &Layout,
+    src: Bucket,
+    dst: Bucket,
+    key: &str,
+) -> Result<Copied, StorageError> {
+    let source = head_blocking(layout, src, key)?;
+    let existing = head_blocking(layout, dst, key)?;
+    match (source, existing) {
+        (None, Some(_)) => Ok(Copied::Repeated),
+        (None, None) => Err(not_found(layout, src, key)),
+        (Some(source), Some(existing)) => Ok(Copied::Existing(Box::new((existing, source)))),
+        (Some(source), None) => match write::link_copy_blocking(layout, src, dst, key) {
+            Ok(()) => Ok(Copied::Linked),
+            // A concurrent copy of the same key got there first: compare with what it wrote.
+            Err(StorageError::AlreadyExists { .. }) => {
+                let existing =
+                    head_blocking(layout, dst, key)?.ok_or_else(|| not_found(layout, dst, key))?;
+                Ok(Copied::Existing(Box::new((existing, source))))
             }
-            Err(e)
-                if e.kind() == ErrorKind::NotFound
-                    && !write::exists(&self.layout.data(bucket, key)).await? =>
-            {
-                Err(self.not_found(bucket, key))
-            }
-            Err(e) => Err(StorageError::io(format!("reading {}", path.display()), e)),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Removes the data file (the commit point, so the object is gone as soon as it is) and then the
+/// sidecar; missing ones are fine. Blocking.
+fn delete_blocking(layout: &Layout, bucket: Bucket, key: &str) -> Result<(), StorageError> {
+    for path in [layout.data(bucket, key), layout.sidecar(bucket, key)] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(format!("removing {}", path.display()), e)),
         }
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -107,73 +184,80 @@ impl PayloadStore for LocalDiskStore {
     }
 
     async fn head(&self, bucket: Bucket, key: &RequestId) -> Result<ObjectMeta, StorageError> {
-        if !write::exists(&self.layout.data(bucket, key.as_str())).await? {
-            return Err(self.not_found(bucket, key.as_str()));
-        }
-        self.read_meta(bucket, key.as_str()).await
+        let owned = key.as_str().to_owned();
+        self.blocking("reading a payload's metadata", move |layout| {
+            head_blocking(layout, bucket, &owned)?.ok_or_else(|| not_found(layout, bucket, &owned))
+        })
+        .await
     }
 
     async fn get(&self, bucket: Bucket, key: &RequestId) -> Result<Object, StorageError> {
-        let path = self.layout.data(bucket, key.as_str());
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(self.not_found(bucket, key.as_str()))
-            }
-            Err(e) => return Err(StorageError::io(format!("opening {}", path.display()), e)),
-        };
-        // The open file keeps its bytes even if the object is deleted while it streams.
-        let meta = self.read_meta(bucket, key.as_str()).await?;
+        let owned = key.as_str().to_owned();
+        let (file, meta) = self
+            .blocking("opening a payload", move |layout| {
+                let path = layout.data(bucket, &owned);
+                let file = match std::fs::File::open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        return Err(not_found(layout, bucket, &owned))
+                    }
+                    Err(e) => {
+                        return Err(StorageError::io(format!("opening {}", path.display()), e))
+                    }
+                };
+                // The open file keeps its bytes even if the object is deleted while it streams.
+                let meta = read_meta(layout, bucket, &owned, &path)?
+                    .ok_or_else(|| not_found(layout, bucket, &owned))?;
+                Ok((file, meta))
+            })
+            .await?;
         Ok(Object {
             meta,
-            body: Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
+            body: Box::pin(ReaderStream::with_capacity(
+                tokio::fs::File::from_std(file),
+                READ_CHUNK,
+            )),
         })
     }
 
     async fn copy(&self, src: Bucket, dst: Bucket, key: &RequestId) -> Result<(), StorageError> {
-        let source = match self.head(src, key).await {
-            Ok(meta) => Some(meta),
-            Err(StorageError::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let existing = match self.head(dst, key).await {
-            Ok(meta) => Some(meta),
-            Err(StorageError::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        match (source, existing) {
-            // A move that already finished, being repeated.
-            (None, Some(_)) => Ok(()),
-            (None, None) => Err(self.not_found(src, key.as_str())),
-            (Some(source), Some(existing)) => {
+        let owned = key.as_str().to_owned();
+        let copied = self
+            .blocking("copying a payload", move |layout| {
+                copy_blocking(layout, src, dst, &owned)
+            })
+            .await?;
+        match copied {
+            Copied::Linked => write::sync_dir(&self.layout, dst).await,
+            Copied::Repeated => Ok(()),
+            Copied::Existing(found) => {
+                let (existing, source) = *found;
                 same_or_conflict(self.bucket_name(dst), key, &existing, &source)
-            }
-            (Some(source), None) => {
-                match write::link_copy(&self.layout, src, dst, key.as_str()).await {
-                    // A concurrent copy of the same key got there first: compare with what it wrote.
-                    Err(StorageError::AlreadyExists { .. }) => {
-                        let existing = self.head(dst, key).await?;
-                        same_or_conflict(self.bucket_name(dst), key, &existing, &source)
-                    }
-                    other => other,
-                }
             }
         }
     }
 
     async fn delete(&self, bucket: Bucket, key: &RequestId) -> Result<(), StorageError> {
-        // Data file first: it is the commit point, so the object is gone as soon as it is.
-        for path in [
-            self.layout.data(bucket, key.as_str()),
-            self.layout.sidecar(bucket, key.as_str()),
-        ] {
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io(format!("removing {}", path.display()), e)),
-            }
-        }
+        let owned = key.as_str().to_owned();
+        self.blocking("removing a payload", move |layout| {
+            delete_blocking(layout, bucket, &owned)
+        })
+        .await?;
         write::sync_dir(&self.layout, bucket).await
+    }
+
+    async fn locate(&self, key: &RequestId) -> Result<Vec<Bucket>, StorageError> {
+        let owned = key.as_str().to_owned();
+        self.blocking("locating a payload", move |layout| {
+            let mut found = Vec::new();
+            for bucket in Bucket::ALL {
+                if head_blocking(layout, bucket, &owned)?.is_some() {
+                    found.push(bucket);
+                }
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn url(&self, bucket: Bucket, key: &RequestId) -> Result<String, StorageError> {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -46,16 +47,12 @@ const INLINE_MAX: usize = 256 * 1024;
 
 /// Streams `body` into `bucket` under `key`, create-only, and returns the stored metadata.
 pub(super) async fn put_new(
-    layout: &Layout,
+    layout: &Arc<Layout>,
     bucket: Bucket,
     key: &str,
     mut body: ByteStream,
     mut meta: ObjectMeta,
 ) -> Result<ObjectMeta, StorageError> {
-    let final_data = layout.data(bucket, key);
-    if exists(&final_data).await? {
-        return Err(already_exists(layout, bucket, key));
-    }
     let mut head = Vec::new();
     let mut buffered = 0;
     let ended = loop {
@@ -83,9 +80,13 @@ pub(super) async fn put_new(
                 .map_err(|e| StorageError::backend("hashing a payload", e))?
         };
         let sidecar = sidecar_json(&meta.to_map())?;
-        write_small(&tmp, head, sidecar).await?;
+        write_small(layout, bucket, key, &tmp, head, sidecar).await?;
         commit(layout, bucket, key, &tmp.sidecar, &tmp.data).await?;
         return Ok(meta);
+    }
+    // A large body: refuse an existing key before streaming the rest of it.
+    if exists(&layout.data(bucket, key)).await? {
+        return Err(already_exists(layout, bucket, key));
     }
     let write_err = |e| StorageError::io(format!("writing {}", tmp.data.display()), e);
     let mut spool = Spool::create(&tmp.data).await.map_err(write_err)?;
@@ -131,15 +132,30 @@ fn digest(chunks: &[bytes::Bytes]) -> String {
 
 /// Writes and fsyncs a small body's data file and its sidecar in `.tmp/`, each on the blocking
 /// pool at the same time, so the upload waits for one fsync, not two in a row. (A thread of its
-/// own for the sidecar cost a thread creation per upload.)
+/// own for the sidecar cost a thread creation per upload.) The data file's trip first refuses a
+/// key that already exists.
 async fn write_small(
+    layout: &Arc<Layout>,
+    bucket: Bucket,
+    key: &str,
     tmp: &TmpFiles,
     chunks: Vec<bytes::Bytes>,
     sidecar: Vec<u8>,
 ) -> Result<(), StorageError> {
     let data = {
         let path = tmp.data.clone();
-        tokio::task::spawn_blocking(move || create_synced(&path, &chunks))
+        let layout = layout.clone();
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let final_data = layout.data(bucket, &key);
+            if final_data
+                .try_exists()
+                .map_err(|e| StorageError::io(format!("reading {}", final_data.display()), e))?
+            {
+                return Err(already_exists(&layout, bucket, &key));
+            }
+            create_synced(&path, &chunks)
+        })
     };
     let sidecar = {
         let path = tmp.sidecar.clone();
@@ -184,19 +200,43 @@ fn link_error(
 
 /// Copies `key` from `src` to `dst`, create-only in `dst`, as hard links to the source's data file
 /// and sidecar: the copy keeps the metadata by sharing it, and makes no new file (nothing to write or
-/// fsync but the folder). Sidecars are never rewritten, so sharing one is safe.
-pub(super) async fn link_copy(
+/// fsync but the folder). Sidecars are never rewritten, so sharing one is safe. Blocking; the caller
+/// makes the names durable with [`sync_dir`].
+pub(super) fn link_copy_blocking(
     layout: &Layout,
     src: Bucket,
     dst: Bucket,
     key: &str,
 ) -> Result<(), StorageError> {
-    let sidecar = layout.sidecar(src, key);
-    commit(layout, dst, key, &sidecar, &layout.data(src, key)).await
+    link_pair(
+        layout,
+        dst,
+        key,
+        &layout.sidecar(src, key),
+        &layout.data(src, key),
+    )
 }
 
-/// Links the sidecar, then the data file (the commit point), then makes the names durable.
+/// Links the sidecar, then the data file (the commit point), in one trip to the blocking pool,
+/// then makes the names durable.
 async fn commit(
+    layout: &Arc<Layout>,
+    bucket: Bucket,
+    key: &str,
+    sidecar: &Path,
+    data: &Path,
+) -> Result<(), StorageError> {
+    let (owned, key_owned) = (layout.clone(), key.to_owned());
+    let (sidecar, data) = (sidecar.to_owned(), data.to_owned());
+    blocking("linking a payload", move || {
+        link_pair(&owned, bucket, &key_owned, &sidecar, &data)
+    })
+    .await?;
+    sync_dir(layout, bucket).await
+}
+
+/// Links `sidecar` and then `data` (the commit point) to `key`'s names in `bucket`. Blocking.
+fn link_pair(
     layout: &Layout,
     bucket: Bucket,
     key: &str,
@@ -205,16 +245,27 @@ async fn commit(
 ) -> Result<(), StorageError> {
     let final_sidecar = layout.sidecar(bucket, key);
     let final_data = layout.data(bucket, key);
-    if let Err(e) = tokio::fs::hard_link(sidecar, &final_sidecar).await {
+    if let Err(e) = std::fs::hard_link(sidecar, &final_sidecar) {
         // Either the object exists or another write of the same key is between its two links.
         return Err(link_error(layout, bucket, key, &final_sidecar, e));
     }
-    if let Err(e) = tokio::fs::hard_link(data, &final_data).await {
+    if let Err(e) = std::fs::hard_link(data, &final_data) {
         // The sidecar linked above is ours: take it back so that nothing half-written stays.
-        let _ = tokio::fs::remove_file(&final_sidecar).await;
+        let _ = std::fs::remove_file(&final_sidecar);
         return Err(link_error(layout, bucket, key, &final_data, e));
     }
-    sync_dir(layout, bucket).await
+    Ok(())
+}
+
+/// Runs `work`, a sequence of file-system calls, on the blocking pool in one trip (each trip is a
+/// hand-off to another thread and back).
+pub(super) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::backend(what, e))?
 }
 
 /// The sidecar's bytes: the metadata table as a JSON object.
@@ -248,7 +299,7 @@ pub(super) async fn exists(path: &Path) -> Result<bool, StorageError> {
         .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))
 }
 
-fn already_exists(layout: &Layout, bucket: Bucket, key: &str) -> StorageError {
+pub(super) fn already_exists(layout: &Layout, bucket: Bucket, key: &str) -> StorageError {
     StorageError::AlreadyExists {
         bucket: layout.name(bucket).to_owned(),
         key: key.to_owned(),
