@@ -7,39 +7,71 @@ use std::sync::Arc;
 /// publisher that waited on it.
 pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// A bus failure. `Display` names the cause too (log lines print errors with `%`, which shows only
+/// the top error); [`std::error::Error::source`] is the cause itself, so a caller can downcast it to
+/// the librdkafka or sqlx error.
+#[derive(Debug, Clone)]
 pub enum BusError {
-    #[error("publishing to {topic:?} was not acknowledged within {timeout_ms} ms")]
-    Timeout { topic: String, timeout_ms: u64 },
-    #[error("topic {0:?} does not exist")]
+    Timeout {
+        topic: String,
+        timeout_ms: u64,
+    },
     UnknownTopic(String),
     /// The broker or the embedded bus's database cannot be reached or is busy: try again later.
-    #[error("the bus is unavailable: {}", with_cause(context, source))]
     Unavailable {
         context: String,
-        #[source]
         source: Option<Cause>,
     },
-    #[error("the consumer was closed")]
     Closed,
     /// A setting is wrong: retrying with the same settings cannot succeed.
-    #[error("bus configuration: {}", with_cause(context, source))]
     Config {
         context: String,
-        #[source]
         source: Option<Cause>,
     },
     /// The backend failed in a way not known to be passing (retried, but logged loudly).
-    #[error("bus backend: {}", with_cause(context, source))]
     Backend {
         context: String,
-        #[source]
         source: Option<Cause>,
     },
     /// A commit for a partition this consumer no longer owns (reassigned since delivery): retrying
     /// cannot succeed, and nothing is lost, since its next owner receives the message again.
-    #[error("not owned: {0}")]
     NotOwned(String),
+}
+
+impl std::fmt::Display for BusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusError::Timeout { topic, timeout_ms } => write!(
+                f,
+                "publishing to {topic:?} was not acknowledged within {timeout_ms} ms"
+            ),
+            BusError::UnknownTopic(topic) => write!(f, "topic {topic:?} does not exist"),
+            BusError::Unavailable { context, source } => {
+                write!(f, "the bus is unavailable: {}", with_cause(context, source))
+            }
+            BusError::Closed => f.write_str("the consumer was closed"),
+            BusError::Config { context, source } => {
+                write!(f, "bus configuration: {}", with_cause(context, source))
+            }
+            BusError::Backend { context, source } => {
+                write!(f, "bus backend: {}", with_cause(context, source))
+            }
+            BusError::NotOwned(what) => write!(f, "not owned: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for BusError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BusError::Unavailable { source, .. }
+            | BusError::Config { source, .. }
+            | BusError::Backend { source, .. } => source
+                .as_deref()
+                .map(|cause| cause as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
 }
 
 /// What a caller does about a [`BusError`]: the one distinction retries are driven by.
@@ -155,6 +187,10 @@ mod tests {
         );
         let source = e.source().expect("a source");
         assert_eq!(source.to_string(), "refused");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the cause itself, not a wrapper");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
         assert!(BusError::config("KAFKA_BROKERS is empty")
             .source()
             .is_none());

@@ -1,10 +1,11 @@
 //! The intake domain, free of I/O: who is uploading ([`identity`]), which payload ([`request_id`]),
 //! for which service ([`content_type`]), the messages exchanged on the bus ([`messages`]), status
-//! values ([`status`]), times in the contract's form ([`time`]) and typed configuration read from the
-//! environment ([`config`]).
+//! values ([`status`]), times in the contract's form ([`time`]), typed configuration read from the
+//! environment ([`config`]) and errors written as one line with their causes ([`chain`]).
 //!
 //! Everything here is pure and synchronous, so it can be unit-tested and fuzzed without a runtime.
 
+pub mod chain;
 pub mod config;
 pub mod content_type;
 pub mod identity;
@@ -13,6 +14,7 @@ pub mod request_id;
 pub mod status;
 pub mod time;
 
+pub use chain::Chain;
 pub use identity::{Identity, IdentityError};
 pub use request_id::{RequestId, RequestIdError};
 

@@ -239,35 +239,7 @@ fn with_cause(context: &str, source: &Option<BoxedCause>) -> String {
     }
 }
 
-/// An error and its sources on one line, `error: cause: cause's cause`, for log lines (`%`
-/// shows only the top error). A source whose text the line already ends with is not repeated:
-/// intake's errors name their cause in their own message.
-pub struct Chain<'a>(pub &'a (dyn Error + 'static));
-
-impl<'a> Chain<'a> {
-    /// Only the sources of `error`, for a log line that shows the error itself in other fields;
-    /// `None` when it has no source.
-    pub fn sources(error: &'a (dyn Error + 'static)) -> Option<Self> {
-        error.source().map(Chain)
-    }
-}
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut last = self.0.to_string();
-        f.write_str(&last)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            let text = e.to_string();
-            if !last.ends_with(&text) {
-                write!(f, ": {text}")?;
-            }
-            last = text;
-            next = e.source();
-        }
-        Ok(())
-    }
-}
+pub use intake_core::Chain;
 
 #[cfg(test)]
 mod tests;

@@ -145,10 +145,12 @@ fn main() -> std::process::ExitCode {
 /// Prints why intake stopped, once: as a JSON log line with `LOG_FORMAT=json` (what a log collector
 /// reads), else as one plain `intake: …` line (a text log line would only repeat it).
 fn report(format: intake_core::config::LogFormat, error: &anyhow::Error) {
+    // Each cause once: intake's errors name their cause in their own message already.
+    let line = intake_core::Chain(error.as_ref()).to_string();
     match format {
         intake_core::config::LogFormat::Json => {
-            tracing::error!(error = format!("{error:#}"), "intake stopped");
+            tracing::error!(error = line, "intake stopped");
         }
-        intake_core::config::LogFormat::Text => eprintln!("intake: {error:#}"),
+        intake_core::config::LogFormat::Text => eprintln!("intake: {line}"),
     }
 }
