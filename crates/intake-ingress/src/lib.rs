@@ -33,9 +33,9 @@ use tracing::Instrument;
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
     #[error("registering metrics: {0}")]
-    Metrics(String),
+    Metrics(#[source] prometheus::Error),
     #[error("building the HTTP client: {0}")]
-    Http(String),
+    Http(#[source] reqwest::Error),
     /// Its source (the reason) follows in the error chain.
     #[error("{variable}: cannot listen on {addr}")]
     Listen {

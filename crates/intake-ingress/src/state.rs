@@ -58,7 +58,7 @@ pub struct Parts {
 
 impl AppState {
     pub fn new(parts: Parts) -> Result<Self, crate::IngressError> {
-        let metrics = Metrics::new().map_err(|e| crate::IngressError::Metrics(e.to_string()))?;
+        let metrics = Metrics::new().map_err(crate::IngressError::Metrics)?;
         let statuses = StatusPublisher::new(
             parts.bus.clone(),
             parts
@@ -69,7 +69,7 @@ impl AppState {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()
-            .map_err(|e| crate::IngressError::Http(e.to_string()))?;
+            .map_err(crate::IngressError::Http)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 uploads: Arc::new(Semaphore::new(parts.config.max_concurrent_uploads)),

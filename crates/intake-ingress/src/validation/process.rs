@@ -47,7 +47,19 @@ impl Verdict {
 enum Failure {
     UnknownId,
     /// A step failed: what was being done, and the error.
-    Step(String),
+    Step {
+        what: String,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Failure {
+    fn step(what: String, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Failure::Step {
+            what,
+            cause: Box::new(cause),
+        }
+    }
 }
 
 /// How handling one message ended.
@@ -131,7 +143,7 @@ async fn process_with_retries(
                 send_error(state, &Subject::of(response.request_id.to_string()), msg).await;
                 return Some(Verdict::DeadLetter);
             }
-            Err(Failure::Step(what)) => {
+            Err(Failure::Step { what, cause }) => {
                 let (storage, bus) = super::check_health(state, cancel).await?;
                 if storage.is_err() || bus.is_err() {
                     // An outage is not this message's fault: wait, and do not count the attempt.
@@ -141,8 +153,10 @@ async fn process_with_retries(
                     continue;
                 }
                 attempts += 1;
-                tracing::warn!(request_id = %response.request_id, attempts, error = %what, "validation step failed");
+                tracing::warn!(request_id = %response.request_id, attempts, step = %what, error = %intake_core::Chain(cause.as_ref()), "validation step failed");
                 if attempts >= state.config.validation_retries.max(1) {
+                    // The dead letter and the status say what failed and why, as one line.
+                    let what = format!("{what}: {cause}");
                     if !send_dead_letter(state, message, "processing_failed", &what, cancel).await {
                         return None;
                     }
@@ -188,7 +202,7 @@ async fn apply(state: &AppState, response: &ValidationResponse) -> Result<Verdic
         .store
         .locate(&response.request_id)
         .await
-        .map_err(|e| Failure::Step(format!("locating the payload failed: {e}")))?;
+        .map_err(|e| Failure::step("locating the payload failed".into(), e))?;
     let (q, p, r) = (
         found.contains(&Bucket::Quarantine),
         found.contains(&Bucket::Perm),
@@ -227,7 +241,7 @@ fn note_tenant_mismatch(state: &AppState, response: &ValidationResponse, meta: &
 }
 
 fn step(what: String) -> impl FnOnce(StorageError) -> Failure {
-    move |e| Failure::Step(format!("{what}: {e}"))
+    move |e| Failure::step(what, e)
 }
 
 /// The first half of a move: copy from quarantine to `dst` (idempotent) and read back the stored
@@ -266,7 +280,7 @@ async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdi
     let available = available_message(response, &meta, url);
     let key = crate::announce::key_for(response.metadata.as_ref(), id.as_str());
     let value = serde_json::to_vec(&available)
-        .map_err(|e| Failure::Step(format!("encoding available failed: {e}")))?;
+        .map_err(|e| Failure::step("encoding available failed".into(), e))?;
     let topic = state.bus_config.topic(&state.bus_config.topics.available);
     let message = OutgoingMessage::new(topic.clone(), value)
         .key(key)
@@ -276,7 +290,7 @@ async fn accept(state: &AppState, response: &ValidationResponse) -> Result<Verdi
         .bus
         .publish(message)
         .await
-        .map_err(|e| Failure::Step(format!("announcing on {topic} failed: {e}")))?;
+        .map_err(|e| Failure::step(format!("announcing on {topic} failed"), e))?;
     let subject = Subject {
         request_id: id.to_string(),
         org_id: meta.org_id.clone(),
