@@ -312,3 +312,54 @@ async fn without_a_signing_key_one_is_kept_in_the_data_dir_and_outlives_the_proc
         Err(DownloadDenied::BadSignature),
     );
 }
+
+/// A small object is read whole when opened, a large one streams from the open file: either way a
+/// reader that opened it before a delete gets every byte.
+#[tokio::test]
+async fn an_open_object_keeps_its_bytes_after_a_delete_small_or_large() {
+    use futures::TryStreamExt;
+    use sha2::{Digest, Sha256};
+
+    let storage = make_store().await;
+    for (len, seed) in [
+        (10 * 1024, 1),
+        (256 * 1024, 2),
+        (256 * 1024 + 1, 3),
+        (3 << 20, 4),
+    ] {
+        let key = RequestId::generate();
+        storage
+            .store
+            .put_new(
+                Bucket::Quarantine,
+                &key,
+                pattern_body(len, seed),
+                meta(&key),
+            )
+            .await
+            .expect("put");
+        let object = storage
+            .store
+            .get(Bucket::Quarantine, &key)
+            .await
+            .expect("get");
+        storage
+            .store
+            .delete(Bucket::Quarantine, &key)
+            .await
+            .expect("delete");
+        let mut hasher = Sha256::new();
+        let mut read = 0u64;
+        let mut body = object.body;
+        while let Some(chunk) = body.try_next().await.expect("body") {
+            read += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        assert_eq!(read, len, "length of a {len}-byte object");
+        assert_eq!(
+            hex::encode(hasher.finalize()),
+            intake_storage::testsuite::pattern_sha256(len, seed),
+            "bytes of a {len}-byte object"
+        );
+    }
+}

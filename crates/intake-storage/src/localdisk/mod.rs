@@ -119,6 +119,29 @@ fn exists_blocking(path: &Path) -> Result<bool, StorageError> {
         .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))
 }
 
+/// Objects up to this size are read whole in the trip that opens them; larger ones stream, one
+/// trip to the blocking pool per chunk.
+const READ_WHOLE_MAX: u64 = 256 * 1024;
+
+/// An opened object's body.
+enum Opened {
+    Read(bytes::Bytes),
+    Large(std::fs::File),
+}
+
+/// Reads `file` whole when it is small. Blocking.
+fn read_small(mut file: std::fs::File) -> std::io::Result<Opened> {
+    use std::io::Read;
+    let len = file.metadata()?.len();
+    if len > READ_WHOLE_MAX {
+        return Ok(Opened::Large(file));
+    }
+    // Data files are never rewritten, so the length read above is the length to come.
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(Opened::Read(bytes.into()))
+}
+
 /// What a copy found and did, decided in one trip to the blocking pool.
 enum Copied {
     /// The names were linked; the folder is not synced yet.
@@ -193,7 +216,7 @@ impl PayloadStore for LocalDiskStore {
 
     async fn get(&self, bucket: Bucket, key: &RequestId) -> Result<Object, StorageError> {
         let owned = key.as_str().to_owned();
-        let (file, meta) = self
+        let (opened, meta) = self
             .blocking("opening a payload", move |layout| {
                 let path = layout.data(bucket, &owned);
                 let file = match std::fs::File::open(&path) {
@@ -208,16 +231,19 @@ impl PayloadStore for LocalDiskStore {
                 // The open file keeps its bytes even if the object is deleted while it streams.
                 let meta = read_meta(layout, bucket, &owned, &path)?
                     .ok_or_else(|| not_found(layout, bucket, &owned))?;
-                Ok((file, meta))
+                let opened = read_small(file)
+                    .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
+                Ok((opened, meta))
             })
             .await?;
-        Ok(Object {
-            meta,
-            body: Box::pin(ReaderStream::with_capacity(
+        let body: ByteStream = match opened {
+            Opened::Read(bytes) => Box::pin(futures::stream::once(async { Ok(bytes) })),
+            Opened::Large(file) => Box::pin(ReaderStream::with_capacity(
                 tokio::fs::File::from_std(file),
                 READ_CHUNK,
             )),
-        })
+        };
+        Ok(Object { meta, body })
     }
 
     async fn copy(&self, src: Bucket, dst: Bucket, key: &RequestId) -> Result<(), StorageError> {
