@@ -1,12 +1,14 @@
 //! Safe, in-process archive reading shared by the validator and the rules pipeline (spec
 //! pipeline.md §6). Never a shell-out, never a whole archive in memory (unless the caller already
-//! holds a small one: [`inspect_bytes`]).
+//! holds a small one: [`inspect_bytes`], [`extract_bytes_matching`]).
 //!
 //! * [`inspect`] walks every entry and reads every byte through a counting sink, writing nothing;
 //!   [`inspect_bytes`] does the same for an archive in memory.
 //! * [`extract`] writes regular files (0600) and directories (0700) below a destination
 //!   directory; links are recorded ([`SymbolicLink`]) and hard links copied from earlier entries,
 //!   never created. [`extract_matching`] writes only the paths a predicate keeps.
+//! * [`extract_bytes_matching`] keeps the same entries of an archive in memory, in a map of path
+//!   → content, under the same rules and limits (a small download never touches the disk).
 //!
 //! Formats are told by magic bytes: gzip (all members), xz, bzip2 (each holding a tar), zip
 //! (stored or deflated entries) and plain tar (`ustar` at offset 257 or a valid v7 checksum).
@@ -40,11 +42,13 @@ mod error;
 mod extract;
 mod format;
 mod limits;
+mod memory;
 mod path;
 mod tar_reader;
 mod walk;
 mod zip_reader;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -104,6 +108,18 @@ pub struct Extracted {
     pub links: Vec<SymbolicLink>,
 }
 
+/// What [`extract_bytes_matching`] kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InMemory {
+    pub summary: Summary,
+    /// Every regular file kept, by `/`-separated path relative to the archive (sorted by path).
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Every directory the tree holds: kept directory entries and the parents of kept files.
+    pub dirs: BTreeSet<String>,
+    /// Symbolic links, in archive order; recorded, never followed.
+    pub links: Vec<SymbolicLink>,
+}
+
 /// Walks the archive at `path` and reads every byte under `limits`, writing nothing.
 pub fn inspect(path: &Path, limits: &Limits) -> Result<Summary, ArchiveError> {
     let budget = Budget::new(limits);
@@ -145,6 +161,25 @@ pub fn extract_matching(
     Ok(Extracted {
         summary,
         files: sink.files.into_iter().collect(),
+        links: sink.links,
+    })
+}
+
+/// Like [`extract_matching`] for an archive already in memory: the kept regular files and
+/// directories stay in memory, under the same rules, limits and errors as on disk. The kept
+/// content is bounded by `limits.max_unpacked_size` (every byte produced counts against it).
+pub fn extract_bytes_matching(
+    archive: Vec<u8>,
+    limits: &Limits,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<InMemory, ArchiveError> {
+    let budget = Budget::new(limits);
+    let mut sink = memory::MemorySink::new(budget.clone(), keep);
+    let summary = walk_source(Cursor::new(archive), "(in memory)", budget, &mut sink)?;
+    Ok(InMemory {
+        summary,
+        files: sink.files,
+        dirs: sink.dirs,
         links: sink.links,
     })
 }
