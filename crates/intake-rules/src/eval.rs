@@ -1,5 +1,5 @@
-//! Evaluates a [`Graph`] against one extracted archive and builds the report in insights-core's
-//! JSON shape (spec pipeline.md §8).
+//! Evaluates a [`Graph`] against one archive (extracted, or in memory) and builds the report in
+//! insights-core's JSON shape (spec pipeline.md §8).
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::graph::{module_of, valid_key, Graph};
 use crate::model::{Inputs, Kind, Outcome, Output, Response, RunCx};
+use crate::source::FileSource;
 
 /// Longest `details` (compact JSON characters) kept as is.
 pub const MAX_DETAIL_LENGTH: usize = 65_535;
@@ -59,9 +60,14 @@ impl Evaluation {
 
 /// The insights-core execution context of an archive root.
 pub fn execution_context(root: &Path) -> &'static str {
-    if root.join("sos_commands").is_dir() {
+    execution_context_of(&FileSource::Dir(root))
+}
+
+/// The insights-core execution context of an archive's files.
+pub fn execution_context_of(source: &FileSource<'_>) -> &'static str {
+    if source.is_dir("sos_commands") {
         "insights.core.context.SosArchiveContext"
-    } else if root.join("config/id").is_file() || root.join("config/version.json").is_file() {
+    } else if source.is_file("config/id") || source.is_file("config/version.json") {
         "intake.context.InsightsOperatorContext"
     } else {
         "insights.core.context.HostArchiveContext"
@@ -83,10 +89,19 @@ struct Buckets {
 impl Graph {
     /// Runs every component once, in order, against the tree at `root`.
     pub fn evaluate(&self, root: &Path, deadline: Instant) -> Result<Evaluation, EvalError> {
+        self.evaluate_source(FileSource::Dir(root), deadline)
+    }
+
+    /// Runs every component once, in order, against an archive's files (on disk or in memory).
+    pub fn evaluate_source(
+        &self,
+        source: FileSource<'_>,
+        deadline: Instant,
+    ) -> Result<Evaluation, EvalError> {
         let start = intake_core::time::now_string();
-        let files = crate::specs::list_files(root);
+        let files = source.list_files();
         let cx = RunCx {
-            root,
+            source,
             files: &files,
             deadline,
         };
@@ -153,7 +168,7 @@ impl Graph {
                 }
             }
         }
-        Ok(self.finish(b, root, start))
+        Ok(self.finish(b, &source, start))
     }
 
     fn rule_value(&self, name: &str, v: &Output, b: &mut Buckets) {
@@ -218,7 +233,7 @@ impl Graph {
         }
     }
 
-    fn finish(&self, mut b: Buckets, root: &Path, start: String) -> Evaluation {
+    fn finish(&self, mut b: Buckets, source: &FileSource<'_>, start: String) -> Evaluation {
         b.results.sort_by(|x, y| x.0.cmp(&y.0));
         b.skips
             .sort_by(|x, y| x["rule_fqdn"].as_str().cmp(&y["rule_fqdn"].as_str()));
@@ -252,7 +267,7 @@ impl Graph {
             "analysis_metadata": {
                 "start": start,
                 "finish": intake_core::time::now_string(),
-                "execution_context": execution_context(root),
+                "execution_context": execution_context_of(source),
                 "plugin_sets": plugin_sets,
             },
         });

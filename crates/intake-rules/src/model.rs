@@ -1,9 +1,9 @@
 //! The component model (mirrors insights-core): specs, parsers, combiners and rules, their
 //! dependencies, what one run yields, and the responses rules emit.
 
+use crate::source::FileSource;
 use std::any::Any;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -95,9 +95,9 @@ impl Outcome {
 
 /// Per-archive context handed to every component.
 pub struct RunCx<'a> {
-    /// The archive root (extracted tree).
-    pub root: &'a Path,
-    /// Every regular file below `root`, sorted, `/`-separated.
+    /// The archive's files, relative to its root (an extracted tree, or files in memory).
+    pub source: FileSource<'a>,
+    /// Every regular file of `source`, sorted, `/`-separated.
     pub files: &'a [String],
     pub deadline: Instant,
 }

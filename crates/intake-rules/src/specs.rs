@@ -1,4 +1,5 @@
-//! Specs: the files a set reads from the archive root, by path (first present) or glob.
+//! Specs: the files a set reads from the archive root, by path (first present) or glob, through
+//! the archive's [`FileSource`](crate::source::FileSource).
 
 use std::path::Path;
 
@@ -107,15 +108,6 @@ pub fn glob_regex(pattern: &str) -> Option<Regex> {
     Regex::new(&re).ok()
 }
 
-fn read_bounded(root: &Path, rel: &str, max_bytes: u64) -> Option<Vec<u8>> {
-    let path = root.join(rel);
-    let meta = std::fs::symlink_metadata(&path).ok()?;
-    if !meta.is_file() || meta.len() > max_bytes {
-        return None;
-    }
-    std::fs::read(&path).ok()
-}
-
 impl Component for Spec {
     fn name(&self) -> &str {
         &self.name
@@ -136,7 +128,7 @@ impl Component for Spec {
         match &self.source {
             Source::Paths(paths) => {
                 for p in paths {
-                    if let Some(content) = read_bounded(cx.root, p, self.max_bytes) {
+                    if let Some(content) = cx.source.read_bounded(p, self.max_bytes) {
                         return Outcome::value(SpecFiles {
                             glob: false,
                             files: vec![SpecFile {
@@ -154,7 +146,7 @@ impl Component for Spec {
                     if files.len() >= self.max_files {
                         break;
                     }
-                    if let Some(content) = read_bounded(cx.root, p, self.max_bytes) {
+                    if let Some(content) = cx.source.read_bounded(p, self.max_bytes) {
                         files.push(SpecFile {
                             path: p.clone(),
                             content,

@@ -245,3 +245,37 @@ fn empty_tree_skips_every_rule_with_its_missing_requirements() {
         3
     );
 }
+
+/// The same files held in memory (what the pipeline keeps of a small archive) give the report
+/// the extracted tree gives.
+#[test]
+fn the_same_files_in_memory_give_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    cluster_tree(dir.path());
+    write(dir.path(), "config/clusteroperator/bad.json", "{not json");
+    let mut memory = intake_rules::MemoryFiles::default();
+    for rel in intake_rules::specs::list_files(dir.path()) {
+        let content = std::fs::read(dir.path().join(&rel)).unwrap();
+        let mut parent = rel.as_str();
+        while let Some((p, _)) = parent.rsplit_once('/') {
+            memory.dirs.insert(p.to_owned());
+            parent = p;
+        }
+        memory.files.insert(rel, content);
+    }
+    let graph = graph(&Selection::default());
+    let on_disk = evaluate(&graph, dir.path());
+    let mut in_memory = graph
+        .evaluate_source(
+            intake_rules::FileSource::Memory(&memory),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap()
+        .report;
+    let meta = in_memory["analysis_metadata"].as_object_mut().unwrap();
+    for k in ["start", "finish"] {
+        meta.insert(k.into(), json!("T"));
+    }
+    assert_eq!(in_memory, on_disk);
+    assert!(!on_disk["reports"].as_array().unwrap().is_empty());
+}
