@@ -47,6 +47,7 @@ pub fn ingest_settings(config: &TrackerConfig, bus_config: &BusConfig) -> ingest
     ingest::IngestSettings {
         dlq_topic: bus_config.topic(&bus_config.topics.payload_status_dlq),
         batch_size: config.batch_size,
+        batch_max: ingest::DEFAULT_BATCH_MAX.max(config.batch_size),
         batch_wait: config.batch_wait,
         retention: std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400),
         future_skew: config.future_skew,

@@ -105,8 +105,9 @@ impl Metrics {
         )?;
         registry.register(Box::new(batch_seconds.clone()))?;
         let batch_size = Histogram::with_opts(
-            HistogramOpts::new("payload_tracker_batch_size", "Messages per batch")
-                .buckets(vec![1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0]),
+            HistogramOpts::new("payload_tracker_batch_size", "Messages per batch").buckets(vec![
+                1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+            ]),
         )?;
         registry.register(Box::new(batch_size.clone()))?;
         let consumer_lag = IntGaugeVec::new(

@@ -36,6 +36,7 @@ fn ingestor(h: &Harness, store: Arc<dyn StatusStore>) -> Ingestor {
         IngestSettings {
             dlq_topic: dlq_topic(h),
             batch_size: 100,
+            batch_max: 100,
             batch_wait: Duration::from_millis(20),
             retention: Duration::from_secs(7 * 86_400),
             future_skew: Duration::from_secs(86_400),

@@ -17,6 +17,7 @@
 mod common;
 
 mod api;
+mod batches;
 mod browser;
 mod events;
 mod full_disk;
