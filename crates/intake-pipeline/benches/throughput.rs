@@ -1,9 +1,10 @@
 //! Archives per second for 100 KiB cluster archives with the starter rules (BENCHMARKS.md):
-//! `engine` (extraction + rules, one thread) and `pipeline` (the whole flow on the embedded bus,
-//! downloads from a loopback HTTP server, ccx output acknowledged).
+//! `engine` (extraction + rules, one thread, into a directory and in memory) and `pipeline` (the
+//! whole flow on the embedded bus, downloads from a loopback HTTP server, ccx output acknowledged).
 //!
 //! `cargo bench -p intake-pipeline --bench throughput` (set `BENCH_ARCHIVES` to change the count,
-//! `BENCH_ONLY=pipeline` to skip the engine figure, `BENCH_MAX_IN_FLIGHT` to override the default). Under `scripts/with-servers.sh` the pipeline
+//! `BENCH_ONLY=pipeline` to skip the engine figure, `BENCH_MAX_IN_FLIGHT` and `BENCH_MAX_IN_MEMORY` to override the defaults:
+//! `BENCH_MAX_IN_MEMORY=0` sends every archive through a work directory). Under `scripts/with-servers.sh` the pipeline
 //! also runs on the harness's Kafka-protocol broker.
 
 #![allow(
@@ -62,7 +63,24 @@ async fn engine(n: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "engine   {n} archives in {secs:.2} s: {:.0} archives/s (one thread)",
+        "engine   {n} archives in {secs:.2} s: {:.0} archives/s (one thread, into a directory)",
+        n as f64 / secs
+    );
+    let bytes = archive();
+    let started = Instant::now();
+    for _ in 0..n {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let tree = engine
+            .extract_in_memory(bytes.clone(), deadline)
+            .expect("extract");
+        let eval = engine
+            .run_rules_on(intake_rules::FileSource::Memory(&tree.files), deadline)
+            .expect("rules");
+        assert_eq!(eval.report["reports"].as_array().map(Vec::len), Some(1));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "engine   {n} archives in {secs:.2} s: {:.0} archives/s (one thread, in memory)",
         n as f64 / secs
     );
 }
@@ -123,14 +141,18 @@ async fn pipeline(n: usize, on: OnBus) {
     let in_flight = std::env::var("BENCH_MAX_IN_FLIGHT")
         .map(|v| format!(", max_in_flight: {v}"))
         .unwrap_or_default();
+    let in_memory = std::env::var("BENCH_MAX_IN_MEMORY")
+        .map(|v| format!("    max_in_memory: {v}\n"))
+        .unwrap_or_default();
     let yaml = format!(
-        "service:\n  consumer: {{max_record_age: 0, group_id: bench-{group}{in_flight}}}\n  downloader:\n    tmp_dir: {tmp}\n    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z]+']\n  watchers:\n    - {{kind: cluster_id}}\n    - {{kind: payload_status}}\n",
+        "service:\n  consumer: {{max_record_age: 0, group_id: bench-{group}{in_flight}}}\n  downloader:\n    tmp_dir: {tmp}\n{in_memory}    allowed_urls: ['http://127\\.0\\.0\\.1:[0-9]+/archives/[a-z]+']\n  watchers:\n    - {{kind: cluster_id}}\n    - {{kind: payload_status}}\n",
         group = uuid::Uuid::new_v4().simple(),
         tmp = dir.path().join("tmp").display()
     );
     let config =
         intake_pipeline::load_config_str(&yaml, dir.path(), &EnvMap::new()).expect("config");
     let (workers, in_flight) = (config.consumer.workers, config.consumer.max_in_flight);
+    let in_memory = config.downloader.max_in_memory;
     let url = format!("http://{addr}/archives/cluster");
     let publishes = (0..n).map(|i| {
         let id = format!("req-{i}");
@@ -165,7 +187,7 @@ async fn pipeline(n: usize, on: OnBus) {
     }
     let (secs, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     println!(
-        "pipeline {n} archives in {secs:.2} s: {:.0} archives/s, {:.2} ms CPU per archive ({workers} workers, {in_flight} in flight, {label}; CPU of the whole bench process: pipeline, archive server, result reader)",
+        "pipeline {n} archives in {secs:.2} s: {:.0} archives/s, {:.2} ms CPU per archive ({workers} workers, {in_flight} in flight, max_in_memory {in_memory}, {label}; CPU of the whole bench process: pipeline, archive server, result reader)",
         n as f64 / secs,
         cpu * 1000.0 / n as f64
     );

@@ -1,6 +1,9 @@
 //! Downloaders (spec pipeline.md §5): `http` (URL allow-list, size cap while streaming, timeouts,
 //! retries with full-jitter backoff for transient failures only) and `storage` (the storage
-//! seam). Both stream into `<tmp_dir>/intake-pipeline-<random>/archive`, removed on drop.
+//! seam). Both stream into `<tmp_dir>/intake-pipeline-<random>/archive`, removed on drop, or
+//! (`max_in_memory`) keep a small archive of known size in memory: no directory, no file, no trip to
+//! the blocking pool. A body that passes that bound moves to the work directory at once, so memory
+//! never holds more than the bound per download.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,6 +82,65 @@ pub fn remove_leftovers(tmp_dir: &Path) {
     }
 }
 
+/// A downloaded archive.
+#[derive(Debug)]
+pub enum Body {
+    /// The whole archive, at most the in-memory bound.
+    Memory(Vec<u8>),
+    /// In the work directory's `archive` file.
+    File(WorkDir),
+}
+
+/// A finished download.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub body: Body,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+/// Where a download goes.
+enum Dest<'a> {
+    /// Always this file.
+    File(&'a Path),
+    /// Memory when the body's size is known and at most `limit`, else the archive file of a work
+    /// directory made on first need (kept across retries).
+    Spill {
+        limit: u64,
+        tmp_dir: &'a Path,
+        work: Option<WorkDir>,
+    },
+}
+
+impl Dest<'_> {
+    /// The bound to buffer a body of `size` bytes under, if it is to be buffered at all.
+    fn buffer_for(&self, size: Option<u64>) -> Option<u64> {
+        match (self, size) {
+            (Dest::Spill { limit, .. }, Some(size)) if size <= *limit => Some(*limit),
+            _ => None,
+        }
+    }
+
+    async fn create_file(&mut self) -> std::io::Result<tokio::fs::File> {
+        match self {
+            Dest::File(path) => tokio::fs::File::create(path).await,
+            Dest::Spill { tmp_dir, work, .. } => {
+                let path = match work {
+                    Some(w) => w.archive(),
+                    None => work.insert(WorkDir::new(tmp_dir)?).archive(),
+                };
+                tokio::fs::File::create(path).await
+            }
+        }
+    }
+}
+
+/// Where a body ended.
+enum Landed {
+    Memory(Vec<u8>),
+    File,
+}
+
 /// What a download needs from the message.
 #[derive(Debug, Clone)]
 pub struct Fetch<'a> {
@@ -150,6 +212,42 @@ impl Downloader {
 
     /// Downloads into `dest`, returning the bytes written.
     pub async fn fetch(&self, fetch: &Fetch<'_>, dest: &Path) -> Result<u64, StageError> {
+        let mut dest = Dest::File(dest);
+        self.fetch_into(fetch, &mut dest).await.map(|(_, n)| n)
+    }
+
+    /// Downloads the archive: into memory when the response gives its size (Content-Length, the
+    /// object's size) and that is at most `in_memory` bytes, else into a new work directory. The
+    /// size limit, allow-list and timeouts are those of [`Downloader::fetch`].
+    pub async fn fetch_body(
+        &self,
+        fetch: &Fetch<'_>,
+        in_memory: u64,
+    ) -> Result<Downloaded, StageError> {
+        let mut dest = Dest::Spill {
+            limit: in_memory,
+            tmp_dir: &self.config.tmp_dir,
+            work: None,
+        };
+        let (landed, bytes) = self.fetch_into(fetch, &mut dest).await?;
+        let body = match (landed, dest) {
+            (Landed::Memory(archive), _) => Body::Memory(archive),
+            (Landed::File, Dest::Spill { work: Some(w), .. }) => Body::File(w),
+            (Landed::File, _) => {
+                return Err(StageError::internal(
+                    Stage::Download,
+                    "a download landed in no work directory",
+                ))
+            }
+        };
+        Ok(Downloaded { body, bytes })
+    }
+
+    async fn fetch_into(
+        &self,
+        fetch: &Fetch<'_>,
+        dest: &mut Dest<'_>,
+    ) -> Result<(Landed, u64), StageError> {
         if let Some(size) = fetch.declared_size {
             if size > self.config.max_archive_size {
                 return Err(dl(
@@ -166,10 +264,10 @@ impl Downloader {
             DownloaderKind::Storage => self.fetch_storage(fetch, dest).await?,
         };
         if let Some(size) = fetch.declared_size {
-            if size != bytes {
+            if size != bytes.1 {
                 tracing::info!(
                     declared = size,
-                    received = bytes,
+                    received = bytes.1,
                     "archive size differs from the message's size"
                 );
             }
@@ -202,20 +300,26 @@ impl Downloader {
         Ok(())
     }
 
-    async fn fetch_http(&self, url: &str, dest: &Path) -> Result<u64, StageError> {
+    async fn fetch_http(
+        &self,
+        url: &str,
+        dest: &mut Dest<'_>,
+    ) -> Result<(Landed, u64), StageError> {
         self.check_url(url)?;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result =
-                tokio::time::timeout(self.config.total_timeout, self.attempt_http(url, dest))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err((
-                            transient("timeout", "the download took longer than total_timeout"),
-                            None,
-                        ))
-                    });
+            let result = tokio::time::timeout(
+                self.config.total_timeout,
+                self.attempt_http(url, &mut *dest),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err((
+                    transient("timeout", "the download took longer than total_timeout"),
+                    None,
+                ))
+            });
             match result {
                 Ok(n) => return Ok(n),
                 Err((e, retry_after)) if e.is_transient() && attempt <= self.config.retries => {
@@ -257,8 +361,8 @@ impl Downloader {
     async fn attempt_http(
         &self,
         url: &str,
-        dest: &Path,
-    ) -> Result<u64, (StageError, Option<Duration>)> {
+        dest: &mut Dest<'_>,
+    ) -> Result<(Landed, u64), (StageError, Option<Duration>)> {
         let resp = self
             .client
             .get(url)
@@ -309,13 +413,22 @@ impl Downloader {
                 ));
             }
         }
+        let size = resp.content_length();
         let stream = resp
             .bytes_stream()
             .map(|r| r.map_err(|e| (classify(e), None)));
-        self.write_stream(stream, dest).await
+        self.write_stream(stream, size, dest).await
     }
 
-    async fn write_stream<S, E>(&self, mut stream: S, dest: &Path) -> Result<u64, E>
+    /// Streams the body into `dest` under `max_archive_size` and `read_timeout`. A body of known
+    /// `size` within the in-memory bound is gathered in memory; should it pass the bound after all,
+    /// what came so far goes to the file and the rest follows it there.
+    async fn write_stream<S, E>(
+        &self,
+        mut stream: S,
+        size: Option<u64>,
+        dest: &mut Dest<'_>,
+    ) -> Result<(Landed, u64), E>
     where
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: From<(StageError, Option<Duration>)>,
@@ -324,7 +437,15 @@ impl Downloader {
             let detail = format!("writing the archive: {e}");
             E::from((transient("io", detail).caused_by(e), None))
         };
-        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let bound = dest.buffer_for(size);
+        let mut memory = match (bound, size) {
+            (Some(_), Some(size)) => Some(Vec::with_capacity(usize::try_from(size).unwrap_or(0))),
+            _ => None,
+        };
+        let mut file = match memory {
+            Some(_) => None,
+            None => Some(dest.create_file().await.map_err(io)?),
+        };
         let mut total: u64 = 0;
         loop {
             let next = tokio::time::timeout(self.config.read_timeout, stream.next())
@@ -350,19 +471,40 @@ impl Downloader {
                     None,
                 )));
             }
-            file.write_all(&chunk).await.map_err(io)?;
+            if let Some(buffer) = &mut memory {
+                if total <= bound.unwrap_or(0) {
+                    buffer.extend_from_slice(&chunk);
+                    continue;
+                }
+                let mut spilled = dest.create_file().await.map_err(io)?;
+                spilled.write_all(buffer).await.map_err(io)?;
+                memory = None;
+                file = Some(spilled);
+            }
+            if let Some(f) = &mut file {
+                f.write_all(&chunk).await.map_err(io)?;
+            }
         }
-        file.flush().await.map_err(io)?;
+        if let Some(f) = &mut file {
+            f.flush().await.map_err(io)?;
+        }
         if total == 0 {
             return Err(E::from((
                 dl("empty_archive", "the archive is empty (0 bytes)"),
                 None,
             )));
         }
-        Ok(total)
+        Ok(match memory {
+            Some(buffer) => (Landed::Memory(buffer), total),
+            None => (Landed::File, total),
+        })
     }
 
-    async fn fetch_storage(&self, fetch: &Fetch<'_>, dest: &Path) -> Result<u64, StageError> {
+    async fn fetch_storage(
+        &self,
+        fetch: &Fetch<'_>,
+        dest: &mut Dest<'_>,
+    ) -> Result<(Landed, u64), StageError> {
         let Some(store) = &self.store else {
             return Err(StageError::internal(
                 Stage::Download,
@@ -415,12 +557,17 @@ impl Downloader {
                 format!("object size {} exceeds max_archive_size", object.meta.size),
             ));
         }
+        let size = Some(object.meta.size);
         let stream = object
             .body
             .map(|r| r.map_err(|e| transient("storage_error", e.to_string()).caused_by(e)));
-        self.write_stream::<_, StageErrorOnly>(stream.map(|r| r.map_err(StageErrorOnly)), dest)
-            .await
-            .map_err(|e| e.0)
+        self.write_stream::<_, StageErrorOnly>(
+            stream.map(|r| r.map_err(StageErrorOnly)),
+            size,
+            dest,
+        )
+        .await
+        .map_err(|e| e.0)
     }
 }
 

@@ -1,12 +1,14 @@
 //! The engine stage: safe extraction (intake-archive), the archive's root, kind and cluster id,
-//! then the rules graph or an external command (spec pipeline.md §6, §7).
+//! then the rules graph or an external command (spec pipeline.md §6, §7). A small archive held in
+//! memory is extracted into memory ([`Engine::extract_in_memory`]) and judged there, under the
+//! same limits and with the same errors; the external engine always gets a directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intake_archive::{ArchiveError, Limits, SpecialFiles};
-use intake_rules::{declarative, ocp, Graph, Registry, Selection};
+use intake_rules::{declarative, ocp, FileSource, Graph, MemoryFiles, Registry, Selection};
 use serde_json::Value;
 
 use crate::config::{EngineKind, PipelineConfig};
@@ -19,6 +21,19 @@ pub struct Tree {
     pub dir: PathBuf,
     /// The archive root (the directory, or its single top-level directory).
     pub root: PathBuf,
+    /// `ocp`, `hypershift` or `other`.
+    pub kind: &'static str,
+    /// From `config/id`, canonical lowercase.
+    pub cluster_id: Option<String>,
+    /// Why `config/id` gave no cluster id, for the log.
+    pub cluster_id_problem: Option<String>,
+}
+
+/// A small archive extracted into memory.
+#[derive(Debug, Clone)]
+pub struct MemoryTree {
+    /// The kept files and directories, relative to the archive root.
+    pub files: MemoryFiles,
     /// `ocp`, `hypershift` or `other`.
     pub kind: &'static str,
     /// From `config/id`, canonical lowercase.
@@ -125,6 +140,30 @@ impl Engine {
         }
     }
 
+    /// Whether archives may be judged in memory: the built-in rules read a [`FileSource`]; an
+    /// external engine needs files.
+    pub fn reads_memory(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// The limits of one archive, its time bounded by `deadline`.
+    fn limits(&self, deadline: Instant) -> Limits {
+        let mut limits = self.limits.clone();
+        limits.timeout = limits
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        limits
+    }
+
+    /// Selective extraction: only what the specs and watchers read is kept (an external engine,
+    /// or a `**` spec, keeps everything); every entry is still read, counted and checked.
+    fn keeps(&self, p: &str) -> bool {
+        self.keep_all
+            || self.wanted.iter().any(|w| {
+                w.is_match(p) || p.split_once('/').is_some_and(|(_, rest)| w.is_match(rest))
+            })
+    }
+
     /// Extracts `archive` into `dir` (blocking; call on the blocking pool).
     pub fn extract(
         &self,
@@ -132,47 +171,89 @@ impl Engine {
         dir: &Path,
         deadline: Instant,
     ) -> Result<Tree, StageError> {
-        let mut limits = self.limits.clone();
-        limits.timeout = limits
-            .timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let limits = self.limits(deadline);
         std::fs::create_dir_all(dir)
             .map_err(|e| StageError::transient(Stage::Extract, "io", e.to_string()).caused_by(e))?;
-        // Selective: only what the specs and watchers read is written (an external engine, or
-        // a `**` spec, keeps everything); every entry is still read, counted and checked.
-        let keep = |p: &str| {
-            self.keep_all
-                || self.wanted.iter().any(|w| {
-                    w.is_match(p) || p.split_once('/').is_some_and(|(_, rest)| w.is_match(rest))
-                })
-        };
+        let keep = |p: &str| self.keeps(p);
         let extracted = intake_archive::extract_matching(archive, dir, &limits, &keep)
             .map_err(archive_error)?;
-        let root = self.root(dir, &extracted.summary.top_level, &extracted.files);
-        let (cluster_id, cluster_id_problem) = read_cluster_id(&root);
-        remote_config_metric(&root);
+        let top = self.nested_root(&extracted.summary.top_level, &extracted.files, |only| {
+            dir.join(only).is_dir()
+        });
+        let root = top.map_or_else(|| dir.to_path_buf(), |only| dir.join(only));
+        let source = FileSource::Dir(&root);
+        let (cluster_id, cluster_id_problem) = read_cluster_id(&source);
+        remote_config_metric(&source);
         Ok(Tree {
             dir: dir.to_path_buf(),
-            kind: archive_kind(&root),
+            kind: archive_kind(&source),
             root,
             cluster_id,
             cluster_id_problem,
         })
     }
 
-    fn root(&self, dir: &Path, top_level: &[String], files: &[String]) -> PathBuf {
+    /// Extracts an archive held in memory into memory (blocking): the files [`Engine::extract`]
+    /// would write, under the same limits, refused with the same reasons.
+    pub fn extract_in_memory(
+        &self,
+        archive: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<MemoryTree, StageError> {
+        let limits = self.limits(deadline);
+        let keep = |p: &str| self.keeps(p);
+        let extracted = intake_archive::extract_bytes_matching(archive, &limits, &keep)
+            .map_err(archive_error)?;
+        let paths: Vec<String> = extracted.files.keys().cloned().collect();
+        let top = self
+            .nested_root(&extracted.summary.top_level, &paths, |only| {
+                extracted.dirs.contains(only)
+            })
+            .map(str::to_owned);
+        let files = match top {
+            None => MemoryFiles {
+                files: extracted.files,
+                dirs: extracted.dirs,
+            },
+            Some(only) => {
+                let prefix = format!("{only}/");
+                let below = |p: String| p.strip_prefix(&prefix).map(str::to_owned);
+                MemoryFiles {
+                    files: (extracted.files.into_iter())
+                        .filter_map(|(p, c)| below(p).map(|p| (p, c)))
+                        .collect(),
+                    dirs: extracted.dirs.into_iter().filter_map(below).collect(),
+                }
+            }
+        };
+        let source = FileSource::Memory(&files);
+        let (cluster_id, cluster_id_problem) = read_cluster_id(&source);
+        remote_config_metric(&source);
+        let kind = archive_kind(&source);
+        Ok(MemoryTree {
+            files,
+            kind,
+            cluster_id,
+            cluster_id_problem,
+        })
+    }
+
+    /// The single top-level directory to take as the archive root, if the archive nests
+    /// everything in one and nothing wanted sits at the top.
+    fn nested_root<'t>(
+        &self,
+        top_level: &'t [String],
+        files: &[String],
+        is_dir: impl Fn(&str) -> bool,
+    ) -> Option<&'t str> {
         let [only] = top_level else {
-            return dir.to_path_buf();
+            return None;
         };
         let nested = files.iter().all(|f| f.starts_with(&format!("{only}/")));
         let wanted_at_root = files
             .iter()
             .any(|f| self.wanted.iter().any(|w| w.is_match(f)));
-        if nested && !files.is_empty() && !wanted_at_root && dir.join(only).is_dir() {
-            dir.join(only)
-        } else {
-            dir.to_path_buf()
-        }
+        (nested && !files.is_empty() && !wanted_at_root && is_dir(only)).then_some(only.as_str())
     }
 
     /// Runs the rules over an extracted tree (blocking).
@@ -181,10 +262,19 @@ impl Engine {
         tree: &Tree,
         deadline: Instant,
     ) -> Result<intake_rules::Evaluation, StageError> {
+        self.run_rules_on(FileSource::Dir(&tree.root), deadline)
+    }
+
+    /// Runs the rules over an archive's files, on disk or in memory (blocking).
+    pub fn run_rules_on(
+        &self,
+        source: FileSource<'_>,
+        deadline: Instant,
+    ) -> Result<intake_rules::Evaluation, StageError> {
         let Some(graph) = &self.graph else {
             return Err(StageError::internal(Stage::Rules, "no rules graph"));
         };
-        let eval = graph.evaluate(&tree.root, deadline).map_err(|e| {
+        let eval = graph.evaluate_source(source, deadline).map_err(|e| {
             StageError::permanent(Stage::Rules, "deadline_exceeded", e.to_string()).caused_by(e)
         })?;
         let m = crate::metrics::get();
@@ -223,9 +313,8 @@ fn archive_error(e: ArchiveError) -> StageError {
     StageError::permanent(Stage::Extract, reason, detail).caused_by(e)
 }
 
-fn read_cluster_id(root: &Path) -> (Option<String>, Option<String>) {
-    let path = root.join("config/id");
-    match std::fs::read(&path) {
+fn read_cluster_id(source: &FileSource<'_>) -> (Option<String>, Option<String>) {
+    match source.read("config/id") {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             (None, Some("config/id is missing".into()))
         }
@@ -240,8 +329,8 @@ fn read_cluster_id(root: &Path) -> (Option<String>, Option<String>) {
     }
 }
 
-fn archive_kind(root: &Path) -> &'static str {
-    let infra = std::fs::read(root.join("config/infrastructure.json")).ok();
+fn archive_kind(source: &FileSource<'_>) -> &'static str {
+    let infra = source.read("config/infrastructure.json").ok();
     let external = infra
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .and_then(|v| {
@@ -252,15 +341,15 @@ fn archive_kind(root: &Path) -> &'static str {
         .unwrap_or(false);
     if external {
         "hypershift"
-    } else if root.join("config/id").is_file() || root.join("config/version.json").is_file() {
+    } else if source.is_file("config/id") || source.is_file("config/version.json") {
         "ocp"
     } else {
         "other"
     }
 }
 
-fn remote_config_metric(root: &Path) {
-    let Ok(bytes) = std::fs::read(root.join("insights-operator/remote-configuration.json")) else {
+fn remote_config_metric(source: &FileSource<'_>) {
+    let Ok(bytes) = source.read("insights-operator/remote-configuration.json") else {
         return;
     };
     let version = serde_json::from_slice::<Value>(&bytes)

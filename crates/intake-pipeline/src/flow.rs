@@ -2,11 +2,13 @@
 //! statuses and metrics along the way. Returns once the message may be committed.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use intake_bus::{Bus, OutgoingMessage, ReceivedMessage};
+use intake_rules::FileSource;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +16,7 @@ use tracing::Instrument;
 
 use crate::config::{OnMissing, PipelineConfig};
 use crate::decode::{self, Decoded};
-use crate::download::{Downloader, Fetch, WorkDir};
+use crate::download::{Body, Downloader, Fetch, WorkDir};
 use crate::engine::{Engine, Tree};
 use crate::error::{Chain, Stage, StageError};
 use crate::publish::{self, Subject};
@@ -46,6 +48,26 @@ pub enum Ended {
     DeadLettered(String),
     /// Cancelled at shutdown: not to be committed.
     Cancelled,
+}
+
+/// What extraction found out, in memory or on disk.
+struct Facts {
+    kind: &'static str,
+    cluster_id: Option<String>,
+    cluster_id_problem: Option<String>,
+}
+
+/// An archive extracted and judged in memory.
+struct Judged {
+    kind: &'static str,
+    cluster_id: Option<String>,
+    cluster_id_problem: Option<String>,
+    /// When extraction ended.
+    extracted_at: Instant,
+    /// Time spent in the rules.
+    rules_time: Duration,
+    /// `None` when the `cluster_id` watcher stops the message before the rules.
+    rules: Option<Result<Value, StageError>>,
 }
 
 /// Per-message state; nothing per message lives in a shared field.
@@ -177,6 +199,9 @@ impl Shared {
     }
 
     /// Download, extract, rules; `None` when the message ends quietly (no cluster id, `skip`).
+    ///
+    /// A small archive (`max_in_memory`, built-in rules) stays in memory and is extracted and
+    /// judged in one trip to the blocking pool; any other goes through a work directory.
     async fn process(
         &self,
         d: &Decoded,
@@ -184,9 +209,6 @@ impl Shared {
         cancel: &CancellationToken,
     ) -> Result<Option<Value>, StageError> {
         let m = crate::metrics::get();
-        let work = WorkDir::new(self.downloader.tmp_dir()).map_err(|e| {
-            StageError::transient(Stage::Download, "io", e.to_string()).caused_by(e)
-        })?;
         self.watchers
             .status(&cx.status, "processing", "downloading archive")
             .await;
@@ -196,9 +218,13 @@ impl Shared {
             request_id: d.request_id.as_deref(),
             declared_size: d.size,
         };
-        let archive_path = work.archive();
-        let bytes = tokio::select! {
-            r = self.downloader.fetch(&fetch, &archive_path) => r?,
+        let in_memory = if self.engine.reads_memory() {
+            self.config.downloader.max_in_memory
+        } else {
+            0
+        };
+        let downloaded = tokio::select! {
+            r = self.downloader.fetch_body(&fetch, in_memory) => r?,
             _ = cancel.cancelled() => return Err(StageError::internal(Stage::Download, "cancelled")),
         };
         m.download_duration
@@ -211,42 +237,51 @@ impl Shared {
         };
         // The archive's deadline counts from when a core is its, not from a wait for one.
         let deadline = Instant::now() + self.engine.timeout;
-        let tree = self.extract(&work, deadline).await?;
-        cx.archive = tree.kind;
-        m.archive_size
-            .with_label_values(&[tree.kind])
-            .observe(bytes as f64);
-        m.extracted.with_label_values(&[tree.kind]).inc();
-        m.extract_duration
-            .with_label_values(&[tree.kind])
-            .observe(started.elapsed().as_secs_f64());
-        let cluster_id = tree
-            .cluster_id
-            .clone()
-            .or_else(|| d.identity_cluster_id.clone());
-        if let Some(problem) = &tree.cluster_id_problem {
-            tracing::info!(problem = %problem, "no cluster id in the archive");
-        }
-        cx.status.cluster_id = cluster_id.clone();
-        if cluster_id.is_none() {
-            match self.watchers.cluster_id {
-                Some(OnMissing::DeadLetter) => {
-                    return Err(StageError::permanent(
-                        Stage::Extract,
-                        "missing_cluster_id",
-                        "no cluster id in config/id or the identity",
-                    ))
-                }
-                Some(OnMissing::Skip) => {
-                    m.filtered.with_label_values(&["no_cluster_id"]).inc();
-                    self.watchers
-                        .status(&cx.status, "success", "skipped: no cluster id")
-                        .await;
+        let work = match downloaded.body {
+            Body::Memory(archive) => {
+                let judged = self.judge_in_memory(archive, d, deadline).await?;
+                let facts = Facts {
+                    kind: judged.kind,
+                    cluster_id: judged.cluster_id,
+                    cluster_id_problem: judged.cluster_id_problem,
+                };
+                let extract_time = judged.extracted_at.saturating_duration_since(started);
+                let went_on = self
+                    .extracted(d, cx, &facts, downloaded.bytes, extract_time)
+                    .await?;
+                if went_on.is_none() {
                     return Ok(None);
                 }
-                _ => {}
+                let Some(eval) = judged.rules else {
+                    return Err(StageError::internal(
+                        Stage::Rules,
+                        "the rules did not run on an archive they were due for",
+                    ));
+                };
+                let report = eval?;
+                m.rules_duration
+                    .with_label_values(&[facts.kind])
+                    .observe(judged.rules_time.as_secs_f64());
+                m.process_duration
+                    .with_label_values(&[facts.kind])
+                    .observe(started.elapsed().as_secs_f64());
+                m.processed.with_label_values(&[facts.kind]).inc();
+                return Ok(Some(report));
             }
-        }
+            Body::File(work) => work,
+        };
+        let tree = self.extract(&work, deadline).await?;
+        let facts = Facts {
+            kind: tree.kind,
+            cluster_id: tree.cluster_id.clone(),
+            cluster_id_problem: tree.cluster_id_problem.clone(),
+        };
+        let Some(cluster_id) = self
+            .extracted(d, cx, &facts, downloaded.bytes, started.elapsed())
+            .await?
+        else {
+            return Ok(None);
+        };
         let rules_start = Instant::now();
         let report = match self.engine.external() {
             Some(ext) => {
@@ -273,6 +308,123 @@ impl Shared {
         m.processed.with_label_values(&[tree.kind]).inc();
         drop(work);
         Ok(Some(report))
+    }
+
+    /// After extraction: metrics, the archive's kind and cluster id in the context, and the
+    /// `cluster_id` watcher's decision. `Ok(None)`: the message ends quietly (`skip`); otherwise
+    /// the cluster id to judge under (the archive's, else the identity's).
+    async fn extracted(
+        &self,
+        d: &Decoded,
+        cx: &mut MessageContext,
+        facts: &Facts,
+        bytes: u64,
+        extract_time: Duration,
+    ) -> Result<Option<Option<String>>, StageError> {
+        let m = crate::metrics::get();
+        cx.archive = facts.kind;
+        m.archive_size
+            .with_label_values(&[facts.kind])
+            .observe(bytes as f64);
+        m.extracted.with_label_values(&[facts.kind]).inc();
+        m.extract_duration
+            .with_label_values(&[facts.kind])
+            .observe(extract_time.as_secs_f64());
+        let cluster_id = facts
+            .cluster_id
+            .clone()
+            .or_else(|| d.identity_cluster_id.clone());
+        if let Some(problem) = &facts.cluster_id_problem {
+            tracing::info!(problem = %problem, "no cluster id in the archive");
+        }
+        cx.status.cluster_id = cluster_id.clone();
+        if cluster_id.is_none() {
+            match self.watchers.cluster_id {
+                Some(OnMissing::DeadLetter) => {
+                    return Err(StageError::permanent(
+                        Stage::Extract,
+                        "missing_cluster_id",
+                        "no cluster id in config/id or the identity",
+                    ))
+                }
+                Some(OnMissing::Skip) => {
+                    m.filtered.with_label_values(&["no_cluster_id"]).inc();
+                    self.watchers
+                        .status(&cx.status, "success", "skipped: no cluster id")
+                        .await;
+                    return Ok(None);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(cluster_id))
+    }
+
+    /// Extraction into memory and, unless the `cluster_id` watcher will stop the message, the
+    /// rules: one trip to the blocking pool, bounded by the archive's deadline.
+    async fn judge_in_memory(
+        &self,
+        archive: Vec<u8>,
+        d: &Decoded,
+        deadline: Instant,
+    ) -> Result<Judged, StageError> {
+        let engine = self.engine.clone();
+        let identity_has_id = d.identity_cluster_id.is_some();
+        let on_missing = self.watchers.cluster_id;
+        let extracted = Arc::new(AtomicBool::new(false));
+        let flag = extracted.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let tree = engine.extract_in_memory(archive, deadline)?;
+            flag.store(true, Ordering::Release);
+            let extracted_at = Instant::now();
+            let stops = tree.cluster_id.is_none()
+                && !identity_has_id
+                && matches!(on_missing, Some(OnMissing::DeadLetter | OnMissing::Skip));
+            let rules = (!stops).then(|| {
+                engine
+                    .run_rules_on(FileSource::Memory(&tree.files), deadline)
+                    .map(|e| e.report)
+            });
+            Ok(Judged {
+                kind: tree.kind,
+                cluster_id: tree.cluster_id,
+                cluster_id_problem: tree.cluster_id_problem,
+                extracted_at,
+                rules_time: extracted_at.elapsed(),
+                rules,
+            })
+        });
+        let result = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
+            job,
+        )
+        .await;
+        let past_extraction = extracted.load(Ordering::Acquire);
+        match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if past_extraction => {
+                Err(StageError::internal(Stage::Rules, "the rules engine panicked").caused_by(e))
+            }
+            Ok(Err(e)) => {
+                Err(StageError::internal(Stage::Extract, "extraction panicked").caused_by(e))
+            }
+            Err(_) => {
+                crate::metrics::get().abandoned_threads.inc();
+                Err(if past_extraction {
+                    StageError::permanent(
+                        Stage::Rules,
+                        "deadline_exceeded",
+                        "rules passed the archive deadline",
+                    )
+                } else {
+                    StageError::permanent(
+                        Stage::Extract,
+                        "deadline_exceeded",
+                        "extraction passed the archive deadline",
+                    )
+                })
+            }
+        }
     }
 
     async fn extract(&self, work: &WorkDir, deadline: Instant) -> Result<Tree, StageError> {

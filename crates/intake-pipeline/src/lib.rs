@@ -1,6 +1,7 @@
 //! The rules pipeline (spec pipeline.md): a consumer takes announcements of available payloads,
-//! a downloader fetches the archive into a per-message work directory, the engine extracts it
-//! safely and runs the rules, a publisher sends the report on, and watchers observe every step.
+//! a downloader fetches the archive into a per-message work directory (or, when small, into
+//! memory), the engine extracts it safely and runs the rules, a publisher sends the report on, and
+//! watchers observe every step.
 //!
 //! ```text
 //! bus ──▶ runner (filter, workers, in-order commits)

@@ -20,6 +20,7 @@ mod config;
 mod download;
 mod flow;
 mod hostile;
+mod in_memory;
 mod kafka;
 mod process;
 mod replay;

@@ -77,6 +77,7 @@ struct Downloader {
     kind: Option<DownloaderKind>,
     tmp_dir: Option<PathBuf>,
     max_archive_size: Option<Size>,
+    max_in_memory: Option<Size>,
     allowed_urls: Option<List>,
     allow_unsafe_links: Option<bool>,
     connect_timeout: Option<Dur>,
@@ -350,6 +351,7 @@ impl Downloader {
             kind: self.kind.unwrap_or(DownloaderKind::Http),
             tmp_dir: (self.tmp_dir).unwrap_or_else(|| Path::new(&data_dir).join("pipeline/tmp")),
             max_archive_size: size_or(self.max_archive_size, 100 << 20),
+            max_in_memory: size_or(self.max_in_memory, 8 << 20),
             allowed_urls: self.allowed_urls.map_or_else(
                 || {
                     vec![

@@ -90,6 +90,10 @@ pub struct DownloaderConfig {
     pub tmp_dir: PathBuf,
     /// 100 MiB.
     pub max_archive_size: u64,
+    /// Largest archive kept in memory from download to report (default 8 MiB; 0: never): one
+    /// whose size is known and at most this is downloaded, extracted and judged without a work
+    /// directory, when the engine is `rules` (an external engine needs files).
+    pub max_in_memory: u64,
     /// Anchored patterns; default: the S3 presigned pattern and the localdisk download URL.
     pub allowed_urls: Vec<String>,
     pub allow_unsafe_links: bool,
