@@ -46,6 +46,7 @@ macro_rules! runtime_contract_tests {
             runtime_grace_lets_a_running_message_finish,
             runtime_handler_panic_stops_with_an_error,
             runtime_batches_are_committed_once_handled,
+            runtime_a_backlog_fills_batches_up_to_max,
             runtime_an_abandoned_batch_is_delivered_again
         );
     };
@@ -563,6 +564,7 @@ pub async fn runtime_batches_are_committed_once_handled(bus: Arc<dyn Bus>) {
     let settings = BatchSettings {
         name: "test",
         size: 10,
+        max: 10,
         wait: Duration::from_millis(200),
         grace: Duration::ZERO,
         lag: None,
@@ -586,6 +588,79 @@ pub async fn runtime_batches_are_committed_once_handled(bus: Arc<dyn Bus>) {
     );
     let sizes = handler.1.lock().unwrap().clone();
     assert!(sizes.iter().all(|n| *n <= 10), "{sizes:?}");
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
+}
+
+/// Batch form: while a batch is handled the next one keeps filling past `size` up to `max`, so a
+/// backlog goes in large batches, in order, and a lone message still goes alone within `wait`.
+pub async fn runtime_a_backlog_fills_batches_up_to_max(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(bus.as_ref(), "rt-batch-max", 1).await;
+    let group = unique("g");
+    struct Gated {
+        seen: Arc<Seen>,
+        sizes: Mutex<Vec<usize>>,
+        gate: tokio::sync::Semaphore,
+    }
+    #[async_trait]
+    impl BatchHandler for Gated {
+        async fn handle_batch(&self, batch: Vec<ReceivedMessage>, _: CancellationToken) -> Handled {
+            self.sizes.lock().unwrap().push(batch.len());
+            // The first batch waits until the test has published the backlog.
+            self.gate.acquire().await.unwrap().forget();
+            self.gate.add_permits(1);
+            for m in &batch {
+                self.seen.push(text(m));
+            }
+            Handled::Done
+        }
+    }
+    let seen = Arc::new(Seen::default());
+    let handler = Arc::new(Gated {
+        seen: seen.clone(),
+        sizes: Mutex::new(Vec::new()),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let consumer = bus.subscribe(subscription(&group, &topic)).await.unwrap();
+    let cancel = CancellationToken::new();
+    let settings = BatchSettings {
+        name: "test",
+        size: 10,
+        max: 40,
+        wait: Duration::from_millis(100),
+        grace: Duration::ZERO,
+        lag: None,
+    };
+    let task = tokio::spawn(run_batches(
+        consumer,
+        handler.clone(),
+        settings,
+        cancel.clone(),
+    ));
+    publish_n(bus.as_ref(), &topic, "m", 1, |i| format!("k{i}")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while handler.sizes.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no first batch");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The backlog gathers while the first batch is held, then the first batch goes.
+    publish_n(bus.as_ref(), &topic, "b", 90, |i| format!("k{i}")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handler.gate.add_permits(1);
+    seen.wait_for(91, "the backlog handled").await;
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let expected: Vec<String> = std::iter::once("m0".to_owned())
+        .chain((0..90).map(|i| format!("b{i}")))
+        .collect();
+    assert_eq!(seen.all(), expected);
+    let sizes = handler.sizes.lock().unwrap().clone();
+    assert_eq!(sizes[0], 1, "a lone message goes alone: {sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= 40), "{sizes:?}");
+    assert_eq!(sizes[1], 40, "the backlog fills a batch to max: {sizes:?}");
     assert_everything_committed(bus.as_ref(), &group, &topic).await;
 }
 
@@ -618,6 +693,7 @@ pub async fn runtime_an_abandoned_batch_is_delivered_again(bus: Arc<dyn Bus>) {
     let settings = BatchSettings {
         name: "test",
         size: 100,
+        max: 100,
         wait: Duration::from_millis(100),
         grace: Duration::ZERO,
         lag: None,

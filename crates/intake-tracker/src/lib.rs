@@ -47,7 +47,7 @@ pub fn ingest_settings(config: &TrackerConfig, bus_config: &BusConfig) -> ingest
     ingest::IngestSettings {
         dlq_topic: bus_config.topic(&bus_config.topics.payload_status_dlq),
         batch_size: config.batch_size,
-        batch_max: ingest::DEFAULT_BATCH_MAX.max(config.batch_size),
+        batch_max: config.batch_max.max(config.batch_size),
         batch_wait: config.batch_wait,
         retention: std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400),
         future_skew: config.future_skew,
@@ -267,5 +267,16 @@ async fn open_later(
                 deferred.set_waiting(waiting_reason(&target, &e));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_batch_maximum_is_the_configured_default() {
+        let env = intake_core::config::EnvMap::new();
+        let config = intake_core::config::TrackerConfig::from_env(&env, std::path::Path::new("/d"))
+            .expect("defaults");
+        assert_eq!(config.batch_max, crate::ingest::DEFAULT_BATCH_MAX);
     }
 }

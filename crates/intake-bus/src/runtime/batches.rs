@@ -34,8 +34,13 @@ pub trait BatchHandler: Send + Sync + 'static {
 pub struct BatchSettings {
     /// The consuming part, in logs and spans.
     pub name: &'static str,
-    /// Most messages in a batch.
+    /// The batch handed over when the handler is idle: a batch is handed over once it holds this
+    /// many messages or `wait` after its first one.
     pub size: usize,
+    /// Most messages in a batch: while a batch is being handled the next one keeps filling up to
+    /// this, so a backlog is handled in batches of `max` and a trickle in batches of what came
+    /// within `wait`. Below `size` it counts as `size`.
+    pub max: usize,
     /// Longest wait for a batch to fill after its first message.
     pub wait: Duration,
     /// After `cancel`: how long the batch being handled may go on before the handler's token fires.
@@ -49,6 +54,7 @@ impl std::fmt::Debug for BatchSettings {
         f.debug_struct("BatchSettings")
             .field("name", &self.name)
             .field("size", &self.size)
+            .field("max", &self.max)
             .field("wait", &self.wait)
             .field("grace", &self.grace)
             .finish()
@@ -83,6 +89,7 @@ pub async fn run_batches(
 ) -> Result<(), RuntimeError> {
     let name = settings.name;
     let size = settings.size.max(1);
+    let max = settings.max.max(size);
     let work = CancellationToken::new();
     let mut committer = Committer::default();
     let mut fetch_backoff = Backoff::default();
@@ -163,7 +170,7 @@ pub async fn run_batches(
                 }
             }
             _ = tokio::time::sleep_until(closes_at.unwrap_or(now)), if closes_at.is_some() && handling.is_empty() => {}
-            next = consumer.next(), if filling.len() < size && stopping_at.is_none() => match next {
+            next = consumer.next(), if filling.len() < max && stopping_at.is_none() => match next {
                 Ok(message) => {
                     fetch_backoff.reset();
                     if filling.is_empty() {

@@ -39,6 +39,8 @@ pub struct TrackerConfig {
     pub database_url: String,
     pub consumer_group: String,
     pub batch_size: usize,
+    /// `TRACKER_BATCH_MAX`: the largest batch a backlog is stored in (at least `batch_size`).
+    pub batch_max: usize,
     pub batch_wait: Duration,
     pub retention_days: u32,
     pub partition_days_ahead: u32,
@@ -54,6 +56,7 @@ impl std::fmt::Debug for TrackerConfig {
             .field("listen", &self.listen)
             .field("consumer_group", &self.consumer_group)
             .field("batch_size", &self.batch_size)
+            .field("batch_max", &self.batch_max)
             .field("retention_days", &self.retention_days)
             .field("local_mode", &self.local_mode)
             .finish_non_exhaustive()
@@ -81,6 +84,13 @@ impl TrackerConfig {
         if batch_size == 0 {
             r.fail("TRACKER_BATCH_SIZE", "must be at least 1");
         }
+        let batch_max = r.u64("TRACKER_BATCH_MAX", 5_000) as usize;
+        if batch_max < batch_size {
+            r.fail(
+                "TRACKER_BATCH_MAX",
+                "must be at least TRACKER_BATCH_SIZE (a backlog's batches grow from that size to this)",
+            );
+        }
         let batch_wait = r.duration("TRACKER_BATCH_WAIT", Duration::from_millis(50));
         let retention_days = r.u64("TRACKER_RETENTION_DAYS", 7) as u32;
         if retention_days == 0 {
@@ -106,6 +116,7 @@ impl TrackerConfig {
             database_url,
             consumer_group,
             batch_size,
+            batch_max,
             batch_wait,
             retention_days,
             partition_days_ahead,
@@ -179,6 +190,18 @@ mod tests {
         assert!(!never.local_mode_applies(true));
         let bad = config(&[("TRACKER_LOCAL_MODE", "sometimes")]).unwrap_err();
         assert!(bad.names("TRACKER_LOCAL_MODE"));
+    }
+
+    #[test]
+    fn a_backlog_batch_is_at_least_the_batch_size() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!((defaults.batch_size, defaults.batch_max), (500, 5_000));
+        let fixed = config(&[("TRACKER_BATCH_SIZE", "200"), ("TRACKER_BATCH_MAX", "200")]).unwrap();
+        assert_eq!((fixed.batch_size, fixed.batch_max), (200, 200));
+        let err = config(&[("TRACKER_BATCH_SIZE", "800"), ("TRACKER_BATCH_MAX", "700")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TRACKER_BATCH_MAX"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::model::{BatchOutcome, NewStatus};
 use crate::store::{StatusStore, StoreError};
 
-/// Most statuses in one transaction while a backlog is there, unless `TRACKER_BATCH_SIZE` is larger.
+/// `TRACKER_BATCH_MAX`'s default: most statuses in one transaction while a backlog is there.
 /// Measured (BENCHMARKS.md, tracker section): end to end from a backlog, batches of 5 000 store
 /// 1.7 to 2.9 times as many statuses per second as batches of 500 on SQLite and PostgreSQL with
 /// fsync on; past 5 000 nothing is gained reliably while each transaction, which a status arriving
@@ -34,12 +34,11 @@ pub const DEFAULT_BATCH_MAX: usize = 5_000;
 pub struct IngestSettings {
     /// Dead-letter topic wire name.
     pub dlq_topic: String,
-    /// `TRACKER_BATCH_SIZE`: the batch the spec names. Kept as the floor of `batch_max`.
+    /// `TRACKER_BATCH_SIZE`: the batch stored when the store keeps up (handed over once it holds
+    /// this many or `batch_wait` after its first status).
     pub batch_size: usize,
-    /// Most statuses in one batch, which a batch reaches only while a backlog is there: a batch is
-    /// closed `batch_wait` after its first message or when it holds `batch_max`, and is handed over
-    /// only once the batch before it is stored, so at a low rate it holds what came within the wait
-    /// and under a backlog what gathered while the one before was stored. Below `batch_size` it
+    /// `TRACKER_BATCH_MAX`: most statuses in one batch. While a batch is stored the next keeps
+    /// filling up to this, so a backlog is stored in batches of `batch_max`. Below `batch_size` it
     /// counts as `batch_size`.
     pub batch_max: usize,
     pub batch_wait: Duration,
@@ -306,9 +305,9 @@ impl BatchHandler for Ingestor {
     }
 }
 
-/// The ingest loop on intake-bus's batch runtime until `cancel` fires: what came within
-/// `batch_wait`, up to `batch_max` (which only a backlog fills: the next batch gathers while one is
-/// stored), offsets committed once the database committed. Ends with an error only for a defect (a
+/// The ingest loop on intake-bus's batch runtime until `cancel` fires: batches of `batch_size` or
+/// what came within `batch_wait`, up to `batch_max` while a backlog is there (the next batch
+/// gathers while one is stored), offsets committed once the database committed. Ends with an error only for a defect (a
 /// panic) or a bus failure retrying cannot fix.
 pub async fn run_loop(
     ingestor: Ingestor,
@@ -318,10 +317,8 @@ pub async fn run_loop(
     let metrics = ingestor.metrics.clone();
     let settings = BatchSettings {
         name: "tracker",
-        size: ingestor
-            .settings
-            .batch_max
-            .max(ingestor.settings.batch_size),
+        size: ingestor.settings.batch_size,
+        max: ingestor.settings.batch_max,
         wait: ingestor.settings.batch_wait,
         grace: Duration::ZERO,
         lag: Some(Arc::new(move |_topic, partition, lag| {
