@@ -31,7 +31,7 @@ pub fn flow(config: &PipelineConfig, bus_config: &BusConfig, buses: &SectionBuse
     );
     let d = &config.downloader;
     let _ = match d.kind {
-        DownloaderKind::Http => writeln!(
+        DownloaderKind::Http => write!(
             out,
             "downloader  http ({} URL patterns{}), at most {} bytes",
             d.allowed_urls.len(),
@@ -42,12 +42,20 @@ pub fn flow(config: &PipelineConfig, bus_config: &BusConfig, buses: &SectionBuse
             },
             d.max_archive_size
         ),
-        DownloaderKind::Storage => writeln!(
+        DownloaderKind::Storage => write!(
             out,
             "downloader  storage (bucket {}), at most {} bytes",
             d.bucket, d.max_archive_size
         ),
     };
+    let in_memory = match (config.engine.kind, d.max_in_memory) {
+        (EngineKind::External, _) => {
+            "; every archive through a work directory (external engine)".to_owned()
+        }
+        (_, 0) => "; every archive through a work directory".to_owned(),
+        (_, bound) => format!("; up to {bound} bytes in memory"),
+    };
+    let _ = writeln!(out, "{in_memory}");
     let e = &config.engine;
     let _ = match e.kind {
         EngineKind::Rules => writeln!(

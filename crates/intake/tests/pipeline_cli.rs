@@ -110,6 +110,11 @@ fn check_prints_the_flow_and_the_component_graph() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("the built-in default: ok\n"));
     assert!(text(&out.stdout).contains("downloader  storage (bucket insights-upload-perm-test)"));
+    assert!(
+        text(&out.stdout).contains("; up to 8388608 bytes in memory\n"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
