@@ -151,3 +151,62 @@ impl Shared {
         within_deadline(job, deadline, Duration::from_millis(100), || Phase::Rules).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_finished_job_gives_its_result() {
+        let job = tokio::task::spawn_blocking(|| Ok::<_, StageError>(7));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = within_deadline(job, deadline, Duration::ZERO, || Phase::Rules).await;
+        assert_eq!(got.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_job_past_the_deadline_fails_the_step_it_was_in() {
+        for (phase, stage, text) in [
+            (
+                Phase::Extraction,
+                Stage::Extract,
+                "extraction passed the archive deadline",
+            ),
+            (
+                Phase::Rules,
+                Stage::Rules,
+                "rules passed the archive deadline",
+            ),
+        ] {
+            let job = tokio::task::spawn_blocking(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok::<_, StageError>(())
+            });
+            let deadline = Instant::now() + Duration::from_millis(20);
+            let err = within_deadline(job, deadline, Duration::from_millis(10), move || phase)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (err.stage, err.reason, err.detail.as_str()),
+                (stage, "deadline_exceeded", text)
+            );
+            assert!(!err.is_transient());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_an_internal_error_of_the_step_it_was_in_with_its_cause() {
+        let job = tokio::task::spawn_blocking(|| -> Result<(), StageError> {
+            panic!("a rule blew up");
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = within_deadline(job, deadline, Duration::ZERO, || Phase::Rules)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.stage, err.reason, err.detail.as_str()),
+            (Stage::Rules, "internal", "the rules engine panicked")
+        );
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}
