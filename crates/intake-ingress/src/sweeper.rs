@@ -1,8 +1,8 @@
 //! Announces again what stays in quarantine without a verdict (spec messages.md, "A verdict is
 //! about content only"), from the records of [`crate::pending`]:
 //!
-//! * a `.new` record left by an earlier process (stopped between storing a payload and its
-//!   announce) is announced at once;
+//! * a record not marked announced that an earlier process left (stopped between storing a
+//!   payload and its announce's acknowledgement) is announced at once;
 //! * an announced payload still in quarantine `INGRESS_REANNOUNCE_AFTER` after its last announce
 //!   is announced again, with a freshly signed URL, at most `INGRESS_REANNOUNCE_ATTEMPTS` times;
 //!   after the last, status `error` is sent and the payload stays in quarantine;
@@ -74,8 +74,8 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     }
 }
 
-/// One pass over the records. `started`: when this process started (older `.new` records were
-/// left by an earlier one).
+/// One pass over the records. `started`: when this process started (older records not marked
+/// announced were left by an earlier one).
 async fn pass(
     state: &AppState,
     pending: &Pending,
@@ -86,7 +86,7 @@ async fn pass(
     let after = state.config.reannounce_after;
     let now = SystemTime::now();
     let entries = pending.list().await?;
-    pending.recount(&entries);
+    // Refreshes the backlog gauge.
     state.backlog();
     for entry in entries {
         if cancel.is_cancelled() {
@@ -239,7 +239,7 @@ pub async fn announce_if_unannounced(
     }
     let record = match pending.read(request_id.as_str(), false).await {
         Ok(r) => r,
-        // Acknowledged meanwhile (renamed) or discarded.
+        // Acknowledged meanwhile, or discarded.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e.to_string()),
     };

@@ -22,11 +22,22 @@ async fn announces(h: &Ingress, id: &str) -> Vec<Value> {
         .collect()
 }
 
-fn pending_files(h: &Ingress) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(h.dir.path().join("ingress-pending"))
+/// The pending-announce records, as `<id>.json` (announced) or `<id>.new` (announce never
+/// acknowledged).
+async fn pending_files(h: &Ingress) -> Vec<String> {
+    let pending = h.state.pending.as_ref().unwrap();
+    let mut names: Vec<String> = pending
+        .list()
+        .await
         .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{}.{}",
+                e.request_id,
+                if e.announced { "json" } else { "new" }
+            )
+        })
         .collect();
     names.sort();
     names
@@ -56,7 +67,7 @@ async fn a_payload_without_a_verdict_is_announced_again_then_errors_and_stays_in
     .await;
     let bytes = payload(200);
     h.upload_ok("again-1", &bytes, Some(META)).await;
-    assert_eq!(pending_files(&h), ["again-1.json"]);
+    assert_eq!(pending_files(&h).await, ["again-1.json"]);
     start_sweeper(&h);
     let all = wait_announces(&h, "again-1", 3).await;
     // The same announce each time (client metadata and identity included), its URL signed anew.
@@ -96,7 +107,11 @@ async fn a_payload_without_a_verdict_is_announced_again_then_errors_and_stays_in
     assert_eq!(h.read(Bucket::Quarantine, "again-1").unwrap(), bytes);
     h.assert_bucket_empty(Bucket::Reject);
     h.assert_bucket_empty(Bucket::Perm);
-    assert!(pending_files(&h).is_empty(), "{:?}", pending_files(&h));
+    assert!(
+        pending_files(&h).await.is_empty(),
+        "{:?}",
+        pending_files(&h).await
+    );
 }
 
 #[tokio::test]
@@ -108,28 +123,35 @@ async fn a_verdict_stops_the_announcing_again() {
     let verdict = json!({"request_id": "judged-1", "service": SERVICE, "validation": "success"});
     h.respond(verdict.to_string().as_bytes(), "judged-1").await;
     h.wait_verdicts("success", 1).await;
-    assert!(pending_files(&h).is_empty(), "{:?}", pending_files(&h));
+    assert!(
+        pending_files(&h).await.is_empty(),
+        "{:?}",
+        pending_files(&h).await
+    );
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(announces(&h, "judged-1").await.len(), 1);
     assert!(h.read(Bucket::Perm, "judged-1").is_some());
 }
 
-/// Makes `id`'s record look like a process stopped between storing it and the announce's
-/// acknowledgement.
-fn unacknowledge(h: &Ingress, id: &str) {
-    let dir = h.dir.path().join("ingress-pending");
-    std::fs::rename(
-        dir.join(format!("{id}.json")),
-        dir.join(format!("{id}.new")),
-    )
-    .unwrap();
+/// Puts `id`'s record back in the state a process leaves when it stops between storing the payload
+/// and its announce's acknowledgement: recorded (the announce as published), not marked announced.
+async fn unacknowledge(h: &Ingress, id: &str) {
+    let first = announces(h, id).await.remove(0);
+    let announce: intake_core::messages::Announce = serde_json::from_value(first).unwrap();
+    h.state
+        .pending
+        .as_ref()
+        .unwrap()
+        .record(&announce)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn a_payload_stored_but_never_announced_is_announced_at_start_up() {
     let h = harness::start(&[]).await;
     h.upload_ok("crashed-1", &payload(200), Some(META)).await;
-    unacknowledge(&h, "crashed-1");
+    unacknowledge(&h, "crashed-1").await;
     // The record predates this start of the sweeper.
     tokio::time::sleep(Duration::from_millis(50)).await;
     start_sweeper(&h);
@@ -138,10 +160,7 @@ async fn a_payload_stored_but_never_announced_is_announced_at_start_up() {
     intake_testkit::poll::until_true(
         Duration::from_secs(5),
         "the record marked announced",
-        || {
-            let files = pending_files(&h);
-            async move { files == ["crashed-1.json"] }
-        },
+        || async { pending_files(&h).await == ["crashed-1.json"] },
     )
     .await;
     h.assert_bucket_empty(Bucket::Reject);
@@ -151,30 +170,15 @@ async fn a_payload_stored_but_never_announced_is_announced_at_start_up() {
 async fn a_reused_id_of_a_never_announced_payload_is_announced_before_the_409() {
     let h = harness::start(&[]).await;
     h.upload_ok("reused-1", &payload(200), None).await;
-    unacknowledge(&h, "reused-1");
+    unacknowledge(&h, "reused-1").await;
     let answer = h.upload("reused-1", &payload(200), None).await;
     assert_eq!(answer.status, 409, "{}", answer.json());
     assert_eq!(announces(&h, "reused-1").await.len(), 2);
-    assert_eq!(pending_files(&h), ["reused-1.json"]);
+    assert_eq!(pending_files(&h).await, ["reused-1.json"]);
     // An announced one is answered 409 without another announce.
     let answer = h.upload("reused-1", &payload(200), None).await;
     assert_eq!(answer.status, 409);
     assert_eq!(announces(&h, "reused-1").await.len(), 2);
-}
-
-#[test]
-fn opening_the_records_removes_half_done_rewrites_and_keeps_records() {
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["a1.tmp", "a2.json", "a3.new"] {
-        std::fs::write(dir.path().join(name), b"{}").unwrap();
-    }
-    intake_ingress::pending::Pending::open(dir.path().to_path_buf()).unwrap();
-    let mut left: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["a2.json", "a3.new"]);
 }
 
 #[tokio::test]
@@ -203,6 +207,6 @@ async fn a_verdict_applied_by_another_instance_leaves_this_ones_backlog_within_a
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(8), "only when due");
-    assert_eq!(pending_files(&h), ["waiting-1.json"]);
+    assert_eq!(pending_files(&h).await, ["waiting-1.json"]);
     assert_eq!(announces(&h, "waiting-1").await.len(), 1, "not due yet");
 }
