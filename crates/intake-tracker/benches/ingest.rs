@@ -146,6 +146,16 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
     let (rss_before, _) = support::rss_mib();
     let mut rss_peak = rss_before;
     let cancel = CancellationToken::new();
+    let server = store_name.starts_with("PostgreSQL");
+    let cpu = || {
+        let server = if server {
+            support::cpu_seconds_named("postgres")
+        } else {
+            0.0
+        };
+        (support::cpu_seconds("self"), server)
+    };
+    let cpu_started = cpu();
     let started = Instant::now();
     let ingest = tokio::spawn(ingest::run_loop(ingestor, consumer, cancel.clone()));
     let handled = |result: &str| metrics.messages.with_label_values(&[result]).get() as usize;
@@ -163,6 +173,20 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
         }
     }
     let ingested = started.elapsed();
+    let cpu_ended = cpu();
+    let per_status = |seconds: f64| seconds * 1e6 / rows.max(1) as f64;
+    let cpu_used = if server {
+        format!(
+            "CPU {:.1} µs/status here + {:.1} in the server",
+            per_status(cpu_ended.0 - cpu_started.0),
+            per_status(cpu_ended.1 - cpu_started.1)
+        )
+    } else {
+        format!(
+            "CPU {:.1} µs/status",
+            per_status(cpu_ended.0 - cpu_started.0)
+        )
+    };
     cancel.cancel();
     ingest.await.unwrap().unwrap();
     assert_eq!(
@@ -176,7 +200,7 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
     );
     let batches = metrics.batch_size.get_sample_count().max(1) as f64;
     println!(
-        "| {bus_name} | {store_name} | {rows} published in {:.1} s ({:.0}/s) | {rows} stored in {:.1} s: **{:.0} statuses/s** | batches of {:.0} on average (at most {batch_max}), {:.1} ms each | RSS {:.0} → peak {:.0} MiB | load {} |",
+        "| {bus_name} | {store_name} | {rows} published in {:.1} s ({:.0}/s) | {rows} stored in {:.1} s: **{:.0} statuses/s** | batches of {:.0} on average (at most {batch_max}), {:.1} ms each | RSS {:.0} → peak {:.0} MiB | load {}; {cpu_used} |",
         published.as_secs_f64(),
         rows as f64 / published.as_secs_f64(),
         ingested.as_secs_f64(),

@@ -2,7 +2,9 @@
 //! `INTAKE_TEST_POSTGRES_URL` is set) PostgreSQL. Not a timed test: prints a Markdown table for
 //! BENCHMARKS.md.
 //!
-//! `cargo bench -p intake-tracker --bench store` (`TRACKER_BENCH_ROWS`, default 1 000 000). The
+//! `cargo bench -p intake-tracker --bench store` (`TRACKER_BENCH_ROWS`, default 1 000 000;
+//! `TRACKER_BENCH_ONLY=sqlite` or `postgres` for one engine; `TRACKER_BENCH_DATES=ordered` for
+//! dates in arrival order, see [`date_offset_ms`]). The
 //! PostgreSQL rows name the server's durability settings; `benches/with-durable-postgres.sh` runs
 //! one with fsync on.
 
@@ -46,8 +48,41 @@ fn anchor() -> chrono::DateTime<Utc> {
     *ANCHOR.get_or_init(|| (Utc::now() - chrono::Duration::hours(60)).trunc_subsecs(6))
 }
 
+/// How payloads' dates spread over the 58 hours, from `TRACKER_BENCH_DATES`: `wrap` (the default,
+/// and what every figure before 2026-12-03 15:00 UTC used) gives payload `p` the offset
+/// `p × 977 ms` modulo 58 hours, so the dates sweep the 58 hours again every ~213 000 payloads
+/// (~1.07 M statuses) and each later sweep inserts among the earlier sweeps' rows in every index
+/// that leads with the date; `ordered` spreads the run's payloads evenly over the 58 hours in
+/// order, as live traffic (dated about now) arrives.
+fn date_offset_ms(payload: usize) -> i64 {
+    static STEP_US: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    const SPAN_MS: i64 = 58 * 3_600_000;
+    let step_us = STEP_US.get_or_init(|| {
+        dates_ordered().then(|| SPAN_MS * 1_000 / payloads_of(rows()).max(1) as i64)
+    });
+    match step_us {
+        Some(step) => payload as i64 * step / 1_000,
+        None => (payload as i64 * 977) % SPAN_MS,
+    }
+}
+
+fn dates_ordered() -> bool {
+    std::env::var("TRACKER_BENCH_DATES").is_ok_and(|v| v == "ordered")
+}
+
+fn rows() -> usize {
+    std::env::var("TRACKER_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn payloads_of(rows: usize) -> usize {
+    rows.div_ceil(STEPS.len())
+}
+
 fn statuses(payload: usize) -> Vec<NewStatus> {
-    let base = anchor() + chrono::Duration::milliseconds((payload as i64 * 977) % (58 * 3_600_000));
+    let base = anchor() + chrono::Duration::milliseconds(date_offset_ms(payload));
     let request_id = format!("{payload:032x}");
     STEPS
         .iter()
@@ -94,18 +129,45 @@ where
     )
 }
 
+/// CPU time per status between two readings of (this process, the PostgreSQL server's processes):
+/// `µs/status` for the bench process (driver and SQLite) and, when a server ran, for the server.
+fn cpu_per_status(from: (f64, f64), to: (f64, f64), statuses: usize) -> String {
+    let per = |seconds: f64| seconds * 1e6 / statuses.max(1) as f64;
+    let server = to.1 - from.1;
+    if server > 0.0 {
+        format!(
+            "{:.1} µs/status here + {:.1} µs/status in the server",
+            per(to.0 - from.0),
+            per(server)
+        )
+    } else {
+        format!("{:.1} µs/status", per(to.0 - from.0))
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
-    let payloads = rows.div_ceil(STEPS.len());
+    let payloads = payloads_of(rows);
     let today = Utc::now().date_naive();
     store
         .prepare_days(today - chrono::Days::new(4), today)
         .await
         .unwrap();
     let started = Instant::now();
+    let server = name.starts_with("PostgreSQL");
+    let cpu = || {
+        let server = if server {
+            support::cpu_seconds_named("postgres")
+        } else {
+            0.0
+        };
+        (support::cpu_seconds("self"), server)
+    };
+    let cpu_started = cpu();
+    let mut stretch_cpu = cpu_started;
     let mut pending = Vec::with_capacity(BATCH);
     let mut stored = 0usize;
     let mut rss_peak = 0.0f64;
@@ -117,14 +179,16 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
             pending.clear();
             if stored - stretch_rows >= 1_000_000 {
                 rss_peak = rss_peak.max(support::rss_mib().0);
+                let now = cpu();
                 eprintln!(
-                    "  {name}: {stored} stored, the last {} at {:.0} statuses/s (load {}, RSS {:.0} MiB)",
+                    "  {name}: {stored} stored, the last {} at {:.0} statuses/s, CPU {} (load {}, RSS {:.0} MiB)",
                     stored - stretch_rows,
                     (stored - stretch_rows) as f64 / stretch_started.elapsed().as_secs_f64(),
+                    cpu_per_status(stretch_cpu, now, stored - stretch_rows),
                     support::load_average(),
                     support::rss_mib().0
                 );
-                (stretch_started, stretch_rows) = (Instant::now(), stored);
+                (stretch_started, stretch_rows, stretch_cpu) = (Instant::now(), stored, now);
             }
         }
     }
@@ -133,7 +197,13 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     }
     let ingest = started.elapsed();
     rss_peak = rss_peak.max(support::rss_mib().0);
-    println!("| {name} | ingest, batches of {BATCH} | {stored} statuses in {:.1} s (load {}, RSS peak {rss_peak:.0} MiB) | **{:.0} statuses/s** |", ingest.as_secs_f64(), support::load_average(), stored as f64 / ingest.as_secs_f64());
+    let cpu_used = cpu_per_status(cpu_started, cpu(), stored);
+    let dates = if dates_ordered() {
+        "dates in order"
+    } else {
+        "dates wrapping"
+    };
+    println!("| {name} | ingest, batches of {BATCH}, {dates} | {stored} statuses in {:.1} s (load {}, RSS peak {rss_peak:.0} MiB; CPU {cpu_used}) | **{:.0} statuses/s** |", ingest.as_secs_f64(), support::load_average(), stored as f64 / ingest.as_secs_f64());
 
     let redelivered: Vec<NewStatus> = (0..BATCH / STEPS.len()).flat_map(statuses).collect();
     let started = Instant::now();
@@ -267,22 +337,31 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     println!("| {name} | `/statuses` first page, all {statuses} statuses, `count=estimate` | p50 {} | p99 {} |", ms(p50), ms(p99));
 }
 
+/// Whether `TRACKER_BENCH_ONLY` (engines separated by commas: `sqlite`, `postgres`) names the
+/// engine; without it, every engine is measured.
+fn wanted(engine: &str) -> bool {
+    std::env::var("TRACKER_BENCH_ONLY").map_or(true, |only| {
+        only.split(',')
+            .any(|e| e.trim().eq_ignore_ascii_case(engine))
+    })
+}
+
 #[tokio::main]
 async fn main() {
-    let rows: usize = std::env::var("TRACKER_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let rows = rows();
     println!("| engine | measure | result | rate / p99 |\n|---|---|---|---|");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    bench(
-        "SQLite",
-        Arc::new(SqliteStore::open(&url).await.unwrap()),
-        rows,
-    )
-    .await;
+    if wanted("sqlite") {
+        bench(
+            "SQLite",
+            Arc::new(SqliteStore::open(&url).await.unwrap()),
+            rows,
+        )
+        .await;
+    }
     match std::env::var("INTAKE_TEST_POSTGRES_URL") {
+        _ if !wanted("postgres") => {}
         Ok(admin) if !admin.is_empty() => {
             let durability = support::durability(&admin).await;
             let url = support::fresh_postgres(&admin).await;
