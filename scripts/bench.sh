@@ -8,7 +8,8 @@
 #
 # Knobs: BENCH_SMALL_DURATION (30s), BENCH_SMALL_CONCURRENCY (50), BENCH_LARGE_SIZE (1GiB as bytes,
 # 1073741824), BENCH_ROUNDTRIP_COUNT (2000), BENCH_STEADY_SECONDS (60), BENCH_STEADY_CONCURRENCY
-# (50).
+# (50). BENCH_BIN: an `intake` binary to measure instead of building this checkout's (to compare two
+# versions on the same host state).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,9 +24,13 @@ STEADY_SECONDS=${BENCH_STEADY_SECONDS:-60}
 STEADY_CONCURRENCY=${BENCH_STEADY_CONCURRENCY:-50}
 IDENTITY=$(printf '{"identity":{"account_number":"12345","org_id":"54321","internal":{"org_id":"54321"},"type":"User"}}' | base64 -w0)
 
-echo "bench: building the release binary" >&2
-cargo build --release --locked -p intake >&2
-BIN=$ROOT/target/release/intake
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  echo "bench: building the release binary" >&2
+  cargo build --release --locked -p intake >&2
+  BIN=$ROOT/target/release/intake
+fi
 
 # Work files live on the same disk as the repository (the disk under test), the large payload's
 # source in memory so that reading it costs no disk time.
