@@ -52,15 +52,23 @@ async fn partitions_are_created_ahead_idempotently() {
     );
     let partitions = store.partitions().await.unwrap();
     assert_eq!(partitions.len(), 11);
-    // Every partition carries the parent's indexes.
-    let indexes: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM pg_indexes WHERE tablename = '{}'",
-        partition_name(today)
-    ))
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    assert!(indexes >= 6, "{indexes} indexes on today's partition");
+    // Every partition carries the parent's indexes (the primary key, the payload's, the dedup key's,
+    // service and status, created_at).
+    let count = |table: String| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!(
+                "SELECT COUNT(*) FROM pg_indexes WHERE tablename = '{table}'"
+            ))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let parent = count("payload_statuses".to_owned()).await;
+    let indexes = count(partition_name(today)).await;
+    assert!(parent >= 5, "{parent} indexes on payload_statuses");
+    assert_eq!(indexes, parent, "indexes on today's partition");
 }
 
 #[tokio::test]
@@ -264,6 +272,15 @@ async fn an_older_database_gets_the_date_first_dedup_index() {
         definitions.iter().all(|d| d.ends_with("(date, dedup_key)")),
         "{definitions:#?}"
     );
+    // The dedup index serves the date's ranges and orders: the date's own index is gone, from the
+    // parent and the existing partition.
+    let date_indexes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_indexes WHERE indexdef LIKE '%USING btree (date)'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(date_indexes, 0);
     let again = store.store_batch(&[known]).await.unwrap();
     assert_eq!((again.stored.len(), again.duplicates), (0, 1));
 }

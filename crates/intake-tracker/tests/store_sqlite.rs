@@ -177,6 +177,13 @@ async fn an_older_database_gets_the_date_first_dedup_index() {
     .await
     .unwrap();
     assert_eq!(columns, ["date", "dedup_key"]);
+    // The dedup index serves the date's ranges and orders: the date's own index is gone.
+    let date_index: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'payload_statuses_date'")
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(date_index, None);
     let again = store.store_batch(&[known]).await.unwrap();
     assert_eq!((again.stored.len(), again.duplicates), (0, 1));
 }
