@@ -52,8 +52,9 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (`self` for this one);
-/// 0 when unreadable. The host has two shared cores and others' builds, so the benches give CPU
+/// CPU seconds (user + system) a process and its waited-for children have used, from
+/// `/proc/<pid>/stat` (`self` for this one); 0 when unreadable. A PostgreSQL backend that ended
+/// counts in its postmaster's children's time. The host has two shared cores and others' builds, so the benches give CPU
 /// time per status beside the wall-clock rate: it moves far less with the load.
 pub fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -62,15 +63,15 @@ pub fn cpu_seconds(pid: &str) -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; in clock ticks
-    // (USER_HZ, 100 on Linux).
+    // utime, stime, cutime and cstime are fields 14 to 17 of the line, 12 to 15 after the name;
+    // in clock ticks (USER_HZ, 100 on Linux).
     let ticks = |i: usize| {
         fields
             .get(i)
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / 100.0
 }
 
 /// CPU seconds used by every process on this host named `name` (`postgres`: the server's
