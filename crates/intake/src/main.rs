@@ -27,6 +27,11 @@
     reason = "the CLI's answers and reports are its terminal output"
 )]
 
+/// jemalloc: under steady load glibc's malloc spent ~10 % of the server's CPU (chunk consolidation
+/// on the threads that hand buffers to each other); BENCHMARKS.md has the comparison.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod cli;
 mod clowder;
 mod commands;
