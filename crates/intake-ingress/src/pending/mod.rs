@@ -3,7 +3,7 @@
 //! is about content only").
 //!
 //! The records are kept in one log file, `<dir>/records.log`, appended by one writer thread
-//! ([`log`]): the changes that arrive while it writes go together in its next write and share one
+//! (module `log`): the changes that arrive while it writes go together in its next write and share one
 //! `fdatasync`, so concurrent uploads pay for one sync between them, not one file each (create,
 //! sync, rename, unlink). A record is:
 //!
