@@ -23,9 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Record;
 
-pub(super) const LOG: &str = "records.log";
-const COMPACTING: &str = "records.log.compact";
-const LOCK: &str = "lock";
+/// How many processes can have a log of their own in one folder.
+const MAX_LOGS: u32 = 64;
 const HEADER: usize = 8;
 /// A record is a few KiB; a length past this is damage, not a record.
 const MAX_BODY: u32 = 16 << 20;
@@ -117,16 +116,45 @@ pub(super) struct Op {
     pub done: oneshot::Sender<std::io::Result<bool>>,
 }
 
-/// Opens the log in `dir` (taking its lock, reading it, cutting a damaged tail), brings in the
-/// one-file-per-record layout of earlier versions, and starts the writer. Blocking.
+/// Log number `n` of a folder: its file, the file a compaction writes first, and its lock file.
+/// Log 0 is `records.log` with `lock`; log `n` is `records-<n>.log` with `lock-<n>`.
+pub(super) fn log_name(n: u32) -> String {
+    if n == 0 {
+        "records.log".to_owned()
+    } else {
+        format!("records-{n}.log")
+    }
+}
+
+fn lock_name(n: u32) -> String {
+    if n == 0 {
+        "lock".to_owned()
+    } else {
+        format!("lock-{n}")
+    }
+}
+
+fn compacting_name(n: u32) -> String {
+    format!("{}.compact", log_name(n))
+}
+
+/// Opens a log of `dir`: the first one no other process holds (each process writes only its own;
+/// its lock says so). Reads it (cutting a damaged tail), takes in the records of every other log
+/// no process holds (left by a process that stopped) and of the one-file-per-record layout of
+/// earlier versions, and starts the writer. Blocking. Returns the index, the writer's queue and
+/// the writer's thread (which ends when the queue's last sender is dropped).
 pub(super) fn open(
     dir: &Path,
     compact_above: u64,
-) -> std::io::Result<(Arc<Book>, mpsc::UnboundedSender<Op>)> {
+) -> std::io::Result<(
+    Arc<Book>,
+    mpsc::UnboundedSender<Op>,
+    std::thread::JoinHandle<()>,
+)> {
     std::fs::create_dir_all(dir)?;
-    let lock = take_lock(dir)?;
-    remove_if_there(&dir.join(COMPACTING))?;
-    let path = dir.join(LOG);
+    let (number, lock) = claim(dir)?;
+    remove_if_there(&dir.join(compacting_name(number)))?;
+    let path = dir.join(log_name(number));
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -144,6 +172,7 @@ pub(super) fn open(
     });
     let mut writer = Writer {
         dir: dir.to_path_buf(),
+        number,
         book: book.clone(),
         file: book.index().file.clone(),
         len,
@@ -152,46 +181,66 @@ pub(super) fn open(
         _lock: lock,
     };
     writer.live = writer.live_bytes();
+    writer.adopt_others()?;
     writer.import_files()?;
     if writer.len > writer.live {
         writer.compact()?;
     }
     let (ops, rx) = mpsc::unbounded_channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("ingress-pending".into())
         .spawn(move || writer.run(rx))?;
-    Ok((book, ops))
+    Ok((book, ops, thread))
 }
 
-/// The folder's lock, so that two processes never write one log. A handle of this process being
-/// closed may hold it a moment longer: wait a little before refusing.
-fn take_lock(dir: &Path) -> std::io::Result<File> {
-    let path = dir.join(LOCK);
+/// Takes the lock of the first log of `dir` that no process holds.
+fn claim(dir: &Path) -> std::io::Result<(u32, File)> {
+    for n in 0..MAX_LOGS {
+        if let Some(lock) = try_lock(&dir.join(lock_name(n)))? {
+            return Ok((n, lock));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::ResourceBusy,
+        format!(
+            "{} already has {MAX_LOGS} ingress processes writing to it; give instances data directories of their own",
+            dir.display()
+        ),
+    ))
+}
+
+/// The lock at `path` if no process holds it.
+fn try_lock(path: &Path) -> std::io::Result<Option<File>> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)?;
-    let mut waited = Duration::ZERO;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if waited < Duration::from_secs(5) => {
-                std::thread::sleep(Duration::from_millis(20));
-                waited += Duration::from_millis(20);
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::ResourceBusy,
-                    format!(
-                        "{} is in use by another ingress process; give each instance its own data directory",
-                        dir.display()
-                    ),
-                ))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
+}
+
+/// The live records of a log read by [`read_log`]: each with its state and last announce.
+fn live_records(
+    file: &File,
+    slots: HashMap<String, Slot>,
+) -> std::io::Result<Vec<(Record, bool, SystemTime)>> {
+    let mut records = Vec::with_capacity(slots.len());
+    let mut frame = Vec::new();
+    for slot in slots.into_values() {
+        frame.resize(slot.len as usize, 0);
+        file.read_exact_at(&mut frame, slot.offset)?;
+        let Frame::Put { record, .. } = decode(&frame)? else {
+            return Err(std::io::Error::other(
+                "a record's place holds another change",
+            ));
+        };
+        records.push((record, slot.announced, slot.modified));
+    }
+    Ok(records)
 }
 
 /// Reads every frame; cuts the file after the last good one. Returns the live records and the
@@ -310,6 +359,8 @@ enum Effect {
 /// The one writer of the log: owns the file's end.
 struct Writer {
     dir: PathBuf,
+    /// Which log of the folder this is.
+    number: u32,
     book: Arc<Book>,
     file: Arc<File>,
     /// The file's length: where the next batch goes.
@@ -480,6 +531,69 @@ impl Writer {
             .sum()
     }
 
+    /// Appends `records` (each with its state and last announce) and syncs them.
+    fn bring_in(&mut self, records: Vec<(Record, bool, SystemTime)>) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut planned = Vec::with_capacity(records.len());
+        for (record, announced, modified) in records {
+            let offset = self.len + buf.len() as u64;
+            let at = millis(modified);
+            let len = encode(
+                &Frame::Put {
+                    record: &record,
+                    announced,
+                    at,
+                },
+                &mut buf,
+            )?;
+            planned.push(Ok(Some(Effect::Put {
+                id: record.announce.request_id,
+                slot: Slot {
+                    offset,
+                    len,
+                    announced,
+                    modified: from_millis(at),
+                },
+            })));
+        }
+        self.file.write_all_at(&buf, self.len)?;
+        self.file.sync_data()?;
+        self.len += buf.len() as u64;
+        self.record(planned);
+        Ok(())
+    }
+
+    /// Takes in the records of every other log of the folder that no process holds (its process
+    /// stopped), then removes that log. One held by a running process is left to it.
+    fn adopt_others(&mut self) -> std::io::Result<()> {
+        let mine = self.number;
+        for n in (0..MAX_LOGS).filter(|&n| n != mine) {
+            let path = self.dir.join(log_name(n));
+            if !path.exists() {
+                continue;
+            }
+            let Some(_lock) = try_lock(&self.dir.join(lock_name(n)))? else {
+                continue;
+            };
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let (slots, _) = read_log(&file, &path)?;
+            let records = live_records(&file, slots)?;
+            let taken = records.len();
+            self.bring_in(records)?;
+            remove_if_there(&path)?;
+            remove_if_there(&self.dir.join(compacting_name(n)))?;
+            File::open(&self.dir)?.sync_all()?;
+            if taken > 0 {
+                tracing::info!(
+                    records = taken,
+                    from = %path.display(),
+                    "took over the pending-announce records of a process that stopped"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Brings in the records of the one-file-per-record layout (`<id>.new`: announce not
     /// acknowledged, `<id>.json`: announced, `<id>.tmp`: a rewrite left half done), then removes
     /// the files. A file that cannot be read is left where it is, with a warning.
@@ -488,7 +602,7 @@ impl Writer {
         for item in std::fs::read_dir(&self.dir)? {
             let path = item?.path();
             match path.extension().and_then(|e| e.to_str()) {
-                Some("tmp") => std::fs::remove_file(&path)?,
+                Some("tmp") => remove_if_there(&path)?,
                 Some("new") => found.push((path, false)),
                 Some("json") => found.push((path, true)),
                 _ => {}
@@ -499,52 +613,31 @@ impl Writer {
         }
         // A payload with both: the `.json` is the later state.
         found.sort_by_key(|(_, announced)| *announced);
-        let mut buf = Vec::new();
-        let mut planned = Vec::new();
+        let mut records = Vec::new();
         let mut imported = Vec::new();
         for (path, announced) in found {
             let read = std::fs::read(&path).and_then(|bytes| {
                 serde_json::from_slice::<Record>(&bytes).map_err(std::io::Error::other)
             });
             let modified = std::fs::metadata(&path).and_then(|m| m.modified());
-            let (record, modified) = match (read, modified) {
-                (Ok(record), Ok(modified)) => (record, modified),
+            match (read, modified) {
+                (Ok(record), Ok(modified)) => records.push((record, announced, modified)),
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(path = %path.display(), error = %e, "a pending-announce record of an earlier version cannot be read; left in place");
                     continue;
                 }
-            };
-            let offset = self.len + buf.len() as u64;
-            let len = encode(
-                &Frame::Put {
-                    record: &record,
-                    announced,
-                    at: millis(modified),
-                },
-                &mut buf,
-            )?;
-            planned.push(Ok(Some(Effect::Put {
-                id: record.announce.request_id,
-                slot: Slot {
-                    offset,
-                    len,
-                    announced,
-                    modified: from_millis(millis(modified)),
-                },
-            })));
+            }
             imported.push(path);
         }
-        self.file.write_all_at(&buf, self.len)?;
-        self.file.sync_data()?;
-        self.len += buf.len() as u64;
-        self.record(planned);
+        self.bring_in(records)?;
         for path in imported {
             remove_if_there(&path)?;
         }
         File::open(&self.dir)?.sync_all()?;
         tracing::info!(
             records = self.book.count.load(Ordering::Relaxed),
-            "pending-announce records moved into {LOG}"
+            "pending-announce records moved into {}",
+            log_name(self.number)
         );
         Ok(())
     }
@@ -558,7 +651,7 @@ impl Writer {
             .iter()
             .map(|(id, slot)| (id.clone(), slot.clone()))
             .collect();
-        let path = self.dir.join(COMPACTING);
+        let path = self.dir.join(compacting_name(self.number));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -603,7 +696,7 @@ impl Writer {
         file.write_all_at(&buf, len)?;
         len += buf.len() as u64;
         file.sync_all()?;
-        std::fs::rename(&path, self.dir.join(LOG))?;
+        std::fs::rename(&path, self.dir.join(log_name(self.number)))?;
         File::open(&self.dir)?.sync_all()?;
         let file = Arc::new(file);
         let mut index = self.book.index();

@@ -17,8 +17,13 @@
 //! A record not marked announced that an earlier process left means it stopped before the
 //! announce was acknowledged (or just after); [`crate::sweeper`] announces it. The log is rewritten
 //! with only the live records when it is mostly superseded changes, and at each open. An earlier
-//! version's folder of `<id>.new` / `<id>.json` files is brought into the log at open. A lock file
-//! keeps a second process from writing the same log.
+//! version's folder of `<id>.new` / `<id>.json` files is brought into the log at open.
+//!
+//! Each process writes a log of its own, locked while it runs: several ingress processes sharing
+//! a data directory take `records.log`, `records-1.log`, … in turn, and each announces again only
+//! what it received. A process that opens the folder takes in the records of every log no running
+//! process holds (one whose process stopped), so no record is left behind by a process that does
+//! not come back.
 
 mod log;
 #[cfg(test)]
@@ -59,9 +64,27 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct Pending {
     book: Arc<Book>,
-    ops: mpsc::UnboundedSender<Op>,
+    writer: Arc<Writer>,
     /// Uploads admitted and not yet ended (their records may not be written yet).
     admitting: Arc<AtomicU64>,
+}
+
+/// The writer's queue and thread: when the last handle goes, the queue closes and the thread is
+/// waited for, so that the log's lock is free again (a reopen in this process finds it free).
+#[derive(Debug)]
+struct Writer {
+    ops: Option<mpsc::UnboundedSender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.ops.take());
+        if let Some(thread) = self.thread.take() {
+            // It ends with its current batch; a panic there was already reported.
+            let _ = thread.join();
+        }
+    }
 }
 
 /// An upload let in by [`Pending::admit`]: it holds its place in the backlog until dropped, when
@@ -79,17 +102,20 @@ impl Drop for Admitted {
 const COMPACT_ABOVE: u64 = 64 << 20;
 
 impl Pending {
-    /// Opens (creating) the folder's log and starts its writer. Fails if another process has it
-    /// open.
+    /// Opens (creating) a log of the folder that no other process writes, takes in the records of
+    /// logs whose processes stopped, and starts its writer.
     pub fn open(dir: PathBuf) -> std::io::Result<Self> {
         Self::open_compacting_above(dir, COMPACT_ABOVE)
     }
 
     fn open_compacting_above(dir: PathBuf, compact_above: u64) -> std::io::Result<Self> {
-        let (book, ops) = log::open(&dir, compact_above)?;
+        let (book, ops, thread) = log::open(&dir, compact_above)?;
         Ok(Self {
             book,
-            ops,
+            writer: Arc::new(Writer {
+                ops: Some(ops),
+                thread: Some(thread),
+            }),
             admitting: Arc::default(),
         })
     }
@@ -117,7 +143,10 @@ impl Pending {
     async fn change(&self, change: Change, durable: bool) -> std::io::Result<bool> {
         let (done, answer) = oneshot::channel();
         let stopped = || std::io::Error::other("the pending-announce log's writer stopped");
-        self.ops
+        self.writer
+            .ops
+            .as_ref()
+            .ok_or_else(stopped)?
             .send(Op {
                 change,
                 durable,

@@ -113,7 +113,7 @@ async fn a_half_written_tail_is_cut_off_and_the_rest_kept() {
         pending.record(&announce(id)).await.unwrap();
     }
     drop(pending);
-    let log = dir.path().join(log::LOG);
+    let log = dir.path().join(log::log_name(0));
     let good = std::fs::metadata(&log).unwrap().len();
     // A crash in the middle of the next batch: a frame's first bytes only.
     let mut torn = Vec::new();
@@ -161,7 +161,7 @@ async fn a_half_written_tail_is_cut_off_and_the_rest_kept() {
 async fn compaction_keeps_exactly_the_live_records() {
     let dir = tempfile::tempdir().unwrap();
     let pending = Pending::open_compacting_above(dir.path().to_path_buf(), 64 << 10).unwrap();
-    let log = dir.path().join(log::LOG);
+    let log = dir.path().join(log::log_name(0));
     let (mut previous, mut shrank) = (0, 0);
     for round in 0..200 {
         let id = format!("p-{round}");
@@ -267,16 +267,41 @@ async fn concurrent_records_are_all_kept_and_share_syncs() {
 }
 
 #[tokio::test]
-async fn a_second_process_cannot_open_the_same_folder() {
+async fn processes_sharing_a_folder_each_keep_a_log_and_the_next_open_takes_in_the_stopped_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = Pending::open(dir.path().to_path_buf()).unwrap();
-    // The lock is per open file: a second open here is refused as another process's would be.
-    let started = std::time::Instant::now();
-    let e = Pending::open(dir.path().to_path_buf()).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::ResourceBusy);
-    assert!(
-        e.to_string().contains("in use by another ingress process"),
-        "{e}"
+    // The lock is per open file: a second open here is another process to the first.
+    let first = Pending::open(dir.path().to_path_buf()).unwrap();
+    let second = Pending::open(dir.path().to_path_buf()).unwrap();
+    first.record(&announce("of-first")).await.unwrap();
+    second.record(&announce("of-second")).await.unwrap();
+    second.announced("of-second").await.unwrap();
+    // Each sees only what it received.
+    assert_eq!(state(&first).await, owned(&[("of-first", false)]));
+    assert_eq!(state(&second).await, owned(&[("of-second", true)]));
+    assert!(dir.path().join(log::log_name(1)).exists());
+
+    // The second stops; a third, opened while the first runs, takes its records over.
+    drop(second);
+    let third = Pending::open(dir.path().to_path_buf()).unwrap();
+    assert_eq!(state(&third).await, owned(&[("of-second", true)]));
+    assert_eq!(
+        third
+            .read("of-second", true)
+            .await
+            .unwrap()
+            .announce
+            .request_id,
+        "of-second"
     );
-    assert!(started.elapsed() >= Duration::from_secs(4));
+    assert_eq!(state(&first).await, owned(&[("of-first", false)]));
+
+    // Both stop; the next open has everything, in one log.
+    drop(first);
+    drop(third);
+    let last = Pending::open(dir.path().to_path_buf()).unwrap();
+    assert_eq!(
+        state(&last).await,
+        owned(&[("of-first", false), ("of-second", true)])
+    );
+    assert!(!dir.path().join(log::log_name(1)).exists());
 }
