@@ -146,15 +146,7 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
     let (rss_before, _) = support::rss_mib();
     let mut rss_peak = rss_before;
     let cancel = CancellationToken::new();
-    let server = store_name.starts_with("PostgreSQL");
-    let cpu = || {
-        let server = if server {
-            support::cpu_seconds_named("postgres")
-        } else {
-            0.0
-        };
-        (support::cpu_seconds("self"), server)
-    };
+    let cpu = || support::cpu_of(store_name);
     let cpu_started = cpu();
     let started = Instant::now();
     let ingest = tokio::spawn(ingest::run_loop(ingestor, consumer, cancel.clone()));
@@ -175,7 +167,7 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
     let ingested = started.elapsed();
     let cpu_ended = cpu();
     let per_status = |seconds: f64| seconds * 1e6 / rows.max(1) as f64;
-    let cpu_used = if server {
+    let cpu_used = if store_name.starts_with("PostgreSQL") {
         format!(
             "CPU {:.1} µs/status here + {:.1} in the server",
             per_status(cpu_ended.0 - cpu_started.0),

@@ -157,15 +157,7 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
         .await
         .unwrap();
     let started = Instant::now();
-    let server = name.starts_with("PostgreSQL");
-    let cpu = || {
-        let server = if server {
-            support::cpu_seconds_named("postgres")
-        } else {
-            0.0
-        };
-        (support::cpu_seconds("self"), server)
-    };
+    let cpu = || support::cpu_of(name);
     let cpu_started = cpu();
     let mut stretch_cpu = cpu_started;
     let mut pending = Vec::with_capacity(BATCH);

@@ -74,6 +74,17 @@ pub fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / 100.0
 }
 
+/// CPU seconds so far of this process and, for a store named PostgreSQL…, of the server's
+/// processes: `(bench, server)`.
+pub fn cpu_of(store_name: &str) -> (f64, f64) {
+    let server = if store_name.starts_with("PostgreSQL") {
+        cpu_seconds_named("postgres")
+    } else {
+        0.0
+    };
+    (cpu_seconds("self"), server)
+}
+
 /// CPU seconds used by every process on this host named `name` (`postgres`: the server's
 /// backends, WAL writer, checkpointer and autovacuum together), living ones only.
 pub fn cpu_seconds_named(name: &str) -> f64 {
