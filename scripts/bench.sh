@@ -4,17 +4,17 @@
 # target/bench/system.md; BENCHMARKS.md quotes it.
 #
 #   scripts/bench.sh                  # every case
-#   scripts/bench.sh small large      # some of: small large roundtrip steady connections
+#   scripts/bench.sh small large      # some of: small large roundtrip steady connections parts
 #
 # Knobs: BENCH_SMALL_DURATION (30s), BENCH_SMALL_CONCURRENCY (50), BENCH_LARGE_SIZE (1GiB as bytes,
 # 1073741824), BENCH_ROUNDTRIP_COUNT (2000), BENCH_STEADY_SECONDS (60), BENCH_STEADY_CONCURRENCY
-# (50). BENCH_BIN: an `intake` binary to measure instead of building this checkout's (to compare two
+# (50), BENCH_PARTS_COUNT (10000). BENCH_BIN: an `intake` binary to measure instead of building this checkout's (to compare two
 # versions on the same host state).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CASES=("$@")
-[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip steady connections)
+[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip steady connections parts)
 
 SMALL_DURATION=${BENCH_SMALL_DURATION:-30s}
 SMALL_CONCURRENCY=${BENCH_SMALL_CONCURRENCY:-50}
@@ -22,6 +22,7 @@ LARGE_SIZE=${BENCH_LARGE_SIZE:-1073741824}
 ROUNDTRIP_COUNT=${BENCH_ROUNDTRIP_COUNT:-2000}
 STEADY_SECONDS=${BENCH_STEADY_SECONDS:-60}
 STEADY_CONCURRENCY=${BENCH_STEADY_CONCURRENCY:-50}
+PARTS_COUNT=${BENCH_PARTS_COUNT:-10000}
 IDENTITY=$(printf '{"identity":{"account_number":"12345","org_id":"54321","internal":{"org_id":"54321"},"type":"User"}}' | base64 -w0)
 
 if [ -n "${BENCH_BIN:-}" ]; then
@@ -319,6 +320,62 @@ connections() {
       "$WORK/connections-$c.json" >>"$REPORT"
   done
   echo >>"$REPORT"
+}
+
+# Ingress, validator and tracker as three processes on one data directory (the embedded bus
+# shared between them): CPU per payload of each part, for a fixed count of 10 KiB uploads taken to
+# their verdicts. `serve` runs the same parts (and the rules pipeline) in one process.
+parts() {
+  local dir=$WORK/parts port tracker_port pids=() names=(ingress validator tracker)
+  mkdir -p "$dir"
+  port=$(free_port)
+  tracker_port=$(free_port)
+  export INTAKE_DATA_DIR=$dir/data STORAGE_URL_SIGNING_KEY=bench LOG_LEVEL=warn
+  INGRESS_LISTEN="127.0.0.1:$port" INGRESS_PUBLIC_URL="http://127.0.0.1:$port" \
+    "$BIN" ingress >"$dir/ingress.log" 2>&1 &
+  pids+=($!)
+  "$BIN" validator >"$dir/validator.log" 2>&1 &
+  pids+=($!)
+  TRACKER_LISTEN="127.0.0.1:$tracker_port" "$BIN" tracker >"$dir/tracker.log" 2>&1 &
+  pids+=($!)
+  unset INTAKE_DATA_DIR STORAGE_URL_SIGNING_KEY LOG_LEVEL
+  PORT=$port
+  local i
+  for i in $(seq 1 300); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break
+    sleep 0.1
+  done
+  local before=() after=() pid started ended
+  for pid in "${pids[@]}"; do before+=("$(SERVE_PID=$pid cpu_seconds)"); done
+  started=$(date +%s.%N)
+  "$BIN" load --url "http://127.0.0.1:$port" --concurrency "$STEADY_CONCURRENCY" --size 10KiB \
+    --count "$PARTS_COUNT" --json >"$dir/load.json"
+  for i in $(seq 1 6000); do
+    [ "$(finished)" -ge "$PARTS_COUNT" ] && break
+    sleep 0.1
+  done
+  ended=$(date +%s.%N)
+  # The tracker's last statuses.
+  sleep 2
+  for pid in "${pids[@]}"; do after+=("$(SERVE_PID=$pid cpu_seconds)"); done
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  {
+    echo "### Parts as processes: $PARTS_COUNT uploads of 10 KiB, $STEADY_CONCURRENCY clients, to their verdicts"
+    echo
+    echo "Accepted $(jq .accepted "$dir/load.json") at $(jq '.accepted_per_second | floor' "$dir/load.json")/s; all finished at $(python3 -c "print(round($PARTS_COUNT / ($ended - $started)))")/s."
+    echo
+    echo "| part | CPU per payload |"
+    echo "|---|---|"
+    local total=0 ms
+    for i in 0 1 2; do
+      ms=$(python3 -c "print(round((${after[$i]} - ${before[$i]}) * 1000 / $PARTS_COUNT, 2))")
+      total=$(python3 -c "print(round($total + $ms, 2))")
+      echo "| ${names[$i]} | $ms ms |"
+    done
+    echo "| all three | **$total ms** |"
+    echo
+  } >>"$REPORT"
 }
 
 for case in "${CASES[@]}"; do
