@@ -91,6 +91,14 @@ struct PayloadState {
     /// update of `last_*` alone rewrites no index entry (SQLite rewrites the entries of every index
     /// whose column a `SET` names; PostgreSQL can then update the row in place, HOT).
     keys_dirty: bool,
+    /// Whether this transaction created the row: no other can have changed it, so an update writes
+    /// it as the batch computed it (correcting its prediction), where a row that existed before is
+    /// merged with its current version (PostgreSQL, `update_payloads`).
+    #[allow(
+        dead_code,
+        reason = "read by PostgreSQL's update statements; SQLite, which reads inside its write lock, has no use for it"
+    )]
+    created_here: bool,
 }
 
 const TENANT_FIELD_NAMES: [&str; 4] = ["account", "org_id", "inventory_id", "system_id"];
@@ -107,6 +115,7 @@ impl PayloadState {
             last_status: s.status.clone(),
             dirty: false,
             keys_dirty: false,
+            created_here: true,
         }
     }
 
@@ -174,6 +183,7 @@ fn state_of(p: PayloadRow) -> PayloadState {
         last_status: p.last_status,
         dirty: false,
         keys_dirty: false,
+        created_here: false,
     }
 }
 
@@ -389,8 +399,11 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
         state.dirty = !state.same_row(w);
         state.keys_dirty = state.ids != w.ids || state.created_at != w.created_at;
     }
-    let (keys, last_only): (Vec<&PayloadState>, Vec<&PayloadState>) =
+    let (mut keys, mut last_only): (Vec<&PayloadState>, Vec<&PayloadState>) =
         payloads.values().chain(fresh.iter()).filter(|p| p.dirty).partition(|p| p.keys_dirty);
+    // In id order, so that concurrent transactions updating the same rows lock them in one order.
+    keys.sort_by_key(|p| p.id);
+    last_only.sort_by_key(|p| p.id);
     update_payloads(conn, &keys).await?;
     update_last_status(conn, &last_only).await?;
     tx.commit().await?;

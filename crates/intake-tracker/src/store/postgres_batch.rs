@@ -114,19 +114,33 @@ async fn first_terminal_durations(
     durations_of(&rows, terminal_counts)
 }
 
-/// Writes the payload rows the batch changed.
+/// Writes the payload rows the batch changed. A row this transaction created is written as
+/// computed (`mine`: no other transaction can have changed it, and the batch may correct what it
+/// predicted). A row that existed before is merged with the row as it is now rather than
+/// overwritten: the batch read it before another transaction (another instance) may have changed
+/// it, and the row must not depend on which commits last. So a tenant field keeps a
+/// non-empty value, `created_at` the earliest date and `last_*` the newest status (a tie going to
+/// the one written last); each comparison is made on the row version the update locks. Rows are
+/// updated in id order, so two transactions updating the same rows wait for each other rather than
+/// deadlock.
 async fn update_payloads(conn: &mut sqlx::PgConnection, dirty: &[&PayloadState]) -> Result<(), sqlx::Error> {
     if dirty.is_empty() {
         return Ok(());
     }
     let column = |f: fn(&PayloadState) -> &str| dirty.iter().map(|p| f(p)).collect::<Vec<&str>>();
     sqlx::query(
-        "UPDATE payloads SET account = v.account, org_id = v.org_id, inventory_id = v.inventory_id, \
-         system_id = v.system_id, created_at = v.created_at, last_status_at = v.last_status_at, \
-         last_service = v.last_service, last_status = v.last_status \
+        "UPDATE payloads SET \
+         account = CASE WHEN v.mine OR payloads.account = '' THEN v.account ELSE payloads.account END, \
+         org_id = CASE WHEN v.mine OR payloads.org_id = '' THEN v.org_id ELSE payloads.org_id END, \
+         inventory_id = CASE WHEN v.mine OR payloads.inventory_id = '' THEN v.inventory_id ELSE payloads.inventory_id END, \
+         system_id = CASE WHEN v.mine OR payloads.system_id = '' THEN v.system_id ELSE payloads.system_id END, \
+         created_at = CASE WHEN v.mine THEN v.created_at ELSE LEAST(payloads.created_at, v.created_at) END, \
+         last_status_at = CASE WHEN v.mine OR v.last_status_at >= payloads.last_status_at THEN v.last_status_at ELSE payloads.last_status_at END, \
+         last_service = CASE WHEN v.mine OR v.last_status_at >= payloads.last_status_at THEN v.last_service ELSE payloads.last_service END, \
+         last_status = CASE WHEN v.mine OR v.last_status_at >= payloads.last_status_at THEN v.last_status ELSE payloads.last_status END \
          FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], \
-         $7::timestamptz[], $8::text[], $9::text[]) \
-         AS v (id, account, org_id, inventory_id, system_id, created_at, last_status_at, last_service, last_status) \
+         $7::timestamptz[], $8::text[], $9::text[], $10::boolean[]) \
+         AS v (id, account, org_id, inventory_id, system_id, created_at, last_status_at, last_service, last_status, mine) \
          WHERE payloads.id = v.id",
     )
     .bind(dirty.iter().map(|p| p.id).collect::<Vec<i64>>())
@@ -138,13 +152,15 @@ async fn update_payloads(conn: &mut sqlx::PgConnection, dirty: &[&PayloadState])
     .bind(dirty.iter().map(|p| p.last_status_at).collect::<Vec<DateTime<Utc>>>())
     .bind(column(|p| &p.last_service))
     .bind(column(|p| &p.last_status))
+    .bind(dirty.iter().map(|p| p.created_here).collect::<Vec<bool>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Writes the `last_*` columns of payloads the batch changed nothing else of: no indexed column
-/// changes, so PostgreSQL can update each row in place (HOT) where its page has room.
+/// changes, so PostgreSQL can update each row in place (HOT) where its page has room. Only where
+/// the batch's status is at least as new as the row's now (see [`update_payloads`]).
 async fn update_last_status(conn: &mut sqlx::PgConnection, changed: &[&PayloadState]) -> Result<(), sqlx::Error> {
     if changed.is_empty() {
         return Ok(());
@@ -153,13 +169,15 @@ async fn update_last_status(conn: &mut sqlx::PgConnection, changed: &[&PayloadSt
     sqlx::query(
         "UPDATE payloads SET last_status_at = v.last_status_at, last_service = v.last_service, \
          last_status = v.last_status \
-         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[]) \
-         AS v (id, last_status_at, last_service, last_status) WHERE payloads.id = v.id",
+         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::boolean[]) \
+         AS v (id, last_status_at, last_service, last_status, mine) \
+         WHERE payloads.id = v.id AND (v.mine OR payloads.last_status_at <= v.last_status_at)",
     )
     .bind(changed.iter().map(|p| p.id).collect::<Vec<i64>>())
     .bind(changed.iter().map(|p| p.last_status_at).collect::<Vec<DateTime<Utc>>>())
     .bind(column(|p| &p.last_service))
     .bind(column(|p| &p.last_status))
+    .bind(changed.iter().map(|p| p.created_here).collect::<Vec<bool>>())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -333,6 +333,82 @@ pub async fn concurrent_batches_store_each_status_once(store: Arc<dyn StatusStor
     );
 }
 
+/// Two batches adding statuses to the same existing payloads at the same time (two tracker
+/// instances): the payload row ends with the newest status and the earliest date, whichever
+/// transaction commits last, and the first non-empty tenant value.
+pub async fn concurrent_batches_keep_the_newest_last_status(store: Arc<dyn StatusStore>) {
+    let t = base();
+    store
+        .prepare_days(
+            (t - Duration::seconds(5)).date_naive(),
+            (t + Duration::seconds(3)).date_naive(),
+        )
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let ids: Vec<String> = (0..20).map(|p| format!("newest-{round}-{p}")).collect();
+        let first: Vec<_> = ids
+            .iter()
+            .map(|id| status(id, "ingress", None, "received", t))
+            .collect();
+        store.store_batch(&first).await.unwrap();
+        // One batch brings the newest status, the other an older one, an earlier date and the
+        // inventory id; each reads the payload as the first batch left it.
+        let newest: Vec<_> = ids
+            .iter()
+            .map(|id| status(id, "advisor", None, "success", t + Duration::seconds(3)))
+            .collect();
+        let older: Vec<_> = ids
+            .iter()
+            .flat_map(|id| {
+                let inventory = |mut s: NewStatus| {
+                    s.inventory_id = format!("inv-{id}");
+                    s
+                };
+                [
+                    inventory(status(
+                        id,
+                        "puptoo",
+                        None,
+                        "processing",
+                        t + Duration::seconds(1),
+                    )),
+                    inventory(status(
+                        id,
+                        "ingress",
+                        None,
+                        "received",
+                        t - Duration::seconds(5),
+                    )),
+                ]
+            })
+            .collect();
+        // Either one first: the last to update a row must not be the one that decides it.
+        let (a, b) = if round % 2 == 0 {
+            tokio::join!(store.store_batch(&older), store.store_batch(&newest))
+        } else {
+            let (b, a) = tokio::join!(store.store_batch(&newest), store.store_batch(&older));
+            (a, b)
+        };
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.stored.len() + b.stored.len(), 60, "round {round}");
+        for id in &ids {
+            let p = store.payload(id, &Scope::All).await.unwrap().unwrap();
+            assert_eq!(
+                (
+                    p.last_service.as_str(),
+                    p.last_status.as_str(),
+                    p.last_status_at
+                ),
+                ("advisor", "success", t + Duration::seconds(3)),
+                "{id}"
+            );
+            assert_eq!(p.created_at, t - Duration::seconds(5), "{id}");
+            assert_eq!(p.inventory_id, format!("inv-{id}"), "{id}");
+        }
+    }
+}
+
 /// `created_at` is the earliest date; `last_*` the newest status, a tie going to the one stored last.
 pub async fn payload_row_follows_dates(store: Arc<dyn StatusStore>) {
     let t = base();
@@ -684,6 +760,7 @@ macro_rules! status_store_contract_tests {
             payload_row_follows_dates,
             a_new_payload_ignores_its_already_stored_statuses,
             concurrent_batches_store_each_status_once,
+            concurrent_batches_keep_the_newest_last_status,
             payload_lists_count_filter_and_page,
             payload_count_estimates_only_unfiltered_lists,
             status_count_estimates_only_unfiltered_lists,
