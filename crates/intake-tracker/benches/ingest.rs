@@ -8,6 +8,8 @@
 //! default 1 000 000), `TRACKER_BATCH_SIZE` (default 500, the tracker's default),
 //! `TRACKER_BATCH_MAX` (the most statuses a batch takes from a backlog, default
 //! `ingest::DEFAULT_BATCH_MAX`; set it to `TRACKER_BATCH_SIZE` for fixed batches),
+//! `TRACKER_WRITERS` (transactions a batch is stored in at once, default the tracker's for the
+//! engine: 2 PostgreSQL, 1 SQLite),
 //! `TRACKER_BENCH_PARTITIONS` (of the status topic, default 1), `TRACKER_BENCH_ONLY` (a comma list
 //! of `embedded`, `kafka`, `sqlite`, `postgres`: runs only the combinations it names). The
 //! PostgreSQL rows name the server's durability settings; `benches/with-durable-postgres.sh` runs
@@ -122,6 +124,14 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
     let metrics = Arc::new(Metrics::new().unwrap());
     let batch_size = env_usize("TRACKER_BATCH_SIZE", 500);
     let batch_max = env_usize("TRACKER_BATCH_MAX", ingest::DEFAULT_BATCH_MAX).max(batch_size);
+    let writers = env_usize(
+        "TRACKER_WRITERS",
+        if store.engine() == "sqlite" {
+            ingest::DEFAULT_WRITERS_SQLITE
+        } else {
+            ingest::DEFAULT_WRITERS_POSTGRES
+        },
+    );
     let ingestor = Ingestor::new(
         store.clone(),
         bus.clone(),
@@ -130,6 +140,7 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
             dlq_topic,
             batch_size,
             batch_max,
+            writers,
             batch_wait: Duration::from_millis(50),
             retention: Duration::from_secs(7 * 86_400),
             future_skew: Duration::from_secs(86_400),
@@ -192,7 +203,7 @@ async fn run(on: &OnBus, store_name: &str, store: Arc<dyn StatusStore>, rows: us
     );
     let batches = metrics.batch_size.get_sample_count().max(1) as f64;
     println!(
-        "| {bus_name} | {store_name} | {rows} published in {:.1} s ({:.0}/s) | {rows} stored in {:.1} s: **{:.0} statuses/s** | batches of {:.0} on average (at most {batch_max}), {:.1} ms each | RSS {:.0} → peak {:.0} MiB | load {}; {cpu_used} |",
+        "| {bus_name} | {store_name} | {rows} published in {:.1} s ({:.0}/s) | {rows} stored in {:.1} s: **{:.0} statuses/s** | batches of {:.0} on average (at most {batch_max}, {writers} at once), {:.1} ms each | RSS {:.0} → peak {:.0} MiB | load {}; {cpu_used} |",
         published.as_secs_f64(),
         rows as f64 / published.as_secs_f64(),
         ingested.as_secs_f64(),

@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p intake-tracker --bench store` (`TRACKER_BENCH_ROWS`, default 1 000 000;
 //! `TRACKER_BENCH_ONLY=sqlite` or `postgres` for one engine; `TRACKER_BENCH_DATES=ordered` for
-//! dates in arrival order, see [`date_offset_ms`]). The
+//! dates in arrival order, see [`date_offset_ms`]; `TRACKER_WRITERS`, batches stored at once,
+//! see [`writers`]). The
 //! PostgreSQL rows name the server's durability settings; `benches/with-durable-postgres.sh` runs
 //! one with fsync on.
 
@@ -64,6 +65,20 @@ fn date_offset_ms(payload: usize) -> i64 {
         Some(step) => payload as i64 * step / 1_000,
         None => (payload as i64 * 977) % SPAN_MS,
     }
+}
+
+/// Batches stored at once (`TRACKER_WRITERS`), by default the tracker's for the engine: 2 on
+/// PostgreSQL, 1 on SQLite (whose one write lock queues any more).
+fn writers(engine: &str) -> usize {
+    std::env::var("TRACKER_WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if engine == "sqlite" {
+            intake_tracker::ingest::DEFAULT_WRITERS_SQLITE
+        } else {
+            intake_tracker::ingest::DEFAULT_WRITERS_POSTGRES
+        })
+        .max(1)
 }
 
 fn dates_ordered() -> bool {
@@ -160,6 +175,11 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     let cpu = || support::cpu_of(name);
     let cpu_started = cpu();
     let mut stretch_cpu = cpu_started;
+    let writers = writers(store.engine());
+    // Up to `writers` batches stored at once, each its own transaction on its own connection (as
+    // the ingest stores a backlog's batch in parts); batches hold whole payloads, so no two touch
+    // the same payload.
+    let mut in_flight = tokio::task::JoinSet::new();
     let mut pending = Vec::with_capacity(BATCH);
     let mut stored = 0usize;
     let mut rss_peak = 0.0f64;
@@ -167,8 +187,14 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     for p in 0..payloads {
         pending.extend(statuses(p));
         if pending.len() >= BATCH {
-            stored += store.store_batch(&pending).await.unwrap().stored.len();
-            pending.clear();
+            if in_flight.len() >= writers {
+                stored += in_flight.join_next().await.unwrap().unwrap();
+            }
+            let (store, batch) = (
+                store.clone(),
+                std::mem::replace(&mut pending, Vec::with_capacity(BATCH)),
+            );
+            in_flight.spawn(async move { store.store_batch(&batch).await.unwrap().stored.len() });
             if stored - stretch_rows >= 1_000_000 {
                 rss_peak = rss_peak.max(support::rss_mib().0);
                 let now = cpu();
@@ -187,6 +213,9 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     if !pending.is_empty() {
         stored += store.store_batch(&pending).await.unwrap().stored.len();
     }
+    while let Some(done) = in_flight.join_next().await {
+        stored += done.unwrap();
+    }
     let ingest = started.elapsed();
     rss_peak = rss_peak.max(support::rss_mib().0);
     let cpu_used = cpu_per_status(cpu_started, cpu(), stored);
@@ -195,7 +224,7 @@ async fn bench(name: &str, store: Arc<dyn StatusStore>, rows: usize) {
     } else {
         "dates wrapping"
     };
-    println!("| {name} | ingest, batches of {BATCH}, {dates} | {stored} statuses in {:.1} s (load {}, RSS peak {rss_peak:.0} MiB; CPU {cpu_used}) | **{:.0} statuses/s** |", ingest.as_secs_f64(), support::load_average(), stored as f64 / ingest.as_secs_f64());
+    println!("| {name} | ingest, batches of {BATCH}, {writers} at once, {dates} | {stored} statuses in {:.1} s (load {}, RSS peak {rss_peak:.0} MiB; CPU {cpu_used}) | **{:.0} statuses/s** |", ingest.as_secs_f64(), support::load_average(), stored as f64 / ingest.as_secs_f64());
 
     let redelivered: Vec<NewStatus> = (0..BATCH / STEPS.len()).flat_map(statuses).collect();
     let started = Instant::now();

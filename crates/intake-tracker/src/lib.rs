@@ -48,6 +48,13 @@ pub fn ingest_settings(config: &TrackerConfig, bus_config: &BusConfig) -> ingest
         dlq_topic: bus_config.topic(&bus_config.topics.payload_status_dlq),
         batch_size: config.batch_size,
         batch_max: config.batch_max.max(config.batch_size),
+        writers: config
+            .writers
+            .unwrap_or(if config.database_url.starts_with("sqlite:") {
+                ingest::DEFAULT_WRITERS_SQLITE
+            } else {
+                ingest::DEFAULT_WRITERS_POSTGRES
+            }),
         batch_wait: config.batch_wait,
         retention: std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400),
         future_skew: config.future_skew,

@@ -20,6 +20,7 @@ fn settings(h: &Harness, batch_size: usize, batch_max: usize) -> IngestSettings 
         dlq_topic: h.bus_config.topic(&h.bus_config.topics.payload_status_dlq),
         batch_size,
         batch_max,
+        writers: 1,
         batch_wait: Duration::from_millis(50),
         retention: Duration::from_secs(7 * 86_400),
         future_skew: Duration::from_secs(86_400),

@@ -53,6 +53,7 @@ async fn search_timeline_and_live_status_in_a_real_browser() {
             dlq_topic: h.bus_config.topic(&h.bus_config.topics.payload_status_dlq),
             batch_size: 100,
             batch_max: 100,
+            writers: 1,
             batch_wait: Duration::from_millis(20),
             retention: Duration::from_secs(7 * 86_400),
             future_skew: Duration::from_secs(86_400),

@@ -103,6 +103,7 @@ async fn a_full_disk_pauses_ingest_until_space_returns_and_loses_nothing() {
             dlq_topic: dlq_topic.clone(),
             batch_size: 100,
             batch_max: 100,
+            writers: 1,
             batch_wait: Duration::from_millis(20),
             retention: Duration::from_secs(7 * 86_400),
             future_skew: Duration::from_secs(86_400),

@@ -1,6 +1,7 @@
 //! Ingestion through a real (embedded) bus: dead letters with their reason, duplicates stored once,
-//! replay after a crash between the database commit and the offset commit, a refused row isolated,
-//! and a database outage pausing consumption without loss (the lag gauge showing what waits).
+//! replay after a crash between the database commit and the offset commit, a batch stored in
+//! parts (retried whole when one fails; its offset committed once all are stored), a refused row
+//! isolated, and a database outage pausing consumption without loss (the lag gauge showing what waits).
 
 use crate::common;
 
@@ -29,14 +30,26 @@ fn dlq_topic(h: &Harness) -> String {
 }
 
 fn ingestor(h: &Harness, store: Arc<dyn StatusStore>) -> Ingestor {
+    ingestor_in_parts(h, store, 100, 1)
+}
+
+/// An ingestor that stores a batch of more than `batch_size` statuses in up to `writers`
+/// transactions at once.
+fn ingestor_in_parts(
+    h: &Harness,
+    store: Arc<dyn StatusStore>,
+    batch_size: usize,
+    writers: usize,
+) -> Ingestor {
     Ingestor::new(
         store,
         h.bus.clone(),
         h.metrics.clone(),
         IngestSettings {
             dlq_topic: dlq_topic(h),
-            batch_size: 100,
+            batch_size,
             batch_max: 100,
+            writers,
             batch_wait: Duration::from_millis(20),
             retention: Duration::from_secs(7 * 86_400),
             future_skew: Duration::from_secs(86_400),
@@ -258,6 +271,141 @@ async fn a_crash_between_database_commit_and_offset_commit_replays_without_dupli
     assert_eq!((report.stored, report.duplicates), (0, 5));
     consumer.commit(batch.last().unwrap()).await.unwrap();
     assert_eq!(stored(h.store.as_ref()).await, 5);
+}
+
+/// A batch stored in two transactions at once, one of which fails after the other committed (an
+/// outage, or a crash between them): the batch fails whole, nothing is committed on the bus, and the
+/// retry stores the rest, finding the part already stored as duplicates.
+#[tokio::test]
+async fn a_batch_whose_part_fails_is_retried_whole_without_duplicates() {
+    let h = Harness::new().await;
+    let faulty = FaultyStore::new(h.store.clone());
+    let faults = faulty.faults();
+    faults.fail_writes_of("part-0", true);
+    for i in 0..8 {
+        publish(&h, "k", &good(&format!("part-{i}"), "received")).await;
+    }
+    let mut consumer = subscribe(&h.bus, "payload_tracker", topic(&h)).await;
+    let batch = read_batch(consumer.as_mut(), 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 8);
+    let ingestor = ingestor_in_parts(&h, Arc::new(faulty), 2, 2);
+    let err = ingestor.process(&batch).await.unwrap_err();
+    assert!(
+        err.to_string().contains("injected outage for part-0"),
+        "{err}"
+    );
+    let first = stored(h.store.as_ref()).await;
+    assert!(
+        (1..8).contains(&first),
+        "the other part was stored in its own transaction: {first} of 8"
+    );
+    faults.fail_writes_of("part-0", false);
+    let report = ingestor.process(&batch).await.unwrap();
+    assert_eq!(
+        (report.stored, report.duplicates),
+        (8 - first as usize, first as usize)
+    );
+    assert_eq!(stored(h.store.as_ref()).await, 8);
+}
+
+/// A consumer that counts the messages it handed out and records, at each offset commit, how many
+/// statuses the store holds.
+struct RecordingConsumer {
+    inner: Box<dyn intake_bus::Consumer>,
+    store: Arc<dyn StatusStore>,
+    read: Arc<std::sync::atomic::AtomicUsize>,
+    commits: Arc<std::sync::Mutex<Vec<(i64, i64)>>>,
+}
+
+#[async_trait::async_trait]
+impl intake_bus::Consumer for RecordingConsumer {
+    async fn next(&mut self) -> Result<ReceivedMessage, intake_bus::BusError> {
+        let message = self.inner.next().await?;
+        self.read.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(message)
+    }
+
+    async fn commit(&mut self, message: &ReceivedMessage) -> Result<(), intake_bus::BusError> {
+        let held = stored(self.store.as_ref()).await;
+        self.commits.lock().unwrap().push((message.offset, held));
+        self.inner.commit(message).await
+    }
+
+    async fn lag(&mut self) -> Result<Vec<intake_bus::PartitionLag>, intake_bus::BusError> {
+        self.inner.lag().await
+    }
+}
+
+/// Parts of a batch finish in any order; its offset is committed only once every part is stored:
+/// a part held back keeps the commit waiting while the other part is already in the database.
+#[tokio::test]
+async fn a_batch_in_parts_commits_its_offset_once_every_part_is_stored() {
+    const N: i64 = 8;
+    let h = Harness::new().await;
+    let faulty = FaultyStore::new(h.store.clone());
+    let faults = faulty.faults();
+    // The first batch (offsets 0 and 1, TRACKER_BATCH_SIZE 2) waits until the rest is read, so the
+    // second holds offsets 2 to 7, more than the batch size: two transactions at once.
+    faults.hold("slow-0");
+    for i in 0..N {
+        publish(&h, "k", &good(&format!("slow-{i}"), "received")).await;
+    }
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let commits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let consumer = RecordingConsumer {
+        inner: subscribe(&h.bus, "payload_tracker", topic(&h)).await,
+        store: h.store.clone(),
+        read: read.clone(),
+        commits: commits.clone(),
+    };
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ingest::run_loop(
+        ingestor_in_parts(&h, Arc::new(faulty), 2, 2),
+        Box::new(consumer),
+        cancel.clone(),
+    ));
+    until_true(WAIT, "every message read", || async {
+        read.load(std::sync::atomic::Ordering::SeqCst) == N as usize
+    })
+    .await;
+    faults.hold("slow-5");
+    faults.release("slow-0");
+    until_true(
+        WAIT,
+        "the second batch's part without slow-5 stored",
+        || async { stored(h.store.as_ref()).await > 2 },
+    )
+    .await;
+    assert!(stored(h.store.as_ref()).await < N, "slow-5 is held back");
+    assert!(
+        commits
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(offset, _)| *offset < 2),
+        "no offset of the second batch committed while a part of it is not stored: {:?}",
+        commits.lock().unwrap()
+    );
+    faults.release("slow-5");
+    until_true(WAIT, "the last offset committed", || async {
+        commits
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|(offset, _)| *offset == N - 1)
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(stored(h.store.as_ref()).await, N);
+    for (offset, held) in commits.lock().unwrap().iter() {
+        assert!(
+            *held > *offset,
+            "offset {offset} committed while the store held {held} statuses"
+        );
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub(super) const VARIABLES: &[&str] = &[
     "TRACKER_BATCH_SIZE",
     "TRACKER_BATCH_MAX",
     "TRACKER_BATCH_WAIT",
+    "TRACKER_WRITERS",
     "TRACKER_RETENTION_DAYS",
     "TRACKER_PARTITION_DAYS_AHEAD",
     "TRACKER_FUTURE_SKEW",
@@ -43,6 +44,9 @@ pub struct TrackerConfig {
     /// `TRACKER_BATCH_MAX`: the largest batch a backlog is stored in (at least `batch_size`).
     pub batch_max: usize,
     pub batch_wait: Duration,
+    /// `TRACKER_WRITERS`: transactions a batch larger than `batch_size` is stored in at once;
+    /// `None` leaves it to the tracker (per database engine).
+    pub writers: Option<usize>,
     pub retention_days: u32,
     pub partition_days_ahead: u32,
     pub future_skew: Duration,
@@ -93,6 +97,12 @@ impl TrackerConfig {
             );
         }
         let batch_wait = r.duration("TRACKER_BATCH_WAIT", Duration::from_millis(50));
+        let writers = r
+            .raw("TRACKER_WRITERS")
+            .map(|_| r.u64("TRACKER_WRITERS", 1) as usize);
+        if writers == Some(0) {
+            r.fail("TRACKER_WRITERS", "must be at least 1");
+        }
         let retention_days = r.u64("TRACKER_RETENTION_DAYS", 7) as u32;
         if retention_days == 0 {
             r.fail("TRACKER_RETENTION_DAYS", "must be at least 1");
@@ -119,6 +129,7 @@ impl TrackerConfig {
             batch_size,
             batch_max,
             batch_wait,
+            writers,
             retention_days,
             partition_days_ahead,
             future_skew,
@@ -191,6 +202,19 @@ mod tests {
         assert!(!never.local_mode_applies(true));
         let bad = config(&[("TRACKER_LOCAL_MODE", "sometimes")]).unwrap_err();
         assert!(bad.names("TRACKER_LOCAL_MODE"));
+    }
+
+    #[test]
+    fn writers_are_left_to_the_tracker_unless_set() {
+        assert_eq!(config(&[]).unwrap().writers, None);
+        assert_eq!(
+            config(&[("TRACKER_WRITERS", "3")]).unwrap().writers,
+            Some(3)
+        );
+        for bad in ["0", "two"] {
+            let err = config(&[("TRACKER_WRITERS", bad)]).unwrap_err();
+            assert!(err.names("TRACKER_WRITERS"), "{bad}");
+        }
     }
 
     #[test]

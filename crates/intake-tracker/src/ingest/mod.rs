@@ -14,6 +14,7 @@ use chrono::Utc;
 use intake_bus::retry::Backoff;
 use intake_bus::runtime::{self, BatchHandler, BatchSettings, Handled, RuntimeError};
 use intake_bus::{Bus, BusError, Consumer, ReceivedMessage};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -41,10 +42,22 @@ pub struct IngestSettings {
     /// filling up to this, so a backlog is stored in batches of `batch_max`. Below `batch_size` it
     /// counts as `batch_size`.
     pub batch_max: usize,
+    /// `TRACKER_WRITERS`: transactions a batch larger than `batch_size` is stored in at once, each
+    /// on its own connection and holding the statuses of its own request ids (see
+    /// [`Ingestor::process`]). 1 stores every batch in one transaction.
+    pub writers: usize,
     pub batch_wait: Duration,
     pub retention: Duration,
     pub future_skew: Duration,
 }
+
+/// `TRACKER_WRITERS`' default on PostgreSQL: a backlog's batch goes in two transactions at once.
+/// One writer keeps less than one of the server's cores busy (it waits for each statement's round
+/// trip and each commit's WAL flush); two overlap those waits (BENCHMARKS.md, tracker section).
+pub const DEFAULT_WRITERS_POSTGRES: usize = 2;
+/// `TRACKER_WRITERS`' default on SQLite: one writer at a time is all SQLite allows, so more
+/// transactions would only queue for its write lock.
+pub const DEFAULT_WRITERS_SQLITE: usize = 1;
 
 /// What one batch came to.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -141,7 +154,7 @@ impl Ingestor {
             }
         }
         let started = Instant::now();
-        let (outcomes, refused) = match self.store_isolating(&valid).await {
+        let (outcomes, refused) = match self.store_in_parts(valid).await {
             Ok(stored) => {
                 self.health.set(None);
                 stored
@@ -234,42 +247,108 @@ impl Ingestor {
         }
     }
 
-    /// Stores `items`; a sub-batch the database refuses is halved until single statuses are isolated,
-    /// which are returned as `store_rejected`. An outage fails the whole call.
-    async fn store_isolating(
-        &self,
-        items: &[(usize, NewStatus)],
-    ) -> Result<(Vec<BatchOutcome>, Vec<(usize, Rejection)>), StoreError> {
-        let mut outcomes = Vec::new();
-        let mut refused = Vec::new();
-        let mut pending: Vec<&[(usize, NewStatus)]> = vec![items];
-        while let Some(part) = pending.pop() {
-            if part.is_empty() {
-                continue;
-            }
-            let statuses: Vec<NewStatus> = part.iter().map(|(_, s)| s.clone()).collect();
-            match self.store.store_batch(&statuses).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e @ StoreError::Rejected { .. }) if part.len() == 1 => {
-                    refused.push((
-                        part[0].0,
-                        Rejection {
-                            reason: "store_rejected",
-                            detail: e.detail(),
-                        },
+    /// Stores `items` in up to `writers` transactions at once when they are more than `batch_size`:
+    /// each part holds every status of its request ids (a hash of the request id picks the part), so
+    /// no two concurrent transactions touch the same payload row, status or dedup key; a payload's
+    /// last status, created_at and durations are decided inside one transaction, as with one part.
+    /// Waits for every part before answering, also when one failed, so that a retry of the batch
+    /// never runs beside a part of itself. A part that failed fails the call; the parts that were
+    /// stored are found again as duplicates when the batch is retried (at-least-once, as a crash
+    /// between the database commit and the offset commit).
+    async fn store_in_parts(&self, items: Vec<(usize, NewStatus)>) -> Result<Stored, StoreError> {
+        let parts = self
+            .settings
+            .writers
+            .max(1)
+            .min(items.len().div_ceil(self.settings.batch_size.max(1)));
+        if parts <= 1 {
+            return store_isolating(self.store.as_ref(), &items).await;
+        }
+        let mut groups: Vec<Vec<(usize, NewStatus)>> = (0..parts)
+            .map(|_| Vec::with_capacity(items.len() / parts + 1))
+            .collect();
+        for item in items {
+            groups[part_of(&item.1.request_id, parts)].push(item);
+        }
+        let mut tasks = JoinSet::new();
+        for group in groups {
+            let store = self.store.clone();
+            tasks.spawn(async move { store_isolating(store.as_ref(), &group).await });
+        }
+        let (mut outcomes, mut refused, mut failure) = (Vec::new(), Vec::new(), None);
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok((o, r))) => {
+                    outcomes.extend(o);
+                    refused.extend(r);
+                }
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                // A part that panicked is the batch handler's panic, as with one part.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {
+                    failure.get_or_insert(StoreError::unavailable(
+                        "a part of the batch was cancelled",
                     ));
                 }
-                Err(StoreError::Rejected { .. }) => {
-                    let (first, second) = part.split_at(part.len() / 2);
-                    // Stack order: the first half is stored first, keeping message order.
-                    pending.push(second);
-                    pending.push(first);
-                }
-                Err(e) => return Err(e),
             }
         }
-        Ok((outcomes, refused))
+        match failure {
+            Some(e) => Err(e),
+            None => Ok((outcomes, refused)),
+        }
     }
+}
+
+/// What storing a batch came to: the outcome of each transaction and the statuses the database
+/// refused, by index in the batch.
+type Stored = (Vec<BatchOutcome>, Vec<(usize, Rejection)>);
+
+/// Which of `parts` parts the statuses of `request_id` go to: the same for every status of a request
+/// id, so all of its payload rows are written by one transaction.
+fn part_of(request_id: &str, parts: usize) -> usize {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    request_id.hash(&mut hasher);
+    (hasher.finish() % parts as u64) as usize
+}
+
+/// Stores `items`; a sub-batch the database refuses is halved until single statuses are isolated,
+/// which are returned as `store_rejected`. An outage fails the whole call.
+async fn store_isolating(
+    store: &dyn StatusStore,
+    items: &[(usize, NewStatus)],
+) -> Result<Stored, StoreError> {
+    let mut outcomes = Vec::new();
+    let mut refused = Vec::new();
+    let mut pending: Vec<&[(usize, NewStatus)]> = vec![items];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let statuses: Vec<NewStatus> = part.iter().map(|(_, s)| s.clone()).collect();
+        match store.store_batch(&statuses).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e @ StoreError::Rejected { .. }) if part.len() == 1 => {
+                refused.push((
+                    part[0].0,
+                    Rejection {
+                        reason: "store_rejected",
+                        detail: e.detail(),
+                    },
+                ));
+            }
+            Err(StoreError::Rejected { .. }) => {
+                let (first, second) = part.split_at(part.len() / 2);
+                // Stack order: the first half is stored first, keeping message order.
+                pending.push(second);
+                pending.push(first);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((outcomes, refused))
 }
 
 /// Stores one batch, retrying the whole batch (the dedup key makes that safe) with intake-bus's

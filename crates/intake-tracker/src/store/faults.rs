@@ -1,6 +1,7 @@
 //! A wrapper that makes any store look down (every call fails with [`StoreError::Unavailable`]),
-//! unable to write while it still answers reads (a full disk, a lock held elsewhere), or refuse given
-//! statuses (as the database refusing a row), for tests of the ingest loop and health.
+//! unable to write while it still answers reads (a full disk, a lock held elsewhere), refuse given
+//! statuses (as the database refusing a row), or fail or hold back the batches of given request ids
+//! (one transaction of several failing or slow), for tests of the ingest loop and health.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,8 @@ pub struct StoreFaults {
     down: Arc<AtomicBool>,
     write_error: Arc<Mutex<Option<String>>>,
     refused: Arc<Mutex<HashSet<String>>>,
+    unwritable: Arc<Mutex<HashSet<String>>>,
+    held: Arc<tokio::sync::watch::Sender<HashSet<String>>>,
     failed_calls: Arc<AtomicU64>,
 }
 
@@ -45,6 +48,35 @@ impl StoreFaults {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request_id.to_owned());
+    }
+
+    /// While `on`, a batch holding a status of this request id fails as unavailable (an outage that
+    /// hits one transaction of several) and stores nothing.
+    pub fn fail_writes_of(&self, request_id: &str, on: bool) {
+        let mut unwritable = self
+            .unwritable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if on {
+            unwritable.insert(request_id.to_owned());
+        } else {
+            unwritable.remove(request_id);
+        }
+    }
+
+    /// A batch holding a status of this request id waits, before it is stored, until
+    /// [`release`](Self::release) (a slow transaction).
+    pub fn hold(&self, request_id: &str) {
+        self.held.send_modify(|held| {
+            held.insert(request_id.to_owned());
+        });
+    }
+
+    /// Lets the batches [`hold`](Self::hold) keeps waiting for `request_id` go on.
+    pub fn release(&self, request_id: &str) {
+        self.held.send_modify(|held| {
+            held.remove(request_id);
+        });
     }
 
     /// Calls that failed because of an injected fault.
@@ -104,6 +136,24 @@ impl StatusStore for FaultyStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let unwritable = self
+            .faults
+            .unwritable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(hit) = batch.iter().find(|s| unwritable.contains(&s.request_id)) {
+            self.faults.failed_calls.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::unavailable(format!(
+                "injected outage for {}",
+                hit.request_id
+            )));
+        }
+        let mut held = self.faults.held.subscribe();
+        // The sender lives in `self.faults`, so waiting cannot end with it dropped.
+        let _ = held
+            .wait_for(|held| !batch.iter().any(|s| held.contains(&s.request_id)))
+            .await;
         if let Some(bad) = batch.iter().find(|s| refused.contains(&s.request_id)) {
             self.faults.failed_calls.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::rejected(format!(
