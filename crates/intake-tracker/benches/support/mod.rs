@@ -19,6 +19,13 @@ pub async fn fresh_postgres(admin: &str) -> String {
 /// change them); `benches/with-durable-postgres.sh` runs one with PostgreSQL's defaults (all on).
 pub async fn durability(admin: &str) -> String {
     let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    if let Some(postmaster) = parent_of(&backend.to_string()) {
+        let _ = POSTMASTER.set(postmaster);
+    }
     let mut values = Vec::new();
     for setting in ["fsync", "synchronous_commit", "full_page_writes"] {
         let v: String = sqlx::query_scalar(&format!("SHOW {setting}"))
@@ -78,7 +85,10 @@ pub fn cpu_seconds(pid: &str) -> f64 {
 /// processes: `(bench, server)`.
 pub fn cpu_of(store_name: &str) -> (f64, f64) {
     let server = if store_name.starts_with("PostgreSQL") {
-        cpu_seconds_named("postgres")
+        match POSTMASTER.get() {
+            Some(postmaster) => cpu_seconds_of_server(postmaster),
+            None => cpu_seconds_named("postgres"),
+        }
     } else {
         0.0
     };
@@ -100,4 +110,32 @@ pub fn cpu_seconds_named(name: &str) -> f64 {
         })
         .map(|pid| cpu_seconds(&pid))
         .sum()
+}
+
+/// The server the benches measure: its postmaster's process id, found by [`durability`] from a
+/// backend's parent. Other PostgreSQL servers on the host (the harness's, another bench's) then do
+/// not count, nor does one of them stopping mid-run take its CPU time out of the sum.
+static POSTMASTER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The parent process id of `pid` (`/proc/<pid>/stat`, the field after the state).
+fn parent_of(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// CPU seconds of a server: its postmaster (with the backends that ended, its waited-for
+/// children) and every living child of it (backends, WAL writer, checkpointer, autovacuum).
+fn cpu_seconds_of_server(postmaster: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let children: f64 = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| parent_of(pid).as_deref() == Some(postmaster))
+        .map(|pid| cpu_seconds(&pid))
+        .sum();
+    cpu_seconds(postmaster) + children
 }
