@@ -2,12 +2,14 @@
 //! durable with an fsync of the bucket folder; one fsync covers every change made before it
 //! started, so concurrent callers share one instead of queueing one each.
 //!
-//! Callers wait as tasks, not threads: only the leader's fsync runs on the blocking pool. (Waiting
-//! on a condition variable kept one blocking thread per waiter, so a burst of uploads grew the
-//! pool by dozens of threads that were created, switched between and retired again.)
+//! Async callers wait as tasks, not threads: only the leader's fsync runs on the blocking pool.
+//! (Waiting on a condition variable kept one blocking thread per waiter, so a burst of uploads grew
+//! the pool by dozens of threads that were created, switched between and retired again.) Code that
+//! already runs on a blocking thread for the whole of its write ([`GroupSync::sync_blocking`]) waits
+//! there instead of handing off to the pool and back.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
@@ -16,6 +18,8 @@ use tokio::sync::Notify;
 pub(crate) struct GroupSync {
     state: Mutex<State>,
     done: Notify,
+    /// The same signal as `done`, for callers waiting on a thread.
+    done_blocking: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +77,38 @@ impl GroupSync {
         }
     }
 
+    /// [`GroupSync::sync`] for a caller on a blocking thread: it waits on this thread and, when it
+    /// leads, runs the fsync here. Shares its groups with async callers.
+    pub(crate) fn sync_blocking(&self, dir: &Path) -> std::io::Result<()> {
+        let mut state = self.lock();
+        state.issued += 1;
+        let ticket = state.issued;
+        loop {
+            if state.synced >= ticket {
+                return Ok(());
+            }
+            if state.running {
+                state = self
+                    .done_blocking
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            state.running = true;
+            let covers = state.issued;
+            drop(state);
+            let mut lead = Lead {
+                group: self,
+                covered: None,
+            };
+            let result = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            lead.covered = result.is_ok().then_some(covers);
+            drop(lead);
+            result?;
+            state = self.lock();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -95,6 +131,7 @@ impl Drop for Lead<'_> {
         }
         drop(state);
         self.group.done.notify_waiters();
+        self.group.done_blocking.notify_all();
     }
 }
 
@@ -129,6 +166,52 @@ mod tests {
         assert_eq!(state.issued, 320);
         assert_eq!(state.synced, 320);
         assert!(!state.running);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_on_threads_and_tasks_share_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = Arc::new(GroupSync::default());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (group, dir) = (group.clone(), dir.path().to_owned());
+                tokio::task::spawn_blocking(move || {
+                    for _ in 0..20 {
+                        group.sync_blocking(&dir).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (group, dir) = (group.clone(), dir.path().to_owned());
+                tokio::spawn(async move {
+                    for _ in 0..20 {
+                        group.sync(&dir).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads.into_iter().chain(tasks) {
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("every caller returns")
+                .unwrap();
+        }
+        let state = group.lock();
+        assert_eq!(state.issued, 320);
+        assert_eq!(state.synced, 320);
+        assert!(!state.running);
+    }
+
+    #[test]
+    fn a_failed_sync_on_a_thread_is_reported() {
+        let group = GroupSync::default();
+        let missing = Path::new("/nonexistent/intake-group-sync");
+        assert!(group.sync_blocking(missing).is_err());
+        let state = group.lock();
+        assert_eq!(state.synced, 0);
+        assert!(!state.running, "a failed leader gives the lead back");
     }
 
     #[tokio::test]
