@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{groups, store, writer, Shared};
+use super::{groups, store, write, writer, Shared};
 use crate::{BusError, Consumer, PartitionLag, ReceivedMessage, StartFrom, Subscription};
 
 /// Messages read from the database in one query.
@@ -392,7 +392,7 @@ impl Consumer for EmbeddedConsumer {
             return Err(not_owned());
         }
         let (reply, answer) = oneshot::channel();
-        let commit = store::OffsetCommit {
+        let commit = write::OffsetCommit {
             group: self.group.clone(),
             topic: message.topic.clone(),
             partition: message.partition,

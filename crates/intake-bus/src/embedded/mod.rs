@@ -29,6 +29,7 @@ mod groups;
 mod partitioner;
 mod schema;
 mod store;
+mod write;
 mod writer;
 
 use std::collections::HashMap;
@@ -182,7 +183,7 @@ impl EmbeddedBus {
         if deleted > 0 {
             tracing::info!(deleted, dir = %dir.display(), "embedded bus retention removed old messages");
         }
-        let writer = writer::spawn(shared.clone());
+        let writer = writer::spawn(shared.clone(), dir.join(DATABASE_FILE))?;
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(
             sweep_periodically(shared.clone(), stopped)
@@ -267,10 +268,25 @@ impl Bus for EmbeddedBus {
         for spec in topics {
             store::validate_topic(&spec.name)?;
         }
-        store::create_topics(
-            &self.shared.pool,
-            topics,
-            self.shared.options.default_partitions,
+        let mut counts = Vec::with_capacity(topics.len());
+        for spec in topics {
+            counts.push((
+                spec.name.clone(),
+                store::partition_count(
+                    &spec.name,
+                    spec.partitions,
+                    self.shared.options.default_partitions,
+                )?,
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        writer::submit(
+            &self.writer,
+            writer::Pending::CreateTopics {
+                topics: counts,
+                reply,
+            },
+            answer,
         )
         .await
     }

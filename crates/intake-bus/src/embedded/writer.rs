@@ -1,14 +1,18 @@
-//! The single writer of a bus instance: it takes the writes waiting in its queue (publishes and
-//! consumer commits) and applies them together in one transaction (group commit), so concurrent
-//! publishers and consumers share one fsync and never wait on each other's SQLite write lock (a
-//! lock SQLite's busy handler would retry with sleeps of up to 100 ms).
+//! The single writer of a bus instance: a thread of its own that takes the writes waiting in its
+//! queue (publishes, consumer commits, topic creations) and applies them together in one
+//! transaction on its own connection (group commit), so concurrent publishers and consumers share
+//! one fsync and never wait on each other's SQLite write lock (a lock SQLite's busy handler would
+//! retry with sleeps of up to 100 ms). A batch costs one hand-off to the thread and one back,
+//! whatever its statements ([`super::write`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::partitioner::Partitioner;
+use super::write::{self, OffsetCommit, Writes};
 use super::{store, Shared};
 use crate::{BusError, Delivery, OutgoingMessage};
 
@@ -26,72 +30,99 @@ pub(crate) enum Pending {
     /// Stores `commit.next` as the group's offset on the partition while `commit.holder` holds its
     /// lease; the reply says whether it was stored.
     Commit {
-        commit: store::OffsetCommit,
+        commit: OffsetCommit,
         reply: oneshot::Sender<Result<bool, BusError>>,
+    },
+    /// Creates the topics that do not exist yet with the given partition counts (checked).
+    CreateTopics {
+        topics: Vec<(String, i32)>,
+        reply: oneshot::Sender<Result<(), BusError>>,
     },
 }
 
-/// Starts the writer; it ends when every sender is dropped (the bus and its consumers are dropped).
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the writer is named and ends when every sender is dropped (the bus and its consumers)"
-)]
-pub(crate) fn spawn(shared: Arc<Shared>) -> mpsc::Sender<Pending> {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(shared, rx).instrument(tracing::info_span!("bus.embedded.writer")));
-    tx
+impl Pending {
+    fn fail(self, e: BusError) {
+        match self {
+            Pending::Publish { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Pending::Commit { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Pending::CreateTopics { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
 }
 
+/// Starts the writer thread on `file` and its checkpointer; both end when every sender is dropped
+/// (the bus and its consumers are dropped).
 #[allow(
     clippy::disallowed_methods,
-    reason = "the checkpointer is named and ends with the writer, which drops its stop sender"
+    reason = "the checkpointer is named and ends with the writer thread, which drops its stop sender"
 )]
-async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
-    // The checkpointer lives as long as the writer: it stops when `_stop_checkpoints` is dropped.
-    let (_stop_checkpoints, stopped) = oneshot::channel::<()>();
+pub(crate) fn spawn(shared: Arc<Shared>, file: PathBuf) -> Result<mpsc::Sender<Pending>, BusError> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (stop_checkpoints, stopped) = oneshot::channel::<()>();
+    let thread_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("bus-writer".into())
+        .spawn(move || {
+            run(&thread_shared, &file, rx);
+            drop(stop_checkpoints);
+        })
+        .map_err(|e| BusError::backend_from("starting the embedded bus writer", e))?;
     tokio::spawn(
-        checkpoint_periodically(shared.clone(), stopped)
+        checkpoint_periodically(shared, stopped)
             .instrument(tracing::info_span!("bus.embedded.checkpoint")),
     );
-    // The writer keeps one connection, so no reader can leave it waiting for the pool.
-    let mut conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
+    Ok(tx)
+}
+
+fn run(shared: &Shared, file: &std::path::Path, mut queue: mpsc::Receiver<Pending>) {
+    let mut conn: Option<rusqlite::Connection> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Keyless messages take each topic's partitions in turn, across batches.
     let mut partitioner = Partitioner::default();
     let default_partitions = shared.options.default_partitions;
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // A publisher that gave up (timed out) still gets its message written: like a broker, the
-        // bus cannot take back what it was handed.
-        let mut messages = Vec::new();
-        let mut commits = Vec::new();
-        for pending in &batch {
-            match pending {
-                Pending::Publish { message, .. } => messages.push(message),
-                Pending::Commit { commit, .. } => commits.push(commit),
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
             }
         }
-        let published = !messages.is_empty();
-        let written = match &mut conn {
-            Some(c) => {
-                store::write(c, &messages, &commits, &mut partitioner, default_partitions).await
+        // A publisher that gave up (timed out) still gets its message written: like a broker, the
+        // bus cannot take back what it was handed.
+        let mut writes = Writes::default();
+        for pending in &batch {
+            match pending {
+                Pending::Publish { message, .. } => writes.messages.push(message),
+                Pending::Commit { commit, .. } => writes.commits.push(commit),
+                Pending::CreateTopics { topics, .. } => writes
+                    .topics
+                    .extend(topics.iter().map(|(name, count)| (name.as_str(), *count))),
             }
-            None => match shared.pool.acquire().await {
-                Ok(c) => {
-                    store::write(
-                        conn.insert(c),
-                        &messages,
-                        &commits,
-                        &mut partitioner,
-                        default_partitions,
-                    )
-                    .await
-                }
+        }
+        let published = !writes.messages.is_empty();
+        let written = match &mut conn {
+            Some(c) => write::apply(c, &writes, &mut partitioner, default_partitions),
+            None => match write::open(file, &shared.options) {
+                Ok(c) => write::apply(
+                    conn.insert(c),
+                    &writes,
+                    &mut partitioner,
+                    default_partitions,
+                ),
                 Err(e) => Err(BusError::unavailable_from(
                     "no connection to the embedded bus database",
                     e,
                 )),
             },
         };
+        drop(writes);
         match written {
             Ok((deliveries, stored)) => {
                 let (mut deliveries, mut stored) = (deliveries.into_iter(), stored.into_iter());
@@ -108,6 +139,9 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
                         Pending::Commit { reply, .. } => {
                             let _ = reply.send(stored.next().ok_or(BusError::Closed));
                         }
+                        Pending::CreateTopics { reply, .. } => {
+                            let _ = reply.send(Ok(()));
+                        }
                     }
                 }
                 drop(ends);
@@ -120,14 +154,7 @@ async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Pending>) {
                 // A fresh connection for the next batch, in case this one is what broke.
                 conn = None;
                 for pending in batch.drain(..) {
-                    match pending {
-                        Pending::Publish { reply, .. } => {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                        Pending::Commit { reply, .. } => {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
+                    pending.fail(e.clone());
                 }
             }
         }
