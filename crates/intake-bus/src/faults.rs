@@ -54,6 +54,7 @@ pub struct FaultHandle {
     state: Arc<Mutex<State>>,
     injected: Arc<AtomicU64>,
     injected_commits: Arc<AtomicU64>,
+    passed_commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for FaultHandle {
@@ -117,6 +118,11 @@ impl FaultHandle {
     /// is true (as when the broker cannot be reached).
     pub fn fail_next(&self, failing: bool) {
         self.state().next = failing;
+    }
+
+    /// How many commits went through to the wrapped bus and succeeded so far.
+    pub fn commits(&self) -> u64 {
+        self.passed_commits.load(Ordering::Relaxed)
     }
 
     /// How many commits were failed on purpose so far.
@@ -257,7 +263,11 @@ impl Consumer for FaultyConsumer {
                 "injected fault: the commit was not acknowledged",
             ));
         }
-        self.inner.commit(message).await
+        let committed = self.inner.commit(message).await;
+        if committed.is_ok() {
+            self.faults.passed_commits.fetch_add(1, Ordering::Relaxed);
+        }
+        committed
     }
 
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, BusError> {

@@ -41,6 +41,8 @@ macro_rules! runtime_contract_tests {
             runtime_handles_one_keys_messages_one_at_a_time_in_order,
             runtime_drops_a_revoked_commit_without_retrying,
             runtime_retries_refused_commits_while_consuming,
+            runtime_messages_finished_within_the_commit_delay_share_a_commit,
+            runtime_a_full_window_commits_at_once,
             runtime_cancel_ends_a_fetch_retry_at_once,
             runtime_cancel_ends_a_publish_retry_at_once,
             runtime_grace_lets_a_running_message_finish,
@@ -345,14 +347,13 @@ pub async fn runtime_drops_a_revoked_commit_without_retrying(bus: Arc<dyn Bus>) 
     faults.revoke_commits(true);
     let seen = Arc::new(Seen::default());
     let handler = Record::plain(seen.clone());
-    let running = start(
-        bus.as_ref(),
-        &group,
-        &topic,
-        handler,
-        Settings::new("test", 64),
-    )
-    .await;
+    // Commits as messages finish, so that every refusal has happened once all are handled and a
+    // later refusal can only be a retry.
+    let settings = Settings {
+        commit_delay: Duration::ZERO,
+        ..Settings::new("test", 64)
+    };
+    let running = start(bus.as_ref(), &group, &topic, handler, settings).await;
     publish_n(bus.as_ref(), &topic, "m", 10, |i| format!("k{i}")).await;
     seen.wait_for(10, "10 messages handled while commits are refused")
         .await;
@@ -371,6 +372,52 @@ pub async fn runtime_drops_a_revoked_commit_without_retrying(bus: Arc<dyn Bus>) 
     // Consumption goes on, and the next commit lands.
     publish_n(bus.as_ref(), &topic, "n", 1, |_| "k".into()).await;
     seen.wait_for(11, "a message after the refusals").await;
+    stop(running, Duration::from_secs(10)).await.unwrap();
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
+}
+
+/// Messages that finish within the commit delay share one commit, made while the runtime runs.
+pub async fn runtime_messages_finished_within_the_commit_delay_share_a_commit(bus: Arc<dyn Bus>) {
+    let (bus, faults) = with_faults(bus);
+    let topic = fresh_topic(bus.as_ref(), "rt-delay", 1).await;
+    let group = unique("g");
+    let seen = Arc::new(Seen::default());
+    let handler = Record::plain(seen.clone());
+    let settings = Settings {
+        commit_delay: Duration::from_secs(3),
+        ..Settings::new("test", 64)
+    };
+    let running = start(bus.as_ref(), &group, &topic, handler, settings).await;
+    publish_n(bus.as_ref(), &topic, "m", 20, |i| format!("k{i}")).await;
+    seen.wait_for(20, "20 messages handled").await;
+    poll::until_true(WAIT, "a commit while the runtime runs", || async {
+        faults.commits() > 0
+    })
+    .await;
+    assert!(
+        faults.commits() <= 2,
+        "20 messages finished within the delay share their commits: {} commits",
+        faults.commits()
+    );
+    stop(running, Duration::from_secs(10)).await.unwrap();
+    assert_everything_committed(bus.as_ref(), &group, &topic).await;
+}
+
+/// Finished messages waiting for their commit do not hold the in-flight window: when it is full,
+/// they are committed at once and fetching goes on.
+pub async fn runtime_a_full_window_commits_at_once(bus: Arc<dyn Bus>) {
+    let topic = fresh_topic(bus.as_ref(), "rt-window", 1).await;
+    let group = unique("g");
+    let seen = Arc::new(Seen::default());
+    let handler = Record::plain(seen.clone());
+    let settings = Settings {
+        commit_delay: Duration::from_secs(3600),
+        ..Settings::new("test", 4)
+    };
+    let running = start(bus.as_ref(), &group, &topic, handler, settings).await;
+    publish_n(bus.as_ref(), &topic, "m", 12, |i| format!("k{i}")).await;
+    seen.wait_for(12, "12 messages handled through a window of 4")
+        .await;
     stop(running, Duration::from_secs(10)).await.unwrap();
     assert_everything_committed(bus.as_ref(), &group, &topic).await;
 }
