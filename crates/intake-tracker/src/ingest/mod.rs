@@ -1,5 +1,6 @@
-//! Ingestion: batches from `platform.payload-status`, checked, stored in one transaction, bad ones
-//! dead-lettered with their reason, offsets committed only after the database commit (at-least-once).
+//! Ingestion: batches from `platform.payload-status`, checked, stored in one transaction (a
+//! backlog's larger batch in up to `writers` at once, split by request id), bad ones dead-lettered
+//! with their reason, offsets committed only after every database commit (at-least-once).
 //! A database outage pauses consumption (nothing committed or dead-lettered), retried with
 //! intake-bus's one policy (100 ms doubling to 5 s, jittered, until cancelled).
 
@@ -140,9 +141,10 @@ impl Ingestor {
         }
     }
 
-    /// Processes one batch: checks every message, stores the good ones in one transaction (halving a
-    /// batch the database refuses until the culprit is isolated), dead-letters the bad ones. Commits
-    /// nothing: the caller commits offsets after this returns `Ok`.
+    /// Processes one batch: checks every message, stores the good ones in one transaction, or in up
+    /// to `writers` at once when they are more than `batch_size` (halving a part the database
+    /// refuses until the culprit is isolated), dead-letters the bad ones. Commits nothing: the
+    /// caller commits offsets after this returns `Ok`, which it does only once every part is stored.
     pub async fn process(&self, batch: &[ReceivedMessage]) -> Result<BatchReport, BatchError> {
         let window = self.window();
         let mut valid: Vec<(usize, NewStatus)> = Vec::with_capacity(batch.len());
