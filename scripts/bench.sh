@@ -4,7 +4,8 @@
 # target/bench/system.md; BENCHMARKS.md quotes it.
 #
 #   scripts/bench.sh                  # every case
-#   scripts/bench.sh small large      # some of: small large roundtrip steady connections parts
+#   scripts/bench.sh small large      # some of: small large roundtrip steady connections
+#                                     #   ingress_connections parts
 #
 # Knobs: BENCH_SMALL_DURATION (30s), BENCH_SMALL_CONCURRENCY (50), BENCH_LARGE_SIZE (1GiB as bytes,
 # 1073741824), BENCH_ROUNDTRIP_COUNT (2000), BENCH_STEADY_SECONDS (60), BENCH_STEADY_CONCURRENCY
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CASES=("$@")
-[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip steady connections parts)
+[ ${#CASES[@]} -gt 0 ] || CASES=(small large roundtrip steady connections ingress_connections parts)
 
 SMALL_DURATION=${BENCH_SMALL_DURATION:-30s}
 SMALL_CONCURRENCY=${BENCH_SMALL_CONCURRENCY:-50}
@@ -58,7 +59,7 @@ start_serve() {
   env INTAKE_DATA_DIR="$dir/data" INGRESS_LISTEN="127.0.0.1:$PORT" \
     INGRESS_PUBLIC_URL="http://127.0.0.1:$PORT" TRACKER_LISTEN="127.0.0.1:$(free_port)" \
     STORAGE_URL_SIGNING_KEY=bench LOG_LEVEL=warn "$@" \
-    "$BIN" serve >"$dir/serve.log" 2>&1 &
+    "$BIN" "${SERVE_COMMAND:-serve}" >"$dir/serve.log" 2>&1 &
   SERVE_PID=$!
   local i
   for i in $(seq 1 300); do
@@ -305,7 +306,7 @@ PY
 # else waits in line (a fresh server for each count, 15 s each).
 connections() {
   {
-    echo "### Few connections: 10 KiB uploads, one after the other on each connection, 15 s each"
+    echo "### Few connections: 10 KiB uploads, one after the other on each connection, 15 s each${1:+ ($1)}"
     echo
     echo "| connections | accepted/s | mean | p50 | p99 | answers |"
     echo "|---|---|---|---|---|---|"
@@ -320,6 +321,12 @@ connections() {
       "$WORK/connections-$c.json" >>"$REPORT"
   done
   echo >>"$REPORT"
+}
+
+# The same with `intake ingress` alone (the embedded bus, nothing consuming): the upload service by
+# itself, as the Python upload service was measured.
+ingress_connections() {
+  SERVE_COMMAND=ingress connections "\`intake ingress\` alone"
 }
 
 # Ingress, validator and tracker as three processes on one data directory (the embedded bus
