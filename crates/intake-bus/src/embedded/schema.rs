@@ -140,7 +140,7 @@ async fn open(file: &Path, options: &EmbeddedOptions) -> Result<SqlitePool, BusE
         // the threshold: one there stalls every publish waiting on that commit.
         .pragma("wal_autocheckpoint", "0");
     let pool = SqlitePoolOptions::new()
-        // One connection is the writer's for good; the rest serve consumers' reads and leases.
+        // Consumers' reads, leases and checkpoints; the writer has a connection of its own (`write`).
         .max_connections(8)
         .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
         .connect_with(connect)

@@ -145,21 +145,29 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_callers_all_return_after_a_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let group = Arc::new(GroupSync::default());
-        let tasks: Vec<_> = (0..16)
+    /// `n` tasks, each syncing `dir` 20 times through `group`.
+    fn async_callers(
+        group: &Arc<GroupSync>,
+        dir: &Path,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..n)
             .map(|_| {
-                let (group, dir) = (group.clone(), dir.path().to_owned());
+                let (group, dir) = (group.clone(), dir.to_owned());
                 tokio::spawn(async move {
                     for _ in 0..20 {
                         group.sync(&dir).await.unwrap();
                     }
                 })
             })
-            .collect();
-        for t in tasks {
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_all_return_after_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = Arc::new(GroupSync::default());
+        for t in async_callers(&group, dir.path(), 16) {
             t.await.unwrap();
         }
         let state = group.lock();
@@ -182,16 +190,7 @@ mod tests {
                 })
             })
             .collect();
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let (group, dir) = (group.clone(), dir.path().to_owned());
-                tokio::spawn(async move {
-                    for _ in 0..20 {
-                        group.sync(&dir).await.unwrap();
-                    }
-                })
-            })
-            .collect();
+        let tasks = async_callers(&group, dir.path(), 8);
         for t in threads.into_iter().chain(tasks) {
             tokio::time::timeout(Duration::from_secs(30), t)
                 .await
