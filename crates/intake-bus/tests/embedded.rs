@@ -859,3 +859,95 @@ async fn age_past(published: std::time::Instant, retention: Duration) {
     )
     .await;
 }
+
+/// A member renews its lease through the same writer as the publishes: with publishers keeping
+/// the writer busy without a pause, its renewals still land in time, so it never loses its
+/// partition and every commit of what it reads is accepted. (Written beside the writer, a renewal
+/// waited for SQLite's lock in its busy handler, which a writer taking the lock back to back can
+/// starve for seconds: under `intake serve`'s steady load the validator lost its lease within
+/// 30 s. Here that took larger messages, and then happened in one run of two to four.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_keeps_its_lease_while_publishers_keep_the_writer_busy() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let lease_expiry = Duration::from_millis(300);
+    let bus = open(
+        dir.path(),
+        EmbeddedOptions {
+            lease_expiry,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await;
+    let topic = fresh_topic(&bus, "busy", 1).await;
+    let noise = fresh_topic(&bus, "noise", 1).await;
+    let mut consumer = join(&bus, &unique("g"), &topic, StartFrom::Earliest).await;
+    let (stop, published) = (Arc::new(AtomicBool::new(false)), AtomicU64::new(0));
+    // The disk shared with others' fsyncs (payload files, as in `intake serve`), so each of the
+    // writer's commits holds SQLite's lock for longer.
+    let disk = {
+        let (stop, file) = (stop.clone(), dir.path().join("other-fsyncs"));
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::File::create(file).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all_at(&[7; 64 * 1024], 0).unwrap();
+                f.sync_data().unwrap();
+            }
+        })
+    };
+
+    let publishers = futures::future::join_all((0..32).map(|p| {
+        let (bus, noise, stop, published) = (&bus, &noise, &*stop, &published);
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                bus.publish(OutgoingMessage::new(noise, format!("p{p}").repeat(700)))
+                    .await
+                    .expect("a busy bus still publishes");
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }));
+    let reader = async {
+        // Ten lease lifetimes of reading and committing under the load.
+        let until = std::time::Instant::now() + lease_expiry * 10;
+        let mut read = 0;
+        while std::time::Instant::now() < until {
+            let value = format!("m{read}");
+            bus.publish(OutgoingMessage::new(&topic, value.as_str()))
+                .await
+                .unwrap();
+            let got = next_within(&mut *consumer, "the next message of a held partition").await;
+            assert_eq!(
+                text(&got.value),
+                value,
+                "nothing skipped or delivered twice"
+            );
+            consumer
+                .commit(&got)
+                .await
+                .expect("the member still holds its partition");
+            read += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        read
+    };
+    let (_, read) = tokio::join!(publishers, reader);
+    disk.join().unwrap();
+    assert!(
+        read > 10,
+        "only {read} messages read in {:?}",
+        lease_expiry * 10
+    );
+    assert!(
+        published.load(Ordering::Relaxed) > 100,
+        "the publishers did not keep the writer busy"
+    );
+    println!(
+        "{read} read and committed beside {} publishes",
+        published.load(Ordering::Relaxed)
+    );
+    let held = consumer.lag().await.unwrap();
+    assert_eq!(held.len(), 1, "the partition is still held: {held:?}");
+}

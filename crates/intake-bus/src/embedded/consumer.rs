@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{groups, store, write, writer, Shared};
+use super::groups::{self, GroupWrite, LeaseKey};
+use super::{store, write, writer, Shared};
 use crate::{BusError, Consumer, PartitionLag, ReceivedMessage, StartFrom, Subscription};
 
 /// Messages read from the database in one query.
@@ -79,7 +80,16 @@ impl EmbeddedConsumer {
         names.dedup();
         let member = uuid::Uuid::new_v4().simple().to_string();
         let expiry = shared.options.lease_expiry;
-        groups::announce_member(&shared.pool, &subscription.group, &names, &member, expiry).await?;
+        writer::change_group(
+            &writer,
+            GroupWrite::Announce {
+                group: subscription.group.clone(),
+                topics: names.clone(),
+                member: member.clone(),
+                expiry,
+            },
+        )
+        .await?;
         let counts = store::partition_counts(&shared.pool).await?;
         let topics = names
             .iter()
@@ -98,6 +108,7 @@ impl EmbeddedConsumer {
         tokio::spawn(
             heartbeat(
                 shared.clone(),
+                writer.clone(),
                 subscription.group.clone(),
                 member.clone(),
                 names,
@@ -140,6 +151,16 @@ impl EmbeddedConsumer {
         });
     }
 
+    /// This member's lease on a partition.
+    fn lease(&self, topic: &str, partition: i32) -> LeaseKey {
+        LeaseKey {
+            group: self.group.clone(),
+            topic: topic.to_owned(),
+            partition,
+            holder: self.member.clone(),
+        }
+    }
+
     fn holds(&self, topic: &str, partition: i32) -> bool {
         self.held
             .iter()
@@ -167,12 +188,14 @@ impl EmbeddedConsumer {
             if !members.contains(&self.member) {
                 // The announcement ran out (a stall longer than the lease): announce again, as the
                 // newest member.
-                groups::announce_member(
-                    &pool,
-                    &self.group,
-                    std::slice::from_ref(&name),
-                    &self.member,
-                    expiry,
+                writer::change_group(
+                    &self.writer,
+                    GroupWrite::Announce {
+                        group: self.group.clone(),
+                        topics: vec![name.clone()],
+                        member: self.member.clone(),
+                        expiry,
+                    },
                 )
                 .await?;
                 members.push(self.member.clone());
@@ -207,15 +230,9 @@ impl EmbeddedConsumer {
                     continue;
                 }
                 let started = Instant::now();
-                if !groups::acquire_lease(
-                    &pool,
-                    &self.group,
-                    &name,
-                    partition,
-                    &self.member,
-                    expiry,
-                )
-                .await?
+                let lease = self.lease(&name, partition);
+                if !writer::change_group(&self.writer, GroupWrite::Acquire { lease, expiry })
+                    .await?
                 {
                     continue;
                 }
@@ -259,16 +276,9 @@ impl EmbeddedConsumer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(topic.to_owned(), partition));
-        match groups::release_lease(
-            &self.shared.pool,
-            &self.group,
-            topic,
-            partition,
-            &self.member,
-        )
-        .await
-        {
-            Ok(()) => {
+        let lease = self.lease(topic, partition);
+        match writer::change_group(&self.writer, GroupWrite::Release { lease }).await {
+            Ok(_) => {
                 tracing::debug!(group = %self.group, topic, partition, "embedded bus partition handed over");
                 self.shared.notify.notify_waiters();
             }
@@ -438,6 +448,7 @@ impl Consumer for EmbeddedConsumer {
 /// other end, is dropped.
 async fn heartbeat(
     shared: Arc<Shared>,
+    writer: mpsc::Sender<writer::Pending>,
     group: String,
     member: String,
     topics: Vec<String>,
@@ -450,9 +461,13 @@ async fn heartbeat(
             _ = &mut stop => break,
             _ = tokio::time::sleep(expiry / 3) => {}
         }
-        if let Err(e) =
-            groups::announce_member(&shared.pool, &group, &topics, &member, expiry).await
-        {
+        let announce = GroupWrite::Announce {
+            group: group.clone(),
+            topics: topics.clone(),
+            member: member.clone(),
+            expiry,
+        };
+        if let Err(e) = writer::change_group(&writer, announce).await {
             tracing::warn!(error = %e, "embedded bus group announcement failed");
         }
         let held: Vec<(String, i32)> = leases
@@ -464,8 +479,13 @@ async fn heartbeat(
         for key in held {
             let (topic, partition) = (&key.0, key.1);
             let started = Instant::now();
-            match groups::renew_lease(&shared.pool, &group, topic, partition, &member, expiry).await
-            {
+            let lease = LeaseKey {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition,
+                holder: member.clone(),
+            };
+            match writer::change_group(&writer, GroupWrite::Renew { lease, expiry }).await {
                 Ok(true) => {
                     if let Some(until) = leases
                         .lock()
@@ -492,7 +512,7 @@ async fn heartbeat(
             }
         }
     }
-    if let Err(e) = groups::leave_group(&shared.pool, &group, &member).await {
+    if let Err(e) = writer::change_group(&writer, GroupWrite::Leave { group, member }).await {
         tracing::warn!(error = %e, "embedded bus lease release failed; the leases will expire");
     }
     shared.notify.notify_waiters();

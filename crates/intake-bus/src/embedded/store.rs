@@ -243,8 +243,9 @@ mod tests {
             messages: messages.iter().collect(),
             ..Default::default()
         };
-        let (deliveries, _) =
-            write::apply(&mut conn, &writes, &mut Partitioner::default(), 1).unwrap();
+        let deliveries = write::apply(&mut conn, &writes, &mut Partitioner::default(), 1)
+            .unwrap()
+            .deliveries;
         assert_eq!(deliveries.last().map(|d| d.offset), Some(SWEEP_BATCH + 6));
         let stored = now_ms();
         intake_testkit::poll::until_true(

@@ -1,5 +1,5 @@
-//! The embedded bus's writes: publishes, offset commits and topic creations, applied by the writer
-//! thread ([`super::writer`]) on its own synchronous connection, a batch in one transaction.
+//! The embedded bus's writes: publishes, offset commits, topic creations and group changes, applied
+//! by the writer thread ([`super::writer`]) on its own synchronous connection, a batch in one transaction.
 //!
 //! A synchronous connection, because the writer applies a whole batch in one trip: through the
 //! async pool every statement (begin, offsets, inserts, commit) was a hand-off to the connection's
@@ -11,6 +11,7 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::codec;
+use super::groups::{self, GroupWrite};
 use super::partitioner::Partitioner;
 use super::store::{now_ms, partition_count};
 use super::EmbeddedOptions;
@@ -54,24 +55,37 @@ pub(crate) fn open(file: &Path, options: &EmbeddedOptions) -> Result<Connection,
     Ok(conn)
 }
 
-/// What one transaction applies: messages to append, offsets to commit, topics to create.
+/// What one transaction applies: messages to append, offsets to commit, topics to create, group
+/// changes.
 #[derive(Default)]
 pub(crate) struct Writes<'a> {
     pub(crate) messages: Vec<&'a OutgoingMessage>,
     pub(crate) commits: Vec<&'a OffsetCommit>,
     /// Topic names with their partition counts (already checked).
     pub(crate) topics: Vec<(&'a str, i32)>,
+    pub(crate) groups: Vec<&'a GroupWrite>,
+}
+
+/// What a transaction did, in the order of each kind's writes.
+pub(crate) struct Applied {
+    /// Where each message went.
+    pub(crate) deliveries: Vec<Delivery>,
+    /// Whether each commit was stored.
+    pub(crate) stored: Vec<bool>,
+    /// Each group change's outcome ([`groups::apply`]).
+    pub(crate) groups: Vec<bool>,
 }
 
 /// Applies `writes` in one transaction (one fsync), creating topics first, then the messages'
-/// missing topics with `default_partitions`. Returns each message's delivery and, for each commit,
-/// whether it was stored.
+/// missing topics with `default_partitions`, then the commits and, last, the group changes (a
+/// commit and a lease change in one batch come from different tasks, so neither was waiting for
+/// the other).
 pub(crate) fn apply(
     conn: &mut Connection,
     writes: &Writes<'_>,
     partitioner: &mut Partitioner,
     default_partitions: i32,
-) -> Result<(Vec<Delivery>, Vec<bool>), BusError> {
+) -> Result<Applied, BusError> {
     let fail = |e| db_error("writing", e);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -95,11 +109,19 @@ pub(crate) fn apply(
     for commit in &writes.commits {
         stored.push(commit_offset(&tx, commit)?);
     }
+    let mut changed = Vec::with_capacity(writes.groups.len());
+    for op in &writes.groups {
+        changed.push(groups::apply(&tx, op, now)?);
+    }
     tx.commit().map_err(fail)?;
     for (name, count) in learned {
         partitioner.remember(name, count);
     }
-    Ok((deliveries, stored))
+    Ok(Applied {
+        deliveries,
+        stored,
+        groups: changed,
+    })
 }
 
 /// Creates `name` with `partitions` partitions unless it exists; returns its partition count

@@ -1,5 +1,5 @@
 //! The single writer of a bus instance: a thread of its own that takes the writes waiting in its
-//! queue (publishes, consumer commits, topic creations) and applies them together in one
+//! queue (publishes, consumer commits, topic creations, group membership and leases) and applies them together in one
 //! transaction on its own connection (group commit), so concurrent publishers and consumers share
 //! one fsync and never wait on each other's SQLite write lock (a lock SQLite's busy handler would
 //! retry with sleeps of up to 100 ms). A batch costs one hand-off to the thread and one back,
@@ -11,8 +11,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use super::groups::GroupWrite;
 use super::partitioner::Partitioner;
-use super::write::{self, OffsetCommit, Writes};
+use super::write::{self, Applied, OffsetCommit, Writes};
 use super::{store, Shared};
 use crate::{BusError, Delivery, OutgoingMessage};
 
@@ -38,6 +39,11 @@ pub(crate) enum Pending {
         topics: Vec<(String, i32)>,
         reply: oneshot::Sender<Result<(), BusError>>,
     },
+    /// Changes a group's membership or a lease; the reply is [`super::groups::apply`]'s outcome.
+    Group {
+        op: GroupWrite,
+        reply: oneshot::Sender<Result<bool, BusError>>,
+    },
 }
 
 impl Pending {
@@ -50,6 +56,9 @@ impl Pending {
                 let _ = reply.send(Err(e));
             }
             Pending::CreateTopics { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Pending::Group { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
         }
@@ -104,6 +113,7 @@ fn run(shared: &Shared, file: &std::path::Path, mut queue: mpsc::Receiver<Pendin
                 Pending::CreateTopics { topics, .. } => writes
                     .topics
                     .extend(topics.iter().map(|(name, count)| (name.as_str(), *count))),
+                Pending::Group { op, .. } => writes.groups.push(op),
             }
         }
         let published = !writes.messages.is_empty();
@@ -124,8 +134,16 @@ fn run(shared: &Shared, file: &std::path::Path, mut queue: mpsc::Receiver<Pendin
         };
         drop(writes);
         match written {
-            Ok((deliveries, stored)) => {
-                let (mut deliveries, mut stored) = (deliveries.into_iter(), stored.into_iter());
+            Ok(Applied {
+                deliveries,
+                stored,
+                groups,
+            }) => {
+                let (mut deliveries, mut stored, mut groups) = (
+                    deliveries.into_iter(),
+                    stored.into_iter(),
+                    groups.into_iter(),
+                );
                 let mut ends = shared.ends();
                 for pending in batch.drain(..) {
                     match pending {
@@ -141,6 +159,9 @@ fn run(shared: &Shared, file: &std::path::Path, mut queue: mpsc::Receiver<Pendin
                         }
                         Pending::CreateTopics { reply, .. } => {
                             let _ = reply.send(Ok(()));
+                        }
+                        Pending::Group { reply, .. } => {
+                            let _ = reply.send(groups.next().ok_or(BusError::Closed));
                         }
                     }
                 }
@@ -176,6 +197,15 @@ async fn checkpoint_periodically(shared: Arc<Shared>, mut stop: oneshot::Receive
             Err(e) => tracing::warn!(error = %e, "embedded bus checkpoint failed"),
         }
     }
+}
+
+/// Hands a group change to the writer and waits for its outcome.
+pub(crate) async fn change_group(
+    writer: &mpsc::Sender<Pending>,
+    op: GroupWrite,
+) -> Result<bool, BusError> {
+    let (reply, answer) = oneshot::channel();
+    submit(writer, Pending::Group { op, reply }, answer).await
 }
 
 /// Hands `pending` to the writer and waits for its outcome.
