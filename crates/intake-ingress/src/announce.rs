@@ -35,11 +35,11 @@ pub enum HandOffError {
 /// An upload's first announce: recorded (so that it can be announced again while the payload
 /// waits for its verdict, [`crate::pending`]) and handed off ([`hand_off`]) at the same time, so
 /// that an upload waits for one sync, not two in a row; the record is marked announced once the
-/// bus acknowledged.
+/// bus acknowledged (queued, not waited for: [`crate::pending::Pending::announced_later`]).
 ///
 /// The hand-off decides: once the bus acknowledged, the payload is announced and stored, so a
 /// failed record only costs the re-announce safety net (logged). A crash before both finished
-/// leaves at worst a `.new` record of an announced payload (announced once more at the next
+/// leaves at worst a record not marked announced of an announced payload (announced once more at the next
 /// start, which validators tolerate), or an announce without a record (no 202 was sent; the
 /// verdict comes as usual).
 pub async fn hand_off_recorded(state: &AppState, announce: &Announce) -> Result<(), HandOffError> {
@@ -49,12 +49,7 @@ pub async fn hand_off_recorded(state: &AppState, announce: &Announce) -> Result<
     let (recorded, published) = tokio::join!(pending.record(announce), hand_off(state, announce));
     published?;
     match recorded {
-        Ok(()) => {
-            if let Err(e) = pending.announced(&announce.request_id).await {
-                // The record stays `.new`: the next start announces the payload once more.
-                tracing::warn!(request_id = %announce.request_id, error = %e, "marking the announce as acknowledged failed");
-            }
-        }
+        Ok(()) => pending.announced_later(&announce.request_id),
         Err(e) => tracing::warn!(
             request_id = %announce.request_id,
             error = %HandOffError::Record(e),

@@ -462,8 +462,9 @@ impl Writer {
         for ((wants_sync, done), result) in answers.into_iter().zip(results) {
             if wants_sync && result.is_ok() {
                 durable.push((done, result));
-            } else {
-                let _ = done.send(result);
+            } else if let Err(Err(e)) = done.send(result) {
+                // Nobody waits for this change's answer (a mark queued by `announced_later`).
+                tracing::warn!(error = %e, "a pending-announce change nobody waits for failed");
             }
         }
         if durable.is_empty() {

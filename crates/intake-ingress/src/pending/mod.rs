@@ -180,6 +180,26 @@ impl Pending {
             .map(drop)
     }
 
+    /// The same as [`Pending::announced`], queued without waiting: an upload's 202 does not wait
+    /// for the mark. Changes are applied in the order they are queued, so a later change of this
+    /// handle sees it. Should it never be written (the process stops first, or the write fails,
+    /// which the writer logs), the record stays unannounced and the next start announces the
+    /// payload once more, which validators tolerate.
+    pub fn announced_later(&self, request_id: &str) {
+        let (done, _nobody_waits) = oneshot::channel();
+        let queued = self.writer.ops.as_ref().is_some_and(|ops| {
+            ops.send(Op {
+                change: Change::Announced(request_id.to_owned()),
+                durable: false,
+                done,
+            })
+            .is_ok()
+        });
+        if !queued {
+            tracing::warn!(request_id, "the pending-announce log's writer stopped; the payload is announced again at the next start");
+        }
+    }
+
     /// Whether `request_id` has a record whose announce was never acknowledged.
     pub async fn is_unannounced(&self, request_id: &str) -> bool {
         self.book

@@ -305,3 +305,22 @@ async fn processes_sharing_a_folder_each_keep_a_log_and_the_next_open_takes_in_t
     );
     assert!(!dir.path().join(log::log_name(1)).exists());
 }
+
+#[tokio::test]
+async fn a_mark_queued_without_waiting_is_applied_in_order_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let pending = Pending::open(dir.path().to_path_buf()).unwrap();
+    for id in ["q", "r"] {
+        pending.record(&announce(id)).await.unwrap();
+    }
+    pending.announced_later("q");
+    // Any later change is applied after it.
+    pending.forget("r").await;
+    assert!(!pending.is_unannounced("q").await);
+    pending.announced_later("never-recorded");
+    pending.record(&announce("s")).await.unwrap();
+    pending.announced_later("s");
+    // Dropping the handle waits for the writer: what was queued is written.
+    let pending = reopen(pending, dir.path());
+    assert_eq!(state(&pending).await, owned(&[("q", true), ("s", true)]));
+}
