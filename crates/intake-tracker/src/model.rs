@@ -83,8 +83,8 @@ pub struct IdentityConflict {
 /// What storing one batch did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchOutcome {
-    /// Statuses newly stored.
-    pub stored: Vec<NewStatus>,
+    /// The positions in the batch of the statuses newly stored, in batch order.
+    pub stored: Vec<usize>,
     /// Statuses whose dedup key was already known.
     pub duplicates: usize,
     pub conflicts: Vec<IdentityConflict>,

@@ -7,6 +7,7 @@
 mod dlq;
 pub mod maintenance;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -147,16 +148,16 @@ impl Ingestor {
     /// caller commits offsets after this returns `Ok`, which it does only once every part is stored.
     pub async fn process(&self, batch: &[ReceivedMessage]) -> Result<BatchReport, BatchError> {
         let window = self.window();
-        let mut valid: Vec<(usize, NewStatus)> = Vec::with_capacity(batch.len());
+        let mut valid = Part::with_capacity(batch.len());
         let mut rejected: Vec<(usize, Rejection)> = Vec::new();
         for (i, message) in batch.iter().enumerate() {
             match check(&message.value, window) {
-                Ok(status) => valid.push((i, status)),
+                Ok(status) => valid.push(i, status),
                 Err(rejection) => rejected.push((i, rejection)),
             }
         }
         let started = Instant::now();
-        let (outcomes, refused) = match self.store_in_parts(valid).await {
+        let (stored, refused) = match self.store_in_parts(valid).await {
             Ok(stored) => {
                 self.health.set(None);
                 stored
@@ -203,30 +204,54 @@ impl Ingestor {
                 .with_label_values(&[rejection.reason])
                 .inc();
         }
-        for outcome in &outcomes {
-            self.record(outcome, &mut report);
-        }
+        self.record(&stored, &mut report);
         Ok(report)
     }
 
-    fn record(&self, outcome: &BatchOutcome, report: &mut BatchReport) {
-        report.stored += outcome.stored.len();
-        report.duplicates += outcome.duplicates;
-        self.metrics
-            .messages
-            .with_label_values(&["stored"])
-            .inc_by(outcome.stored.len() as u64);
-        self.metrics
-            .messages
-            .with_label_values(&["duplicate"])
-            .inc_by(outcome.duplicates as u64);
-        for s in &outcome.stored {
-            let (service, status) = self.metrics.bounded_pair(&s.service, &s.status);
-            self.metrics
-                .service_status
-                .with_label_values(&[&service, &status])
-                .inc();
+    /// Counts what the batch's transactions stored, in the order the transactions ended. Within
+    /// one, a (service, status) pair is counted once with its number of statuses rather than once
+    /// a status (the pairs are few, the statuses thousands), in the order of its first status, so
+    /// that `bounded_pair` sees the pairs in the same order as status by status.
+    fn record(&self, stored: &[(Part, Vec<(usize, BatchOutcome)>)], report: &mut BatchReport) {
+        let mut pairs: Vec<((&str, &str), u64)> = Vec::new();
+        let mut pair_index: HashMap<(&str, &str), usize> = HashMap::new();
+        for (part, outcomes) in stored {
+            for (start, outcome) in outcomes {
+                report.stored += outcome.stored.len();
+                report.duplicates += outcome.duplicates;
+                self.metrics
+                    .messages
+                    .with_label_values(&["stored"])
+                    .inc_by(outcome.stored.len() as u64);
+                self.metrics
+                    .messages
+                    .with_label_values(&["duplicate"])
+                    .inc_by(outcome.duplicates as u64);
+                pairs.clear();
+                pair_index.clear();
+                for &i in &outcome.stored {
+                    let s = &part.statuses[start + i];
+                    let pair = (s.service.as_str(), s.status.as_str());
+                    let k = *pair_index.entry(pair).or_insert_with(|| {
+                        pairs.push((pair, 0));
+                        pairs.len() - 1
+                    });
+                    pairs[k].1 += 1;
+                }
+                for &((service, status), count) in &pairs {
+                    let (service, status) = self.metrics.bounded_pair(service, status);
+                    self.metrics
+                        .service_status
+                        .with_label_values(&[&service, &status])
+                        .inc_by(count);
+                }
+                self.record_outcome(outcome);
+            }
         }
+    }
+
+    /// The durations and identity conflicts of one transaction.
+    fn record_outcome(&self, outcome: &BatchOutcome) {
         for (service, seconds) in &outcome.service_durations {
             let (service, _) = self.metrics.bounded_pair(service, "success");
             self.metrics
@@ -257,31 +282,36 @@ impl Ingestor {
     /// never runs beside a part of itself. A part that failed fails the call; the parts that were
     /// stored are found again as duplicates when the batch is retried (at-least-once, as a crash
     /// between the database commit and the offset commit).
-    async fn store_in_parts(&self, items: Vec<(usize, NewStatus)>) -> Result<Stored, StoreError> {
+    async fn store_in_parts(&self, items: Part) -> Result<Stored, StoreError> {
         let parts = self
             .settings
             .writers
             .max(1)
             .min(items.len().div_ceil(self.settings.batch_size.max(1)));
         if parts <= 1 {
-            return store_isolating(self.store.as_ref(), &items).await;
+            let (outcomes, refused) = store_isolating(self.store.as_ref(), &items).await?;
+            return Ok((vec![(items, outcomes)], refused));
         }
-        let mut groups: Vec<Vec<(usize, NewStatus)>> = (0..parts)
-            .map(|_| Vec::with_capacity(items.len() / parts + 1))
+        let mut groups: Vec<Part> = (0..parts)
+            .map(|_| Part::with_capacity(items.len() / parts + 1))
             .collect();
-        for item in items {
-            groups[part_of(&item.1.request_id, parts)].push(item);
+        for (i, status) in items.indices.into_iter().zip(items.statuses) {
+            groups[part_of(&status.request_id, parts)].push(i, status);
         }
         let mut tasks = JoinSet::new();
         for group in groups {
             let store = self.store.clone();
-            tasks.spawn(async move { store_isolating(store.as_ref(), &group).await });
+            tasks.spawn(async move {
+                store_isolating(store.as_ref(), &group)
+                    .await
+                    .map(|(o, r)| (group, o, r))
+            });
         }
-        let (mut outcomes, mut refused, mut failure) = (Vec::new(), Vec::new(), None);
+        let (mut stored, mut refused, mut failure) = (Vec::new(), Vec::new(), None);
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(Ok((o, r))) => {
-                    outcomes.extend(o);
+                Ok(Ok((group, o, r))) => {
+                    stored.push((group, o));
                     refused.extend(r);
                 }
                 Ok(Err(e)) => {
@@ -298,14 +328,43 @@ impl Ingestor {
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok((outcomes, refused)),
+            None => Ok((stored, refused)),
         }
     }
 }
 
-/// What storing a batch came to: the outcome of each transaction and the statuses the database
+/// Statuses to store, each with its message's index in the batch.
+#[derive(Debug, Default)]
+struct Part {
+    indices: Vec<usize>,
+    statuses: Vec<NewStatus>,
+}
+
+impl Part {
+    fn with_capacity(n: usize) -> Self {
+        Part {
+            indices: Vec::with_capacity(n),
+            statuses: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, index: usize, status: NewStatus) {
+        self.indices.push(index);
+        self.statuses.push(status);
+    }
+
+    fn len(&self) -> usize {
+        self.statuses.len()
+    }
+}
+
+/// What storing a batch came to: each part with the outcome of each of its transactions (with
+/// where in the part the statuses of that transaction start), and the statuses the database
 /// refused, by index in the batch.
-type Stored = (Vec<BatchOutcome>, Vec<(usize, Rejection)>);
+type Stored = (
+    Vec<(Part, Vec<(usize, BatchOutcome)>)>,
+    Vec<(usize, Rejection)>,
+);
 
 /// Which of `parts` parts the statuses of `request_id` go to: the same for every status of a request
 /// id, so all of its payload rows are written by one transaction.
@@ -317,24 +376,25 @@ fn part_of(request_id: &str, parts: usize) -> usize {
 }
 
 /// Stores `items`; a sub-batch the database refuses is halved until single statuses are isolated,
-/// which are returned as `store_rejected`. An outage fails the whole call.
+/// which are returned as `store_rejected`. An outage fails the whole call. Returns the outcome of
+/// each transaction with where its statuses start in `items`.
 async fn store_isolating(
     store: &dyn StatusStore,
-    items: &[(usize, NewStatus)],
-) -> Result<Stored, StoreError> {
+    items: &Part,
+) -> Result<(Vec<(usize, BatchOutcome)>, Vec<(usize, Rejection)>), StoreError> {
     let mut outcomes = Vec::new();
     let mut refused = Vec::new();
-    let mut pending: Vec<&[(usize, NewStatus)]> = vec![items];
-    while let Some(part) = pending.pop() {
-        if part.is_empty() {
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    pending.push(0..items.len());
+    while let Some(range) = pending.pop() {
+        if range.is_empty() {
             continue;
         }
-        let statuses: Vec<NewStatus> = part.iter().map(|(_, s)| s.clone()).collect();
-        match store.store_batch(&statuses).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e @ StoreError::Rejected { .. }) if part.len() == 1 => {
+        match store.store_batch(&items.statuses[range.clone()]).await {
+            Ok(outcome) => outcomes.push((range.start, outcome)),
+            Err(e @ StoreError::Rejected { .. }) if range.len() == 1 => {
                 refused.push((
-                    part[0].0,
+                    items.indices[range.start],
                     Rejection {
                         reason: "store_rejected",
                         detail: e.detail(),
@@ -342,10 +402,10 @@ async fn store_isolating(
                 ));
             }
             Err(StoreError::Rejected { .. }) => {
-                let (first, second) = part.split_at(part.len() / 2);
+                let middle = range.start + range.len() / 2;
                 // Stack order: the first half is stored first, keeping message order.
-                pending.push(second);
-                pending.push(first);
+                pending.push(middle..range.end);
+                pending.push(range.start..middle);
             }
             Err(e) => return Err(e),
         }

@@ -228,19 +228,48 @@ struct BatchPayloads {
     targets: Vec<Target>,
 }
 
+/// The batch's request ids: each one once, in the order of its first status, and the position
+/// among them of each status's request id (so that a status's request id is hashed once a batch).
+struct RequestIds<'a> {
+    ids: Vec<&'a str>,
+    of: Vec<usize>,
+    by_id: HashMap<&'a str, usize>,
+}
+
+impl<'a> RequestIds<'a> {
+    fn of_batch(batch: &'a [NewStatus]) -> Self {
+        let mut by_id: HashMap<&str, usize> = HashMap::new();
+        let mut ids = Vec::new();
+        let of = batch
+            .iter()
+            .map(|s| {
+                *by_id.entry(s.request_id.as_str()).or_insert_with(|| {
+                    ids.push(s.request_id.as_str());
+                    ids.len() - 1
+                })
+            })
+            .collect();
+        RequestIds { ids, of, by_id }
+    }
+}
+
 /// Routes every status of `batch` to an existing payload (`existing`: every payload row of the
 /// batch's request ids, oldest first) or to one the batch creates (see [`resolve`]). Existing rows
 /// adopt the first org routed to them.
-fn plan(batch: &[NewStatus], existing: Vec<PayloadRow>) -> BatchPayloads {
-    let mut rows: HashMap<String, Vec<(Option<Target>, String)>> = HashMap::new();
-    for p in &existing {
-        rows.entry(p.request_id.clone()).or_default().push((Some(Target::Existing(p.id)), p.org_id.clone()));
+fn plan(batch: &[NewStatus], request_ids: &RequestIds<'_>, existing: Vec<PayloadRow>) -> BatchPayloads {
+    let mut rows: Vec<Vec<(Option<Target>, String)>> = vec![Vec::new(); request_ids.ids.len()];
+    let mut states: HashMap<i64, PayloadState> = HashMap::with_capacity(existing.len());
+    for p in existing {
+        // Every row selected has one of the batch's request ids.
+        if let Some(&slot) = request_ids.by_id.get(p.request_id.as_str()) {
+            rows[slot].push((Some(Target::Existing(p.id)), p.org_id.clone()));
+        }
+        states.insert(p.id, state_of(p));
     }
-    let mut states: HashMap<i64, PayloadState> = existing.into_iter().map(|p| (p.id, state_of(p))).collect();
     let mut creators = Vec::new();
     let mut targets = Vec::with_capacity(batch.len());
     for (index, s) in batch.iter().enumerate() {
-        let rows = rows.entry(s.request_id.clone()).or_default();
+        let rows = &mut rows[request_ids.of[index]];
         let i = resolve(rows, &s.org_id);
         let target = *rows[i].0.get_or_insert_with(|| {
             creators.push(index);
@@ -285,16 +314,8 @@ async fn load_payloads(
     conn: &mut <Db as sqlx::Database>::Connection,
     batch: &[NewStatus],
 ) -> Result<(BatchPayloads, Vec<PayloadState>), sqlx::Error> {
-    let mut request_ids: Vec<&str> = Vec::new();
-    {
-        let mut seen = HashSet::new();
-        for s in batch {
-            if seen.insert(s.request_id.as_str()) {
-                request_ids.push(s.request_id.as_str());
-            }
-        }
-    }
-    let planned = plan(batch, select_payloads(conn, &request_ids).await?);
+    let request_ids = RequestIds::of_batch(batch);
+    let planned = plan(batch, &request_ids, select_payloads(conn, &request_ids.ids).await?);
     if planned.creators.is_empty() {
         return Ok((planned, Vec::new()));
     }
@@ -311,7 +332,7 @@ async fn load_payloads(
         return Ok((planned, written));
     }
     // Another writer created some of them first: route to what exists now (ours included).
-    let replanned = plan(batch, select_payloads(conn, &request_ids).await?);
+    let replanned = plan(batch, &request_ids, select_payloads(conn, &request_ids.ids).await?);
     if let Some(i) = replanned.creators.first() {
         return Err(sqlx::Error::Protocol(format!(
             "payload {} vanished inside its transaction",
@@ -355,13 +376,13 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
             fresh[*k].adopt(s);
         }
     }
-    let mut inserted = insert_statuses(conn, batch, &payload_ids, stored_at).await?;
+    let inserted = insert_statuses(conn, batch, &payload_ids, stored_at).await?;
     let mut terminal_counts: HashMap<(i64, String), i64> = HashMap::new();
     // New payloads: (first date, first terminal date) per (payload, service), all stored now.
-    let mut spans: BTreeMap<(i64, String), Span> = BTreeMap::new();
-    for (s, target) in batch.iter().zip(&targets) {
+    let mut spans: BTreeMap<(i64, &str), Span> = BTreeMap::new();
+    for (index, (s, target)) in batch.iter().zip(&targets).enumerate() {
         // The first occurrence of a key in the batch is the stored one; any later one is a duplicate.
-        if !inserted.remove(&(s.dedup_key.clone(), s.date)) {
+        if !inserted[index] {
             outcome.duplicates += 1;
             continue;
         }
@@ -377,19 +398,19 @@ pub(super) async fn store_batch_in(pool: &sqlx::Pool<Db>, batch: &[NewStatus]) -
             Target::New(k) => {
                 let state = &mut fresh[*k];
                 state.apply(s, &mut outcome.conflicts);
-                let span = spans.entry((state.id, s.service.clone())).or_insert((s.date, None));
+                let span = spans.entry((state.id, s.service.as_str())).or_insert((s.date, None));
                 span.0 = span.0.min(s.date);
                 if terminal {
                     span.1 = Some(span.1.map_or(s.date, |t| t.min(s.date)));
                 }
             }
         }
-        outcome.stored.push(s.clone());
+        outcome.stored.push(index);
     }
     for ((_, service), (first, terminal)) in spans {
         if let Some(terminal) = terminal {
             let seconds = (terminal - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            outcome.service_durations.push((service, seconds));
+            outcome.service_durations.push((service.to_owned(), seconds));
         }
     }
     if !terminal_counts.is_empty() {

@@ -194,8 +194,16 @@ impl PostgresStore {
     async fn ensure_days_of(&self, batch: &[NewStatus]) -> Result<(), StoreError> {
         let missing: Vec<NaiveDate> = {
             let known = self.known();
-            let days: HashSet<NaiveDate> = batch.iter().map(|s| s.date.date_naive()).collect();
-            days.into_iter().filter(|d| !known.contains(d)).collect()
+            // A batch's statuses fall on a day or two: a list, not a set hashing every status.
+            let mut days: Vec<NaiveDate> = Vec::new();
+            for s in batch {
+                let day = s.date.date_naive();
+                if !days.contains(&day) {
+                    days.push(day);
+                }
+            }
+            days.retain(|d| !known.contains(d));
+            days
         };
         for day in missing {
             self.prepare_days(day, day).await?;

@@ -58,13 +58,14 @@ async fn insert_payloads(
     Ok(ids)
 }
 
-/// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
+/// Inserts the statuses, skipping known dedup keys; returns for each status of `batch` whether it
+/// is the one stored (the first of its key in the batch, when the key was not known).
 async fn insert_statuses(
     conn: &mut sqlx::PgConnection,
     batch: &[NewStatus],
     targets: &[i64],
     stored_at: DateTime<Utc>,
-) -> Result<HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
+) -> Result<Vec<bool>, sqlx::Error> {
     let column = |f: fn(&NewStatus) -> &str| batch.iter().map(f).collect::<Vec<&str>>();
     let sources: Vec<Option<&str>> = batch.iter().map(|s| s.source.as_deref()).collect();
     let dates: Vec<DateTime<Utc>> = batch.iter().map(|s| s.date).collect();
@@ -85,9 +86,18 @@ async fn insert_statuses(
     .bind(column(|s| &s.dedup_key))
     .fetch_all(&mut *conn)
     .await?;
-    let mut inserted = HashSet::with_capacity(rows.len());
-    for row in rows {
-        inserted.insert((row.try_get::<String, _>(0)?, get_time(&row, 1)?));
+    let mut inserted = vec![false; batch.len()];
+    if rows.is_empty() {
+        return Ok(inserted);
+    }
+    let mut first: HashMap<(&str, DateTime<Utc>), usize> = HashMap::with_capacity(batch.len());
+    for (i, s) in batch.iter().enumerate() {
+        first.entry((s.dedup_key.as_str(), s.date)).or_insert(i);
+    }
+    for row in &rows {
+        if let Some(&i) = first.get(&(row.try_get::<&str, _>(0)?, get_time(row, 1)?)) {
+            inserted[i] = true;
+        }
     }
     Ok(inserted)
 }

@@ -73,7 +73,8 @@ async fn insert_payloads(
     Ok(ids)
 }
 
-/// Inserts the statuses, skipping known dedup keys; returns the `(dedup_key, date)` of those stored.
+/// Inserts the statuses, skipping known dedup keys; returns for each status of `batch` whether it
+/// is the one stored (the first of its key in the batch, when the key was not known).
 /// The known keys are looked up first, then only the others inserted, without `RETURNING`: a first
 /// delivery then sends no row back through the driver's channel. Exact because the write
 /// transaction (`BEGIN IMMEDIATE`) keeps every other writer out meanwhile.
@@ -82,8 +83,8 @@ async fn insert_statuses(
     batch: &[NewStatus],
     targets: &[i64],
     stored_at: DateTime<Utc>,
-) -> Result<HashSet<(String, DateTime<Utc>)>, sqlx::Error> {
-    let mut known = HashSet::new();
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut known: HashSet<(String, DateTime<Utc>)> = HashSet::new();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "WITH v (date, dedup_key) AS (VALUES {}) SELECT s.dedup_key, s.date FROM v \
@@ -99,15 +100,18 @@ async fn insert_statuses(
         }
     }
     // The first occurrence of each unknown key is stored.
-    let mut inserted = HashSet::new();
-    let new: Vec<(&NewStatus, i64)> = batch
-        .iter()
-        .zip(targets.iter().copied())
-        .filter(|(s, _)| {
-            let key = (s.dedup_key.clone(), s.date);
-            !known.contains(&key) && inserted.insert(key)
-        })
-        .collect();
+    let mut inserted = vec![false; batch.len()];
+    let mut seen: HashSet<(&str, DateTime<Utc>)> = HashSet::with_capacity(batch.len());
+    let mut new: Vec<(&NewStatus, i64)> = Vec::with_capacity(batch.len());
+    for (i, (s, payload_id)) in batch.iter().zip(targets.iter().copied()).enumerate() {
+        if !seen.insert((s.dedup_key.as_str(), s.date))
+            || (!known.is_empty() && known.contains(&(s.dedup_key.clone(), s.date)))
+        {
+            continue;
+        }
+        inserted[i] = true;
+        new.push((s, payload_id));
+    }
     for chunk in new.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO payload_statuses (payload_id, service, source, status, status_msg, date, created_at, dedup_key) \
