@@ -10,7 +10,8 @@
 # Knobs: BENCH_SMALL_DURATION (30s), BENCH_SMALL_CONCURRENCY (50), BENCH_LARGE_SIZE (1GiB as bytes,
 # 1073741824), BENCH_ROUNDTRIP_COUNT (2000), BENCH_STEADY_SECONDS (60), BENCH_STEADY_CONCURRENCY
 # (50), BENCH_PARTS_COUNT (10000). BENCH_BIN: an `intake` binary to measure instead of building this checkout's (to compare two
-# versions on the same host state).
+# versions on the same host state). SERVE_ENV: variables for the server alone, e.g.
+# SERVE_ENV="TOKIO_WORKER_THREADS=1" (the load client keeps its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -58,7 +59,7 @@ start_serve() {
   PORT=$(free_port)
   env INTAKE_DATA_DIR="$dir/data" INGRESS_LISTEN="127.0.0.1:$PORT" \
     INGRESS_PUBLIC_URL="http://127.0.0.1:$PORT" TRACKER_LISTEN="127.0.0.1:$(free_port)" \
-    STORAGE_URL_SIGNING_KEY=bench LOG_LEVEL=warn "$@" \
+    STORAGE_URL_SIGNING_KEY=bench LOG_LEVEL=warn ${SERVE_ENV:-} "$@" \
     "$BIN" "${SERVE_COMMAND:-serve}" >"$dir/serve.log" 2>&1 &
   SERVE_PID=$!
   local i

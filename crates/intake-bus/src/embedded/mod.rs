@@ -179,14 +179,14 @@ impl EmbeddedBus {
             ends: Mutex::default(),
             options,
         });
-        let deleted = store::sweep(&shared.pool, shared.options.retention).await?;
+        let writer = writer::spawn(shared.clone(), dir.join(DATABASE_FILE))?;
+        let deleted = writer::sweep(&writer, shared.options.retention).await?;
         if deleted > 0 {
             tracing::info!(deleted, dir = %dir.display(), "embedded bus retention removed old messages");
         }
-        let writer = writer::spawn(shared.clone(), dir.join(DATABASE_FILE))?;
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(
-            sweep_periodically(shared.clone(), stopped)
+            sweep_periodically(shared.clone(), writer.clone(), stopped)
                 .instrument(tracing::info_span!("bus.embedded.retention")),
         );
         Ok(Self {
@@ -205,17 +205,21 @@ impl EmbeddedBus {
     /// Deletes the messages older than the retention now, in every partition, returning how many
     /// went. Offsets are not reused afterwards.
     pub async fn sweep_retention(&self) -> Result<u64, BusError> {
-        store::sweep(&self.shared.pool, self.shared.options.retention).await
+        writer::sweep(&self.writer, self.shared.options.retention).await
     }
 }
 
-async fn sweep_periodically(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+async fn sweep_periodically(
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<writer::Pending>,
+    mut stop: oneshot::Receiver<()>,
+) {
     loop {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(RETENTION_SWEEP_INTERVAL) => {}
         }
-        match store::sweep(&shared.pool, shared.options.retention).await {
+        match writer::sweep(&writer, shared.options.retention).await {
             Ok(deleted) => tracing::info!(deleted, "embedded bus retention sweep"),
             Err(e) => tracing::warn!(error = %e, "embedded bus retention sweep failed"),
         }

@@ -1,4 +1,4 @@
-//! The embedded bus's reads (topics, message log, group offsets), checkpoints and retention, and
+//! The embedded bus's reads (topics, message log, group offsets) and checkpoints, and
 //! the helpers every statement shares. Writes are the writer's (`write`). The schema lives in `schema`, group membership and leases in `groups`.
 
 use std::collections::HashMap;
@@ -196,57 +196,42 @@ pub(crate) async fn checkpoint(pool: &SqlitePool) -> Result<(i64, i64), BusError
     Ok((log, checkpointed))
 }
 
-/// Rows deleted per retention statement, so the write lock is held briefly and publishes in other
-/// processes are not starved.
-const SWEEP_BATCH: i64 = 5000;
-
-/// Deletes messages stored more than `retention` ago; returns how many.
-pub(crate) async fn sweep(pool: &SqlitePool, retention: Duration) -> Result<u64, BusError> {
-    let cutoff = now_ms().saturating_sub(millis(retention));
-    let mut deleted = 0;
-    loop {
-        let done = sqlx::query(
-            "DELETE FROM messages WHERE rowid IN
-             (SELECT rowid FROM messages WHERE timestamp_ms < ?1 LIMIT ?2)",
-        )
-        .bind(cutoff)
-        .bind(SWEEP_BATCH)
-        .execute(pool)
-        .await
-        .map_err(|e| db_error("deleting old messages", e))?;
-        deleted += done.rows_affected();
-        if done.rows_affected() < SWEEP_BATCH as u64 {
-            return Ok(deleted);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::Notify;
+
     use super::*;
-    use crate::embedded::partitioner::Partitioner;
-    use crate::embedded::{schema, write, EmbeddedOptions};
+    use crate::embedded::write::SWEEP_BATCH;
+    use crate::embedded::{schema, writer, EmbeddedOptions, Shared};
     use crate::OutgoingMessage;
 
     #[tokio::test]
     async fn sweep_deletes_in_batches_until_nothing_old_is_left() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = schema::connect(&dir.path().join("bus.sqlite3"), &EmbeddedOptions::default())
+        let file = dir.path().join("bus.sqlite3");
+        let pool = schema::connect(&file, &EmbeddedOptions::default())
             .await
             .unwrap();
-        let messages: Vec<OutgoingMessage> = (0..SWEEP_BATCH + 7)
-            .map(|i| OutgoingMessage::new("t", i.to_string()).header("h", "v"))
-            .collect();
-        let mut conn =
-            write::open(&dir.path().join("bus.sqlite3"), &EmbeddedOptions::default()).unwrap();
-        let writes = write::Writes {
-            messages: messages.iter().collect(),
-            ..Default::default()
-        };
-        let deliveries = write::apply(&mut conn, &writes, &mut Partitioner::default(), 1)
-            .unwrap()
-            .deliveries;
-        assert_eq!(deliveries.last().map(|d| d.offset), Some(SWEEP_BATCH + 6));
+        let shared = Arc::new(Shared {
+            pool: pool.clone(),
+            notify: Notify::new(),
+            ends: Mutex::default(),
+            options: EmbeddedOptions::default(),
+        });
+        let writes = writer::spawn(shared, file).unwrap();
+        let mut last = None;
+        for i in 0..SWEEP_BATCH + 7 {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let message = OutgoingMessage::new("t", i.to_string()).header("h", "v");
+            last = Some(
+                writer::submit(&writes, writer::Pending::Publish { message, reply }, answer)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(last.map(|d| d.offset), Some(SWEEP_BATCH + 6));
         let stored = now_ms();
         intake_testkit::poll::until_true(
             Duration::from_secs(5),
@@ -255,7 +240,7 @@ mod tests {
         )
         .await;
         assert_eq!(
-            sweep(&pool, Duration::ZERO).await.unwrap(),
+            writer::sweep(&writes, Duration::ZERO).await.unwrap(),
             SWEEP_BATCH as u64 + 7
         );
         assert!(fetch(&pool, "t", 0, 0, 10).await.unwrap().is_empty());

@@ -1,5 +1,5 @@
-//! The embedded bus's writes: publishes, offset commits, topic creations and group changes, applied
-//! by the writer thread ([`super::writer`]) on its own synchronous connection, a batch in one transaction.
+//! The embedded bus's writes: publishes, offset commits, topic creations, group changes and the
+//! retention's deletes, applied by the writer thread ([`super::writer`]) on its own synchronous connection, a batch in one transaction.
 //!
 //! A synchronous connection, because the writer applies a whole batch in one trip: through the
 //! async pool every statement (begin, offsets, inserts, commit) was a hand-off to the connection's
@@ -64,7 +64,14 @@ pub(crate) struct Writes<'a> {
     /// Topic names with their partition counts (already checked).
     pub(crate) topics: Vec<(&'a str, i32)>,
     pub(crate) groups: Vec<&'a GroupWrite>,
+    /// Retention: for each cutoff (ms since the epoch), up to [`SWEEP_BATCH`] messages stored
+    /// before it are deleted.
+    pub(crate) sweeps: Vec<i64>,
 }
+
+/// Messages deleted by one retention write, so that a sweep holds the write lock briefly, and
+/// publishes in this and other processes are not held up behind it.
+pub(crate) const SWEEP_BATCH: i64 = 5000;
 
 /// What a transaction did, in the order of each kind's writes.
 pub(crate) struct Applied {
@@ -74,6 +81,8 @@ pub(crate) struct Applied {
     pub(crate) stored: Vec<bool>,
     /// Each group change's outcome ([`groups::apply`]).
     pub(crate) groups: Vec<bool>,
+    /// How many messages each retention write deleted.
+    pub(crate) swept: Vec<u64>,
 }
 
 /// Applies `writes` in one transaction (one fsync), creating topics first, then the messages'
@@ -113,6 +122,10 @@ pub(crate) fn apply(
     for op in &writes.groups {
         changed.push(groups::apply(&tx, op, now)?);
     }
+    let mut swept = Vec::with_capacity(writes.sweeps.len());
+    for cutoff in &writes.sweeps {
+        swept.push(delete_old(&tx, *cutoff)?);
+    }
     tx.commit().map_err(fail)?;
     for (name, count) in learned {
         partitioner.remember(name, count);
@@ -121,6 +134,7 @@ pub(crate) fn apply(
         deliveries,
         stored,
         groups: changed,
+        swept,
     })
 }
 
@@ -255,6 +269,18 @@ fn append<'a>(
         deliveries.push(delivery);
     }
     Ok(deliveries)
+}
+
+/// Deletes up to [`SWEEP_BATCH`] messages stored before `cutoff`; returns how many.
+fn delete_old(tx: &Connection, cutoff: i64) -> Result<u64, BusError> {
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM messages WHERE rowid IN
+             (SELECT rowid FROM messages WHERE timestamp_ms < ?1 LIMIT ?2)",
+        )
+        .and_then(|mut s| s.execute((cutoff, SWEEP_BATCH)))
+        .map_err(|e| db_error("deleting old messages", e))?;
+    Ok(deleted as u64)
 }
 
 /// Stores `commit.next` as the group's offset on the partition, only while `commit.holder` holds

@@ -1,5 +1,6 @@
 //! The single writer of a bus instance: a thread of its own that takes the writes waiting in its
-//! queue (publishes, consumer commits, topic creations, group membership and leases) and applies them together in one
+//! queue (publishes, consumer commits, topic creations, group membership and leases, retention)
+//! and applies them together in one
 //! transaction on its own connection (group commit), so concurrent publishers and consumers share
 //! one fsync and never wait on each other's SQLite write lock (a lock SQLite's busy handler would
 //! retry with sleeps of up to 100 ms). A batch costs one hand-off to the thread and one back,
@@ -44,6 +45,12 @@ pub(crate) enum Pending {
         op: GroupWrite,
         reply: oneshot::Sender<Result<bool, BusError>>,
     },
+    /// Deletes up to [`write::SWEEP_BATCH`] messages stored before `cutoff` (ms since the epoch);
+    /// the reply says how many went.
+    Sweep {
+        cutoff: i64,
+        reply: oneshot::Sender<Result<u64, BusError>>,
+    },
 }
 
 impl Pending {
@@ -59,6 +66,9 @@ impl Pending {
                 let _ = reply.send(Err(e));
             }
             Pending::Group { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Pending::Sweep { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
         }
@@ -114,6 +124,7 @@ fn run(shared: &Shared, file: &std::path::Path, mut queue: mpsc::Receiver<Pendin
                     .topics
                     .extend(topics.iter().map(|(name, count)| (name.as_str(), *count))),
                 Pending::Group { op, .. } => writes.groups.push(op),
+                Pending::Sweep { cutoff, .. } => writes.sweeps.push(*cutoff),
             }
         }
         let published = !writes.messages.is_empty();
@@ -138,11 +149,13 @@ fn run(shared: &Shared, file: &std::path::Path, mut queue: mpsc::Receiver<Pendin
                 deliveries,
                 stored,
                 groups,
+                swept,
             }) => {
-                let (mut deliveries, mut stored, mut groups) = (
+                let (mut deliveries, mut stored, mut groups, mut swept) = (
                     deliveries.into_iter(),
                     stored.into_iter(),
                     groups.into_iter(),
+                    swept.into_iter(),
                 );
                 let mut ends = shared.ends();
                 for pending in batch.drain(..) {
@@ -162,6 +175,9 @@ fn run(shared: &Shared, file: &std::path::Path, mut queue: mpsc::Receiver<Pendin
                         }
                         Pending::Group { reply, .. } => {
                             let _ = reply.send(groups.next().ok_or(BusError::Closed));
+                        }
+                        Pending::Sweep { reply, .. } => {
+                            let _ = reply.send(swept.next().ok_or(BusError::Closed));
                         }
                     }
                 }
@@ -195,6 +211,24 @@ async fn checkpoint_periodically(shared: Arc<Shared>, mut stop: oneshot::Receive
         match store::checkpoint(&shared.pool).await {
             Ok((log, done)) => tracing::trace!(log, done, "embedded bus checkpoint"),
             Err(e) => tracing::warn!(error = %e, "embedded bus checkpoint failed"),
+        }
+    }
+}
+
+/// Deletes the messages stored more than `retention` ago, [`write::SWEEP_BATCH`] per write;
+/// returns how many went.
+pub(crate) async fn sweep(
+    writer: &mpsc::Sender<Pending>,
+    retention: std::time::Duration,
+) -> Result<u64, BusError> {
+    let cutoff = store::now_ms().saturating_sub(store::millis(retention));
+    let mut deleted = 0;
+    loop {
+        let (reply, answer) = oneshot::channel();
+        let went = submit(writer, Pending::Sweep { cutoff, reply }, answer).await?;
+        deleted += went;
+        if went < write::SWEEP_BATCH as u64 {
+            return Ok(deleted);
         }
     }
 }
