@@ -951,3 +951,52 @@ async fn a_member_keeps_its_lease_while_publishers_keep_the_writer_busy() {
     let held = consumer.lag().await.unwrap();
     assert_eq!(held.len(), 1, "the partition is still held: {held:?}");
 }
+
+/// After a burst the write-ahead log is cut back to its limit once it is checkpointed, instead of
+/// keeping the burst's size on disk for good.
+#[tokio::test]
+async fn the_write_ahead_log_is_cut_back_after_a_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 256 << 10;
+    let bus = open(
+        dir.path(),
+        EmbeddedOptions {
+            wal_size_limit: limit,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await;
+    let topic = fresh_topic(&bus, "burst", 1).await;
+    let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+    let value = "x".repeat(4096);
+    for chunk in 0..40 {
+        futures::future::join_all(
+            (0..50)
+                .map(|i| bus.publish(OutgoingMessage::new(&topic, format!("{chunk}-{i}{value}")))),
+        )
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.unwrap();
+        });
+    }
+    let burst = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        burst > 4 * limit,
+        "the burst left a log of only {burst} bytes"
+    );
+    // The background checkpoint copies the log into the database; the next write starts the log
+    // over and cuts the file back.
+    poll::until_true(
+        Duration::from_secs(20),
+        "the log to be cut back to its limit",
+        || async {
+            bus.publish(OutgoingMessage::new(&topic, "after"))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::fs::metadata(&wal).unwrap().len() <= limit
+        },
+    )
+    .await;
+}

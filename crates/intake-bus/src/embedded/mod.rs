@@ -78,7 +78,15 @@ pub struct EmbeddedOptions {
     /// Partitions of a topic created on first publish or with -1 partitions
     /// ([`DEFAULT_PARTITIONS`], 1; at most [`MAX_PARTITIONS`]).
     pub default_partitions: i32,
+    /// Size the write-ahead log is cut back to once it has been copied into the database
+    /// ([`DEFAULT_WAL_SIZE_LIMIT`]). While consumers read without a pause, a burst of publishes
+    /// grows the log past what the background checkpoint has copied; without a limit the file
+    /// keeps that size for good (gigabytes after a burst of millions of messages).
+    pub wal_size_limit: u64,
 }
+
+/// Default [`EmbeddedOptions::wal_size_limit`]: 64 MiB.
+pub const DEFAULT_WAL_SIZE_LIMIT: u64 = 64 << 20;
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
@@ -89,6 +97,7 @@ impl Default for EmbeddedOptions {
             poll_interval: DEFAULT_POLL_INTERVAL,
             busy_timeout: Duration::from_secs(5),
             default_partitions: DEFAULT_PARTITIONS,
+            wal_size_limit: DEFAULT_WAL_SIZE_LIMIT,
         }
     }
 }

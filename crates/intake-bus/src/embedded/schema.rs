@@ -138,7 +138,8 @@ async fn open(file: &Path, options: &EmbeddedOptions) -> Result<SqlitePool, BusE
         .busy_timeout(options.busy_timeout)
         // Checkpoints run in the background (`checkpoint`), not inside whichever commit crosses
         // the threshold: one there stalls every publish waiting on that commit.
-        .pragma("wal_autocheckpoint", "0");
+        .pragma("wal_autocheckpoint", "0")
+        .pragma("journal_size_limit", options.wal_size_limit.to_string());
     let pool = SqlitePoolOptions::new()
         // Consumers' reads, leases and checkpoints; the writer has a connection of its own (`write`).
         .max_connections(8)

@@ -42,8 +42,8 @@ pub(crate) fn db_error(context: &str, e: rusqlite::Error) -> BusError {
 }
 
 /// Opens the writer's connection to a database the pool already created and upgraded: the same
-/// settings as the pool's (`synchronous=FULL`, busy timeout, no checkpoint inside a commit; WAL
-/// mode is the file's).
+/// settings as the pool's (`synchronous=FULL`, busy timeout, no checkpoint inside a commit, the
+/// log's size limit; WAL mode is the file's).
 pub(crate) fn open(file: &Path, options: &EmbeddedOptions) -> Result<Connection, BusError> {
     let fail = |e| db_error(&format!("opening {}", file.display()), e);
     let conn = Connection::open(file).map_err(fail)?;
@@ -51,6 +51,9 @@ pub(crate) fn open(file: &Path, options: &EmbeddedOptions) -> Result<Connection,
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(fail)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(fail)?;
+    // The writer starts the log over once it is all checkpointed, and cuts it back then.
+    conn.pragma_update(None, "journal_size_limit", options.wal_size_limit)
         .map_err(fail)?;
     Ok(conn)
 }
