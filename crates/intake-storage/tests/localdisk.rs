@@ -18,10 +18,12 @@ fn config(dir: &Path) -> StorageConfig {
     config
 }
 
-/// A store on a fresh folder. The folder is leaked on purpose: it must outlive the store, and the
-/// tests' temporary directory is removed by the OS.
+/// A store on a fresh folder. The folder must outlive the store, so it is kept, under cargo's
+/// temporary folder for integration tests (inside `target/`), not in the system's `/tmp`.
 async fn make_store() -> Storage {
-    let dir = tempfile::tempdir().expect("tempdir").keep();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir")
+        .keep();
     intake_storage::open(&config(&dir), "http://localhost:8080")
         .await
         .expect("open localdisk")
@@ -257,7 +259,9 @@ async fn download_urls_are_signed_per_bucket_and_expire() {
 
     // Another key (another instance sharing no key) rejects it; the same key accepts it.
     let mut other = config.clone();
-    other.dir = tempfile::tempdir().expect("tempdir").keep();
+    other.dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir")
+        .keep();
     other.signing_key = Some("another-key".into());
     let foreign = intake_storage::open(&other, "http://h")
         .await

@@ -6,10 +6,12 @@ use intake_tracker::store::sqlite::SqliteStore;
 use intake_tracker::StatusStore;
 
 async fn fresh() -> Arc<dyn StatusStore> {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tracker.db").display());
-    // The directory must outlive the store; tests are short, so it is leaked on purpose.
-    std::mem::forget(dir);
+    // The directory must outlive the store, so it is kept, under cargo's temporary folder for
+    // integration tests (inside `target/`), not in the system's `/tmp`.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep();
+    let url = format!("sqlite://{}", dir.join("tracker.db").display());
     Arc::new(SqliteStore::open(&url).await.unwrap())
 }
 
